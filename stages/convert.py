@@ -1,0 +1,188 @@
+"""Stage ``convert@<variant>``: convert the exported SavedModel to one LiteRT variant.
+
+``python -m stages.convert <variant>`` reads ``params.yaml`` sections ``convert`` and (for
+calibrated variants) ``calibration``, ``data/export/saved_model`` and ``data/prepare/
+calibration.npz``, and writes ``data/convert/<variant>/``:
+
+* ``model.tflite``: the converted model (absent when the conversion failed);
+* ``conversion.json``: status (``ok``/``failed`` with the converter's message), size, the
+  input/output dtypes and quantization, and the calibration data used.
+
+Variants:
+    ``float32``   plain conversion, float weights and activations;
+    ``float16``   weights stored as float16 (dequantized to float32 at load);
+    ``dynamic``   dynamic-range: int8 weights, float activations quantized on the fly;
+    ``int8``      full integer: int8 weights and activations, int8 input and output;
+    ``int16x8``   16-bit activations, 8-bit weights, int16 input and output.
+
+Calibrated variants (``int8``, ``int16x8``) use ``calibration.num_images`` images of the
+calibration split (disjoint from evaluation) with exactly the evaluation preprocessing, or, for
+``calibration.source`` ``random_normal``/``random_uniform``, the noise many tutorials feed (the
+result is marked as not representative in every report).
+
+A conversion that fails is recorded (``status: failed``) and the stage still succeeds, so the
+other variants complete and the report shows this one as FAILED; ``stages.check`` fails on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stages import atomic
+from stages.cli import run_stage
+from stages.errors import PipelineError
+from stages.export import read_model_info
+from stages.params import VARIANT_KINDS, CalibrationParams, calibration_params, check_variant, load
+from stages.prepare import load_split
+from stages.preprocessing import preprocess
+
+OUTPUT = Path("data/convert")
+
+
+def calibration_inputs(params: CalibrationParams, family: str,
+                       prepare_dir: Path = Path("data/prepare")) -> np.ndarray:
+    """The representative inputs: ``float32`` ``(num_images, h, w, 3)`` in the model's range.
+
+    ``images``: the first ``num_images`` of the calibration split after a seeded permutation,
+    preprocessed exactly as evaluation images are. ``random_normal``/``random_uniform``: standard
+    normal / uniform [0, 1) noise of the same shape (what many tutorials do; not representative).
+    """
+    images, _ = load_split("calibration", prepare_dir)
+    if params.num_images > len(images):
+        raise PipelineError(f"params.yaml: calibration.num_images={params.num_images} is larger "
+                            f"than the calibration split ({len(images)} images, "
+                            "fetch.calibration_size)")
+    rng = np.random.default_rng(params.seed)
+    shape = (params.num_images, *images.shape[1:])
+    if params.source == "random_normal":
+        return rng.standard_normal(shape).astype(np.float32)
+    if params.source == "random_uniform":
+        return rng.random(shape, dtype=np.float32)
+    chosen = np.sort(rng.permutation(len(images))[:params.num_images])
+    return preprocess(images[chosen], family)
+
+
+def _converter(saved_model: Path, variant: str,
+               representative: np.ndarray | None):
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    if variant == "float32":
+        return converter
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if variant == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+        return converter
+    if variant == "dynamic":
+        return converter
+    assert representative is not None
+
+    def dataset() -> Iterator[list[np.ndarray]]:
+        for image in representative:
+            yield [image[None]]
+
+    converter.representative_dataset = dataset
+    if variant == "int8":
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    elif variant == "int16x8":
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        converter.inference_input_type = tf.int16
+        converter.inference_output_type = tf.int16
+    else:
+        raise PipelineError(f"unknown variant {variant!r}")
+    return converter
+
+
+def convert_variant(saved_model: Path, variant: str,
+                    representative: np.ndarray | None = None,
+                    configure: Callable[[Any], None] | None = None) -> bytes:
+    """Convert ``saved_model`` to the ``variant`` recipe; returns the ``.tflite`` bytes.
+
+    ``representative`` (``float32`` ``(N, h, w, 3)``, model input range) is required for the
+    calibrated variants. ``configure`` may adjust the converter further (e.g. a denylist).
+    Raises whatever the converter raises.
+    """
+    if VARIANT_KINDS.get(variant) and representative is None:
+        raise PipelineError(f"variant {variant} needs calibration data")
+    converter = _converter(saved_model, variant, representative)
+    if configure is not None:
+        configure(converter)
+    return converter.convert()
+
+
+def tensor_summary(model_bytes: bytes) -> dict[str, Any]:
+    """Input/output dtype, shape signature and quantization of a converted model."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model_bytes)
+
+    def describe(detail: dict) -> dict[str, Any]:
+        scale, zero_point = detail["quantization"]
+        return {"dtype": np.dtype(detail["dtype"]).name, "scale": float(scale),
+                "zero_point": int(zero_point),
+                "shape": [int(d) for d in detail["shape_signature"]]}
+
+    return {"input": describe(interpreter.get_input_details()[0]),
+            "output": describe(interpreter.get_output_details()[0])}
+
+
+def convert(variant: str, params: dict[str, Any], export_dir: Path = Path("data/export"),
+            prepare_dir: Path = Path("data/prepare"), output_root: Path = OUTPUT
+            ) -> dict[str, Any]:
+    """Convert one variant and write ``data/convert/<variant>/``; returns ``conversion.json``."""
+    check_variant(params, variant)
+    info = read_model_info(export_dir)
+    record: dict[str, Any] = {"variant": variant, "calibration": None}
+    representative = None
+    if VARIANT_KINDS[variant]:
+        calibration = calibration_params(params)
+        representative = calibration_inputs(calibration, info["preprocessing"], prepare_dir)
+        record["calibration"] = {"source": calibration.source,
+                                 "num_images": calibration.num_images,
+                                 "seed": calibration.seed,
+                                 "representative": calibration.source == "images"}
+    saved_model = Path(export_dir) / "saved_model"
+    if not saved_model.is_dir():
+        raise PipelineError(f"{saved_model} not found: run the export stage first")
+    try:
+        model_bytes = convert_variant(saved_model, variant, representative)
+    except PipelineError:
+        raise
+    except Exception as error:  # the converter raises many types; record it, keep going
+        message = " ".join(str(error).split())[:2000] or repr(error)
+        record.update(status="failed", error=message)
+        with atomic.output_folder(output_root / variant) as tmp:
+            atomic.write_json(tmp / "conversion.json", record)
+        print(f"convert: {variant} FAILED: {message[:300]}", file=sys.stderr)
+        return record
+    record.update(status="ok", size_bytes=len(model_bytes), **tensor_summary(model_bytes))
+    with atomic.output_folder(output_root / variant) as tmp:
+        (tmp / "model.tflite").write_bytes(model_bytes)
+        atomic.write_json(tmp / "conversion.json", record)
+    calibrated = (f", calibrated on {record['calibration']['num_images']} "
+                  f"{record['calibration']['source']}" if record["calibration"] else "")
+    print(f"convert: {variant}: {len(model_bytes):,} bytes{calibrated}")
+    return record
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("variant", help="variant to convert (a key of convert.variants)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_stage(__doc__.split("\n\n")[0],
+                     lambda args: convert(args.variant, load(args.params)),
+                     configure=_arguments, argv=argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,106 @@
+"""Stage ``evaluate@<variant>``: one LiteRT variant on the evaluation split.
+
+``python -m stages.evaluate <variant>`` reads ``params.yaml`` section ``evaluate``,
+``data/convert/<variant>/``, ``data/prepare/evaluation.npz``, ``data/export/model.json`` and the
+float baseline ``data/evaluate_keras/probabilities.npy``, and writes
+``data/evaluate/<variant>/metrics.json``: top-1/top-5 against the labels, and agreement, top-5
+overlap, KL divergence and SQNR against the float Keras model on the same images.
+
+Inputs are quantized with the model's own scale/zero point and outputs dequantized
+(:mod:`stages.litert`). This stage imports ``ai_edge_litert`` and numpy only, never TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stages import atomic
+from stages.cli import run_stage
+from stages.errors import PipelineError
+from stages.export import read_model_info
+from stages.litert import predict_parallel
+from stages.metrics import classification_metrics, fidelity_metrics, softmax
+from stages.params import check_variant, evaluate_params, load
+from stages.prepare import load_split
+from stages.preprocessing import preprocess
+
+OUTPUT = Path("data/evaluate")
+
+
+def read_conversion(variant: str, convert_root: Path = Path("data/convert")) -> dict[str, Any]:
+    """The ``conversion.json`` of a variant."""
+    path = Path(convert_root) / variant / "conversion.json"
+    if not path.is_file():
+        raise PipelineError(f"{path} not found: run dvc repro convert@{variant} first")
+    return json.loads(path.read_text("utf-8"))
+
+
+def as_probabilities(scores: np.ndarray) -> np.ndarray:
+    """Scores → probabilities: rows that already are distributions are kept, others softmaxed."""
+    sums = scores.sum(axis=-1)
+    if np.all(scores >= -1e-6) and np.allclose(sums, 1.0, atol=0.02):
+        return np.clip(scores, 0.0, None) / sums[:, None]
+    return softmax(scores)
+
+
+def evaluate_model(model_path: Path, images: np.ndarray, labels: np.ndarray,
+                   reference: np.ndarray, family: str, workers: int, batch_size: int,
+                   label_offset: int = 0) -> dict[str, Any]:
+    """Metrics of one ``.tflite`` model on ``uint8`` images ``(N, h, w, 3)``.
+
+    ``reference`` is the float model's ``(N, 1000)`` probabilities. ``label_offset`` drops that
+    many leading outputs (e.g. 1 for models with a ``background`` class at index 0).
+    """
+    scores = predict_parallel(model_path, preprocess(images, family), workers, batch_size)
+    scores = scores[:, label_offset:]
+    if scores.shape[1] != reference.shape[1]:
+        raise PipelineError(f"{model_path}: {scores.shape[1]} outputs after label_offset "
+                            f"{label_offset}, but the label space has {reference.shape[1]}")
+    probabilities = as_probabilities(scores)
+    return {**classification_metrics(probabilities, labels),
+            **fidelity_metrics(reference, probabilities)}
+
+
+def evaluate(variant: str, params: dict[str, Any], output_root: Path = OUTPUT
+             ) -> dict[str, Any]:
+    """Evaluate one variant and write ``data/evaluate/<variant>/metrics.json``."""
+    check_variant(params, variant)
+    settings = evaluate_params(params)
+    conversion = read_conversion(variant)
+    if conversion["status"] != "ok":
+        metrics = {"status": "failed", "error": conversion.get("error", "conversion failed")}
+    else:
+        info = read_model_info()
+        images, labels = load_split("evaluation")
+        reference = np.load(Path("data/evaluate_keras") / "probabilities.npy")
+        if len(reference) != len(labels):
+            raise PipelineError("data/evaluate_keras is out of date with data/prepare: "
+                                "run dvc repro")
+        metrics = {"status": "ok", **evaluate_model(
+            Path("data/convert") / variant / "model.tflite", images, labels, reference,
+            info["preprocessing"], settings.threads, settings.batch_size)}
+        print(f"evaluate: {variant}: top-1 {metrics['top1']:.2f}%, agreement "
+              f"{metrics['agreement']:.2f}%, SQNR {metrics['sqnr_db']:.1f} dB "
+              f"on {metrics['images']} images")
+    with atomic.output_folder(output_root / variant) as tmp:
+        atomic.write_json(tmp / "metrics.json", metrics)
+    return metrics
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("variant", help="variant to evaluate (a key of convert.variants)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_stage(__doc__.split("\n\n")[0],
+                     lambda args: evaluate(args.variant, load(args.params)),
+                     configure=_arguments, argv=argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,197 @@
+"""Stage ``export``: the float Keras classifier, saved for conversion and as the accuracy baseline.
+
+Reads ``params.yaml`` section ``model`` and writes ``data/export/``:
+
+* ``model.keras``: the float Keras model;
+* ``saved_model/``: a TensorFlow SavedModel (``model.export``) with a dynamic batch dimension,
+  which ``convert`` reads with ``TFLiteConverter.from_saved_model``;
+* ``model.json``: the input size, preprocessing family, number of classes and whether the output
+  is already a probability distribution (softmax) or logits.
+
+``model.source`` is ``applications`` (a ``keras.applications`` classifier named by
+``model.name``, with ``model.alpha``, ``model.input_size`` and ``model.weights``: ``imagenet``
+for the normal Keras download, a local ``.weights.h5`` file, or ``random`` for tests) or the path
+of a user's ``.keras`` file. User files are loaded with Keras' safe mode on, so a ``.keras`` file
+can never execute embedded code (Lambda layers with pickled functions are refused).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stages import atomic
+from stages.cli import run_stage
+from stages.errors import PipelineError
+from stages.fetch import OFFLINE_HELP, network_reachable
+from stages.imagenet import NUM_CLASSES
+from stages.params import ModelParams, load, model_params
+from stages.preprocessing import APPLICATION_FAMILIES, family_of
+
+OUTPUT = Path("data/export")
+WEIGHTS_HOST = "storage.googleapis.com"
+
+#: Applications whose constructor takes ``alpha`` (width multiplier).
+_ALPHA_APPLICATIONS = {"MobileNet", "MobileNetV2", "MobileNetV3Small", "MobileNetV3Large"}
+
+#: Keras' default model names (``model.name``) → the preprocessing family, used to pick the
+#: family of a user ``.keras`` file saved from ``keras.applications`` when
+#: ``model.preprocessing`` is ``auto``.
+_NAME_FAMILIES = (
+    (re.compile(r"^mobilenetv2_"), "tf"),
+    (re.compile(r"^mobilenet_"), "tf"),
+    (re.compile(r"^mobilenetv3"), "raw"),
+    (re.compile(r"^efficientnet"), "raw"),
+    (re.compile(r"^resnet(50|101|152)$"), "caffe"),
+    (re.compile(r"^resnet\d+v2$"), "tf"),
+    (re.compile(r"^densenet"), "torch"),
+)
+
+
+def _keras():
+    import keras
+
+    return keras
+
+
+def _weights_argument(params: ModelParams) -> str | None:
+    if params.weights == "random":
+        return None
+    if params.weights == "imagenet":
+        cached = Path.home() / ".keras" / "models"
+        if not network_reachable(WEIGHTS_HOST) and not any(cached.glob("*.h5")):
+            raise PipelineError(
+                f"export: model.weights is 'imagenet' but {WEIGHTS_HOST} is unreachable (no "
+                f"network) and no Keras weights are cached in {cached}.\n{OFFLINE_HELP}")
+        return "imagenet"
+    path = Path(params.weights)
+    if not path.is_file():
+        raise PipelineError(f"model.weights: {path} not found (expected 'imagenet', 'random' or "
+                            "the path of a Keras .weights.h5 file)")
+    if not path.name.endswith(".h5"):
+        raise PipelineError(f"model.weights: {path} is not a Keras weights file (*.weights.h5)")
+    return str(path)
+
+
+def build_application(params: ModelParams):
+    """A ``keras.applications`` classifier with a softmax output over the 1000 classes."""
+    keras = _keras()
+    family_of(params.name)  # validates the name
+    constructor = getattr(keras.applications, params.name, None)
+    if constructor is None:
+        raise PipelineError(f"model.name: keras.applications has no {params.name!r}")
+    size = params.input_size or 224
+    kwargs: dict[str, Any] = {"input_shape": (size, size, 3), "classes": NUM_CLASSES,
+                              "classifier_activation": "softmax",
+                              "weights": _weights_argument(params)}
+    if params.name in _ALPHA_APPLICATIONS:
+        kwargs["alpha"] = params.alpha
+    try:
+        return constructor(**kwargs)
+    except ValueError as error:
+        raise PipelineError(f"model: keras.applications.{params.name} refused "
+                            f"alpha={params.alpha}, input_size={size}, weights={params.weights}: "
+                            f"{str(error).splitlines()[0]}") from None
+    except Exception as error:
+        message = str(error).splitlines()[0] if str(error) else repr(error)
+        if "URL fetch failure" in message or "Name or service" in message:
+            raise PipelineError(f"export: could not download ImageNet weights for "
+                                f"{params.name} ({message}).\n{OFFLINE_HELP}") from None
+        raise
+
+
+def load_user_model(path: str):
+    """Load a user's ``.keras`` file with safe mode on (no embedded code is executed)."""
+    keras = _keras()
+    model_path = Path(path)
+    if not model_path.exists():
+        raise PipelineError(f"model.source: {model_path} not found (expected 'applications' or "
+                            "the path of a .keras file)")
+    if model_path.suffix != ".keras":
+        raise PipelineError(f"model.source: {model_path} is not a .keras file")
+    try:
+        return keras.models.load_model(model_path, compile=False, safe_mode=True)
+    except Exception as error:
+        message = str(error).splitlines()[0] if str(error) else repr(error)
+        raise PipelineError(f"model.source: cannot load {model_path} as a Keras model "
+                            f"({message})") from None
+
+
+def describe(model, params: ModelParams) -> dict[str, Any]:
+    """Check the model is an ImageNet classifier on ``HxWx3`` images and describe it.
+
+    Returns the ``model.json`` content: ``name``, ``source``, ``input_size`` ``[h, w]``,
+    ``preprocessing`` family, ``num_classes``, ``output`` (``probabilities`` or ``logits``).
+    """
+    input_shape = tuple(model.inputs[0].shape) if len(model.inputs) == 1 else None
+    if input_shape is None or len(input_shape) != 4 or input_shape[-1] != 3 \
+            or None in input_shape[1:3]:
+        raise PipelineError(f"model: expected one image input of shape (batch, height, width, 3) "
+                            f"with a fixed size, got {[tuple(i.shape) for i in model.inputs]}")
+    output_shape = tuple(model.outputs[0].shape) if len(model.outputs) == 1 else None
+    if output_shape is None or output_shape[-1] != NUM_CLASSES or len(output_shape) != 2:
+        raise PipelineError(f"model: expected one output of {NUM_CLASSES} ImageNet classes, got "
+                            f"{[tuple(o.shape) for o in model.outputs]}; the label space of this "
+                            "pipeline is ImageNet-1k")
+    if params.source == "applications":
+        family = APPLICATION_FAMILIES[params.name] if params.preprocessing == "auto" \
+            else params.preprocessing
+    elif params.preprocessing != "auto":
+        family = params.preprocessing
+    else:
+        family = next((f for pattern, f in _NAME_FAMILIES if pattern.match(model.name)), None)
+        if family is None:
+            raise PipelineError(
+                f"model.preprocessing: cannot tell the preprocessing of {params.source} "
+                f"(model name {model.name!r}); set model.preprocessing to one of tf, caffe, "
+                "torch, raw")
+    probe = np.random.default_rng(0).uniform(-1, 1, (2, *input_shape[1:])).astype(np.float32)
+    scores = np.asarray(model(probe, training=False))
+    is_distribution = bool(np.all(scores >= 0) and np.allclose(scores.sum(-1), 1.0, atol=1e-3))
+    return {
+        "name": model.name if params.source != "applications" else params.name,
+        "source": params.source,
+        "input_size": [int(input_shape[1]), int(input_shape[2])],
+        "preprocessing": family,
+        "num_classes": NUM_CLASSES,
+        "output": "probabilities" if is_distribution else "logits",
+        "parameters": int(model.count_params()),
+    }
+
+
+def export(params: ModelParams, output: Path = OUTPUT) -> dict[str, Any]:
+    """Build or load the float model and write ``output`` (see module docstring)."""
+    if params.source == "applications":
+        model = build_application(params)
+    else:
+        model = load_user_model(params.source)
+    info = describe(model, params)
+    with atomic.output_folder(output) as tmp:
+        model.save(tmp / "model.keras")
+        model.export(str(tmp / "saved_model"), format="tf_saved_model", verbose=False)
+        atomic.write_json(tmp / "model.json", info)
+    print(f"export: {info['name']} {info['input_size'][0]}x{info['input_size'][1]}, "
+          f"{info['parameters']:,} parameters, preprocessing '{info['preprocessing']}'")
+    return info
+
+
+def read_model_info(export_dir: Path = OUTPUT) -> dict[str, Any]:
+    """The ``model.json`` written by :func:`export`."""
+    import json
+
+    path = Path(export_dir) / "model.json"
+    if not path.is_file():
+        raise PipelineError(f"{path} not found: run the export stage first (dvc repro export)")
+    return json.loads(path.read_text("utf-8"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_stage(__doc__.split("\n\n")[0],
+                     lambda args: export(model_params(load(args.params))), argv=argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

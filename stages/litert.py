@@ -1,0 +1,198 @@
+"""The LiteRT runner: one interpreter per model, batched invokes, input quantization with the
+model's own scale/zero point, output dequantization. Imports ``ai_edge_litert`` and numpy only
+(never TensorFlow), so stages that only run TFLite models start fast.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from stages.errors import PipelineError
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """What a model's input or output tensor expects.
+
+    ``dtype`` is the numpy dtype of the tensor; ``scale``/``zero_point`` are its (per-tensor)
+    quantization parameters, ``scale == 0`` for float tensors; ``shape`` is the signature with
+    ``-1`` for dynamic dimensions.
+    """
+
+    index: int
+    dtype: np.dtype
+    scale: float
+    zero_point: int
+    shape: tuple[int, ...]
+
+    @property
+    def quantized(self) -> bool:
+        return self.scale != 0.0 and np.issubdtype(self.dtype, np.integer)
+
+
+def quantize(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """Real values → the tensor's dtype: ``round(x / scale + zero_point)`` clipped to the dtype.
+
+    Float tensors get a plain cast. This is the only correct way to feed an integer model:
+    casting raw pixels to int8 (as many tutorials do) ignores scale and zero point.
+    """
+    if not spec.quantized:
+        return np.asarray(values, dtype=spec.dtype)
+    info = np.iinfo(spec.dtype)
+    scaled = np.round(np.asarray(values, dtype=np.float64) / spec.scale + spec.zero_point)
+    return np.clip(scaled, info.min, info.max).astype(spec.dtype)
+
+
+def dequantize(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """The tensor's values → real ``float32``: ``(q - zero_point) * scale``."""
+    if not spec.quantized:
+        return np.asarray(values, dtype=np.float32)
+    return ((values.astype(np.float32) - np.float32(spec.zero_point))
+            * np.float32(spec.scale)).astype(np.float32)
+
+
+def _spec(detail: dict) -> TensorSpec:
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    signature = detail.get("shape_signature")
+    if signature is None or len(signature) == 0:
+        signature = detail["shape"]
+    return TensorSpec(index=int(detail["index"]), dtype=np.dtype(detail["dtype"]),
+                      scale=float(scale), zero_point=int(zero_point),
+                      shape=tuple(int(d) for d in signature))
+
+
+class LiteRTModel:
+    """A ``.tflite`` image classifier run with ``ai_edge_litert``.
+
+    Args:
+        path: the ``.tflite`` file.
+        threads: interpreter threads (``num_threads``).
+        batch_size: images per invoke when the model's batch dimension is dynamic; models with a
+            fixed batch of 1 are invoked image by image.
+    """
+
+    def __init__(self, path: str | os.PathLike, threads: int = 1, batch_size: int = 32) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise PipelineError(f"{self.path}: TFLite model file not found")
+        try:
+            self.interpreter = Interpreter(model_path=str(self.path), num_threads=int(threads))
+        except (ValueError, RuntimeError) as error:
+            raise PipelineError(f"{self.path}: not a loadable TFLite model ({error})") from None
+        inputs = self.interpreter.get_input_details()
+        outputs = self.interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise PipelineError(f"{self.path}: expected one input and one output tensor, got "
+                                f"{len(inputs)} inputs and {len(outputs)} outputs")
+        self.input = _spec(inputs[0])
+        self.output = _spec(outputs[0])
+        if len(self.input.shape) != 4 or self.input.shape[-1] != 3:
+            raise PipelineError(f"{self.path}: input shape {self.input.shape} is not "
+                                "(batch, height, width, 3)")
+        self.dynamic_batch = self.input.shape[0] == -1
+        self.batch_size = int(batch_size) if self.dynamic_batch else 1
+        self._allocated_batch = 0
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """``(height, width)`` the model expects."""
+        return self.input.shape[1], self.input.shape[2]
+
+    def _allocate(self, batch: int) -> None:
+        if batch == self._allocated_batch:
+            return
+        if self.dynamic_batch:
+            self.interpreter.resize_tensor_input(
+                self.input.index, [batch, *self.input.shape[1:]], strict=True)
+        self.interpreter.allocate_tensors()
+        self._allocated_batch = batch
+
+    def invoke_raw(self, batch: np.ndarray) -> np.ndarray:
+        """Invoke once on an already-quantized batch; returns the raw output tensor (a copy)."""
+        self._allocate(batch.shape[0])
+        self.interpreter.set_tensor(self.input.index, batch)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output.index).copy()
+
+    def predict(self, images: np.ndarray,
+                on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+        """Run the model on preprocessed images.
+
+        Args:
+            images: ``float32`` ``(N, height, width, 3)`` in the model family's input range
+                (see :mod:`stages.preprocessing`); quantized here with the input's own scale and
+                zero point when the model has an integer input.
+            on_batch: called with the number of images after each invoke (progress bars).
+
+        Returns:
+            ``float32`` ``(N, num_outputs)``, dequantized model outputs.
+        """
+        if images.ndim != 4 or tuple(images.shape[1:3]) != self.image_size:
+            raise PipelineError(f"{self.path}: expects images of size {self.image_size}, "
+                                f"got array of shape {images.shape}")
+        results = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = quantize(images[start:start + self.batch_size], self.input)
+            results.append(dequantize(self.invoke_raw(chunk), self.output))
+            if on_batch is not None:
+                on_batch(len(chunk))
+        if not results:
+            return np.zeros((0, self.output.shape[-1]), dtype=np.float32)
+        return np.concatenate(results, axis=0).reshape(len(images), -1)
+
+    def batches(self, images: np.ndarray) -> Iterator[np.ndarray]:
+        """The quantized input batches :meth:`predict` would invoke on."""
+        for start in range(0, len(images), self.batch_size):
+            yield quantize(images[start:start + self.batch_size], self.input)
+
+
+# --- evaluation across worker processes --------------------------------------------------------
+
+_SHARED: dict[str, object] = {}
+
+
+def _worker_chunk(bounds: tuple[int, int]) -> tuple[int, np.ndarray]:
+    model = _SHARED.get("model")
+    if model is None:
+        model = LiteRTModel(_SHARED["path"], threads=1, batch_size=_SHARED["batch_size"])
+        _SHARED["model"] = model
+    start, stop = bounds
+    return start, model.predict(_SHARED["images"][start:stop])
+
+
+def predict_parallel(path: str | os.PathLike, images: np.ndarray, workers: int,
+                     batch_size: int = 32,
+                     on_images: Callable[[int], None] | None = None) -> np.ndarray:
+    """Like :meth:`LiteRTModel.predict`, split across ``workers`` processes (1 thread each).
+
+    Each process holds one interpreter for the whole run; images are shared with the workers by
+    ``fork`` (no copy). Batch-level parallelism also speeds up models whose kernels are
+    single-threaded (int16x8 runs on reference kernels). ``workers=1`` runs in this process.
+    """
+    if workers <= 1 or len(images) < 2:
+        model = LiteRTModel(path, threads=1, batch_size=batch_size)
+        return model.predict(images, on_batch=on_images)
+    import multiprocessing
+
+    LiteRTModel(path, threads=1)  # validate in this process for a clean error
+    chunk = max(1, min(batch_size, -(-len(images) // workers)))
+    bounds = [(s, min(s + chunk, len(images))) for s in range(0, len(images), chunk)]
+    _SHARED.clear()
+    _SHARED.update(path=str(path), images=images, batch_size=batch_size)
+    outputs: dict[int, np.ndarray] = {}
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            for start, scores in pool.imap_unordered(_worker_chunk, bounds):
+                outputs[start] = scores
+                if on_images is not None:
+                    on_images(len(scores))
+    finally:
+        _SHARED.clear()
+    return np.concatenate([outputs[start] for start, _ in bounds], axis=0)

@@ -1,0 +1,244 @@
+"""Stage ``report``: one table of what each variant costs, as DVC metrics, Markdown, CSV, plots.
+
+Reads every variant's ``data/convert``, ``data/evaluate``, ``data/benchmark`` output, the
+``keras`` baseline and ``data/fetch/fetch.json`` (``convert.variants`` in ``params.yaml`` says
+which variants), and writes
+
+* ``reports/metrics.json``: DVC metrics, one entry per row (``keras``, then each variant);
+* ``reports/summary.md`` and ``reports/summary.csv``: one row per variant: size, compression vs
+  float32, latency p50 per thread count, speed-up vs float32, top-1, top-5, Δtop-1 vs the float
+  Keras model, agreement, top-5 overlap, KL divergence, SQNR, notes;
+* ``reports/plots/variants.csv``: the plot data (accuracy vs size, latency per variant).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from stages import atomic
+from stages.cli import run_stage
+from stages.errors import PipelineError
+from stages.params import load, variant_names
+
+OUTPUT = Path("reports")
+BASELINE = "keras"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise PipelineError(f"{path} not found: run dvc repro (the report reads every stage)")
+    return json.loads(path.read_text("utf-8"))
+
+
+def collect(variants: list[str], data: Path = Path("data")) -> dict[str, Any]:
+    """Gather the per-stage JSON outputs into ``{"data": ..., "keras": ..., variant: ...}``."""
+    collected: dict[str, Any] = {
+        "data": _read_json(data / "fetch" / "fetch.json"),
+        "model": _read_json(data / "export" / "model.json"),
+        BASELINE: _read_json(data / "evaluate_keras" / "metrics.json"),
+    }
+    for variant in variants:
+        collected[variant] = {
+            "conversion": _read_json(data / "convert" / variant / "conversion.json"),
+            "evaluation": _read_json(data / "evaluate" / variant / "metrics.json"),
+            "benchmark": _read_json(data / "benchmark" / variant / "latency.json"),
+        }
+    return collected
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def build_rows(collected: dict[str, Any], variants: list[str]) -> list[dict[str, Any]]:
+    """One flat row per model (``keras`` first): the values of every table column."""
+    baseline = collected[BASELINE]
+    float32 = collected.get("float32")
+    float32_ok = float32 is not None and float32["conversion"]["status"] == "ok"
+    rows: list[dict[str, Any]] = [{
+        "variant": BASELINE, "status": "ok", "size_bytes": None,
+        "top1": _round(baseline["top1"]), "top5": _round(baseline["top5"]),
+        "delta_top1": 0.0, "agreement": 100.0, "top5_overlap": 100.0, "kl_divergence": 0.0,
+        "sqnr_db": None, "images": baseline["images"], "notes": "float Keras model (reference)",
+    }]
+    for variant in variants:
+        entry = collected[variant]
+        conversion, evaluation, bench = entry["conversion"], entry["evaluation"], entry["benchmark"]
+        notes = []
+        if conversion["status"] != "ok":
+            rows.append({"variant": variant, "status": "failed",
+                         "notes": f"conversion failed: {conversion.get('error', '')[:200]}"})
+            continue
+        calibration = conversion.get("calibration")
+        if calibration:
+            if calibration["representative"]:
+                notes.append(f"calibrated on {calibration['num_images']} real images")
+            else:
+                notes.append(f"NOT REPRESENTATIVE: calibrated on {calibration['num_images']} "
+                             f"{calibration['source']} noise samples, not images")
+        if bench.get("note"):
+            notes.append(bench["note"])
+        row: dict[str, Any] = {
+            "variant": variant, "status": "ok", "size_bytes": conversion["size_bytes"],
+            "top1": _round(evaluation["top1"]), "top5": _round(evaluation["top5"]),
+            "delta_top1": _round(evaluation["top1"] - baseline["top1"]),
+            "agreement": _round(evaluation["agreement"]),
+            "top5_overlap": _round(evaluation["top5_overlap"]),
+            "kl_divergence": _round(evaluation["kl_divergence"], 6),
+            "sqnr_db": _round(evaluation["sqnr_db"], 2), "images": evaluation["images"],
+        }
+        if float32_ok:
+            row["compression"] = _round(float32["conversion"]["size_bytes"]
+                                        / conversion["size_bytes"], 3)
+        for threads, stats in bench.get("latency", {}).items():
+            row[f"latency_p50_ms_t{threads}"] = _round(stats["p50_ms"], 3)
+            row[f"latency_mean_ms_t{threads}"] = _round(stats["mean_ms"], 3)
+            row[f"latency_p90_ms_t{threads}"] = _round(stats["p90_ms"], 3)
+            if float32_ok:
+                reference = float32["benchmark"]["latency"].get(threads)
+                if reference:
+                    row[f"speedup_t{threads}"] = _round(reference["p50_ms"] / stats["p50_ms"], 3)
+        row["notes"] = "; ".join(notes)
+        rows.append(row)
+    return rows
+
+
+def metrics_document(rows: list[dict[str, Any]], collected: dict[str, Any]) -> dict[str, Any]:
+    """The DVC metrics: numbers only, keyed by row name (``int8.top1``...)."""
+    data = collected["data"]
+    document: dict[str, Any] = {"data": {
+        "evaluation_images": data["evaluation_images"],
+        "calibration_images": data["calibration_images"],
+        "bad_images": data["bad_image_count"], "synthetic": data["synthetic"]}}
+    for row in rows:
+        document[row["variant"]] = {key: value for key, value in row.items()
+                                    if key not in ("variant", "notes", "status")
+                                    and value is not None}
+        document[row["variant"]]["failed"] = row["status"] != "ok"
+    return document
+
+
+def _format(value: Any, column: str) -> str:
+    if value is None or value == "":
+        return "–"
+    if column == "size_bytes":
+        return f"{value / 1e6:.2f} MB"
+    if column in ("compression",) or column.startswith("speedup"):
+        return f"{value:.2f}x"
+    if column == "delta_top1":
+        return f"{value:+.2f}"
+    if column == "kl_divergence":
+        return f"{value:.4f}"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
+
+
+_HEADERS = {"variant": "variant", "size_bytes": "size", "compression": "compression",
+            "top1": "top-1 %", "top5": "top-5 %", "delta_top1": "Δtop-1 vs float",
+            "agreement": "agreement %", "top5_overlap": "top-5 overlap %",
+            "kl_divergence": "KL", "sqnr_db": "SQNR dB", "images": "images", "notes": "notes"}
+
+
+def table_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """Columns present in ``rows``, in reading order (latency columns per thread count)."""
+    threads = sorted({key.rsplit("_t", 1)[1] for row in rows for key in row
+                      if key.startswith("latency_p50_ms_t")}, key=int)
+    latency = [c for t in threads for c in (f"latency_p50_ms_t{t}", f"speedup_t{t}")]
+    return ["variant", "size_bytes", "compression", *latency, "top1", "top5", "delta_top1",
+            "agreement", "top5_overlap", "kl_divergence", "sqnr_db", "images", "notes"]
+
+
+def _header(column: str) -> str:
+    if column.startswith("latency_p50_ms_t"):
+        return f"p50 ms ({column.rsplit('_t', 1)[1]} thr)"
+    if column.startswith("speedup_t"):
+        return f"speed-up ({column.rsplit('_t', 1)[1]} thr)"
+    return _HEADERS[column]
+
+
+def markdown(rows: list[dict[str, Any]], collected: dict[str, Any]) -> str:
+    """``summary.md``: the data/model description, the table, and notes."""
+    data, model = collected["data"], collected["model"]
+    columns = table_columns(rows)
+    lines = []
+    if data["synthetic"]:
+        lines += ["> **SYNTHETIC DATA** — these images are generated noise with random labels; "
+                  "accuracy figures are meaningless (smoke test only).", ""]
+    lines += [f"# litequant summary: {model['name']} {model['input_size'][0]}x"
+              f"{model['input_size'][1]}", "",
+              f"Evaluation: {data['evaluation_images']} images from {data['description']}; "
+              f"calibration split: {data['calibration_images']} other images "
+              f"(disjoint). Preprocessing: `{model['preprocessing']}`.", ""]
+    if data["bad_image_count"]:
+        lines += [f"{data['bad_image_count']} undecodable file(s) were skipped while fetching "
+                  "(listed in data/fetch/fetch.json).", ""]
+    lines.append("| " + " | ".join(_header(c) for c in columns) + " |")
+    lines.append("|" + "|".join("---" if c in ("variant", "notes") else "---:"
+                                for c in columns) + "|")
+    for row in rows:
+        if row["status"] != "ok":
+            lines.append("| " + " | ".join(
+                row["variant"] if c == "variant" else "**FAILED**" if c == "size_bytes"
+                else row["notes"] if c == "notes" else "–" for c in columns) + " |")
+            continue
+        lines.append("| " + " | ".join(_format(row.get(c), c) for c in columns) + " |")
+    lines += ["", "Δtop-1, agreement (same top-1 class), top-5 overlap, KL divergence and SQNR "
+              "are measured against the float Keras model on the same images. Latency: one "
+              "image per invoke, p50 of repeated timed runs after warm-up.", ""]
+    return "\n".join(lines)
+
+
+def csv_text(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """Rows as CSV with the given columns (missing values empty)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore",
+                            lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: "" if row.get(c) is None else row.get(c) for c in columns})
+    return buffer.getvalue()
+
+
+def plot_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Plot data: one point per converted variant (size in MB, accuracies, latency)."""
+    threads = sorted({key.rsplit("_t", 1)[1] for row in rows for key in row
+                      if key.startswith("latency_p50_ms_t")}, key=int)
+    points = []
+    for row in rows:
+        if row["status"] != "ok" or row["size_bytes"] is None:
+            continue
+        points.append({"variant": row["variant"], "size_mb": round(row["size_bytes"] / 1e6, 4),
+                       "top1": row["top1"], "agreement": row["agreement"],
+                       "latency_p50_ms": row.get(f"latency_p50_ms_t{threads[-1]}")
+                       if threads else None})
+    return points
+
+
+def report(params: dict[str, Any], data: Path = Path("data"), output: Path = OUTPUT
+           ) -> list[dict[str, Any]]:
+    """Write every report file; returns the table rows."""
+    variants = variant_names(params)
+    collected = collect(variants, data)
+    rows = build_rows(collected, variants)
+    atomic.write_json(output / "metrics.json", metrics_document(rows, collected))
+    atomic.write_text(output / "summary.md", markdown(rows, collected))
+    atomic.write_text(output / "summary.csv", csv_text(rows, table_columns(rows)))
+    points = plot_rows(rows)
+    atomic.write_text(output / "plots" / "variants.csv",
+                      csv_text(points, ["variant", "size_mb", "top1", "agreement",
+                                        "latency_p50_ms"]))
+    print(markdown(rows, collected))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_stage(__doc__.split("\n\n")[0], lambda args: report(load(args.params)), argv=argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
