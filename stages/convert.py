@@ -120,10 +120,19 @@ def convert_variant(saved_model: Path, variant: str,
 
 
 def tensor_summary(model_bytes: bytes) -> dict[str, Any]:
-    """Input/output dtype, shape signature and quantization of a converted model."""
+    """Input/output dtype, shape signature and quantization of a converted model.
+
+    Also proves that LiteRT can run the model: allocates its tensors and invokes it once on a
+    zero input. Raises ``RuntimeError``/``ValueError`` with LiteRT's message when it cannot.
+    """
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=model_bytes)
+    interpreter.allocate_tensors()
+    first_input = interpreter.get_input_details()[0]
+    interpreter.set_tensor(first_input["index"],
+                           np.zeros(first_input["shape"], dtype=first_input["dtype"]))
+    interpreter.invoke()
 
     def describe(detail: dict) -> dict[str, Any]:
         scale, zero_point = detail["quantization"]
@@ -133,6 +142,17 @@ def tensor_summary(model_bytes: bytes) -> dict[str, Any]:
 
     return {"input": describe(interpreter.get_input_details()[0]),
             "output": describe(interpreter.get_output_details()[0])}
+
+
+def _record_failure(record: dict[str, Any], what: str, error: Exception,
+                    output_root: Path) -> dict[str, Any]:
+    """Write a ``status: failed`` record (no model) so the other variants still complete."""
+    message = " ".join(str(error).split())[:2000] or repr(error)
+    record.update(status="failed", error=f"{what}: {message}")
+    with atomic.output_folder(output_root / record["variant"]) as tmp:
+        atomic.write_json(tmp / "conversion.json", record)
+    print(f"convert: {record['variant']} FAILED: {record['error'][:300]}", file=sys.stderr)
+    return record
 
 
 def convert(variant: str, params: dict[str, Any], export_dir: Path = Path("data/export"),
@@ -158,13 +178,13 @@ def convert(variant: str, params: dict[str, Any], export_dir: Path = Path("data/
     except PipelineError:
         raise
     except Exception as error:  # the converter raises many types; record it, keep going
-        message = " ".join(str(error).split())[:2000] or repr(error)
-        record.update(status="failed", error=message)
-        with atomic.output_folder(output_root / variant) as tmp:
-            atomic.write_json(tmp / "conversion.json", record)
-        print(f"convert: {variant} FAILED: {message[:300]}", file=sys.stderr)
-        return record
-    record.update(status="ok", size_bytes=len(model_bytes), **tensor_summary(model_bytes))
+        return _record_failure(record, "the converter failed", error, output_root)
+    try:
+        tensors = tensor_summary(model_bytes)
+    except (RuntimeError, ValueError) as error:
+        return _record_failure(record, "LiteRT cannot run the converted model", error,
+                               output_root)
+    record.update(status="ok", size_bytes=len(model_bytes), **tensors)
     with atomic.output_folder(output_root / variant) as tmp:
         (tmp / "model.tflite").write_bytes(model_bytes)
         atomic.write_json(tmp / "conversion.json", record)

@@ -40,20 +40,28 @@ def read_conversion(variant: str, convert_root: Path = Path("data/convert")) -> 
     return json.loads(path.read_text("utf-8"))
 
 
-def as_probabilities(scores: np.ndarray) -> np.ndarray:
-    """Scores → probabilities: rows that already are distributions are kept, others softmaxed."""
-    sums = scores.sum(axis=-1)
-    if np.all(scores >= -1e-6) and np.allclose(sums, 1.0, atol=0.02):
-        return np.clip(scores, 0.0, None) / sums[:, None]
-    return softmax(scores)
+def as_probabilities(scores: np.ndarray, output_kind: str) -> np.ndarray:
+    """Dequantized outputs ``(N, C)`` → probabilities ``(N, C)`` that sum to 1 per row.
+
+    ``output_kind`` is the float model's (``model.json``): ``probabilities`` outputs are clipped
+    at 0 and renormalised (quantized softmax rows do not sum exactly to 1); ``logits`` are
+    softmaxed.
+    """
+    if output_kind == "logits":
+        return softmax(scores)
+    clipped = np.clip(scores, 0.0, None)
+    sums = clipped.sum(axis=-1, keepdims=True)
+    uniform = np.full_like(clipped, 1.0 / clipped.shape[-1])
+    return np.where(sums > 0, clipped / np.where(sums > 0, sums, 1.0), uniform)
 
 
 def evaluate_model(model_path: Path, images: np.ndarray, labels: np.ndarray,
-                   reference: np.ndarray, family: str, workers: int, batch_size: int,
-                   label_offset: int = 0) -> dict[str, Any]:
+                   reference: np.ndarray, family: str, output_kind: str, workers: int,
+                   batch_size: int, label_offset: int = 0) -> dict[str, Any]:
     """Metrics of one ``.tflite`` model on ``uint8`` images ``(N, h, w, 3)``.
 
-    ``reference`` is the float model's ``(N, 1000)`` probabilities. ``label_offset`` drops that
+    ``reference`` is the float model's ``(N, 1000)`` probabilities; ``output_kind`` is
+    ``probabilities`` or ``logits`` (see :func:`as_probabilities`). ``label_offset`` drops that
     many leading outputs (e.g. 1 for models with a ``background`` class at index 0).
     """
     scores = predict_parallel(model_path, preprocess(images, family), workers, batch_size)
@@ -61,7 +69,7 @@ def evaluate_model(model_path: Path, images: np.ndarray, labels: np.ndarray,
     if scores.shape[1] != reference.shape[1]:
         raise PipelineError(f"{model_path}: {scores.shape[1]} outputs after label_offset "
                             f"{label_offset}, but the label space has {reference.shape[1]}")
-    probabilities = as_probabilities(scores)
+    probabilities = as_probabilities(scores, output_kind)
     return {**classification_metrics(probabilities, labels),
             **fidelity_metrics(reference, probabilities)}
 
@@ -83,10 +91,10 @@ def evaluate(variant: str, params: dict[str, Any], output_root: Path = OUTPUT
                                 "run dvc repro")
         metrics = {"status": "ok", **evaluate_model(
             Path("data/convert") / variant / "model.tflite", images, labels, reference,
-            info["preprocessing"], settings.threads, settings.batch_size)}
+            info["preprocessing"], info["output"], settings.threads, settings.batch_size)}
+        sqnr = "inf" if metrics["sqnr_db"] is None else f"{metrics['sqnr_db']:.1f}"
         print(f"evaluate: {variant}: top-1 {metrics['top1']:.2f}%, agreement "
-              f"{metrics['agreement']:.2f}%, SQNR {metrics['sqnr_db']:.1f} dB "
-              f"on {metrics['images']} images")
+              f"{metrics['agreement']:.2f}%, SQNR {sqnr} dB on {metrics['images']} images")
     with atomic.output_folder(output_root / variant) as tmp:
         atomic.write_json(tmp / "metrics.json", metrics)
     return metrics

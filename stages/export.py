@@ -59,6 +59,7 @@ def _keras():
 
 def _weights_argument(params: ModelParams) -> str | None:
     if params.weights == "random":
+        _keras().utils.set_random_seed(0)  # random weights, but the same ones every run
         return None
     if params.weights == "imagenet":
         cached = Path.home() / ".keras" / "models"

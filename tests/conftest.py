@@ -1,0 +1,81 @@
+"""Shared test fixtures: generated image folders, a tiny-model project, the ../shared data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+REPO = Path(__file__).resolve().parents[1]
+#: Real ImageNet data and models beside the repository (present on our machines and in CI).
+SHARED = REPO.parent / "shared"
+SHARED_VAL = SHARED / "imagenet-sample" / "val"
+SHARED_WEIGHTS = SHARED / "models" / "mobilenet_v2_1.0_224_imagenet.weights.h5"
+SHARED_KERAS = SHARED / "models" / "mobilenet_v2_1.0_224_imagenet.keras"
+SHARED_REFERENCE = SHARED / "models" / "reference" / "mobilenet_v2_1.0_224_quant.tflite"
+
+#: Real ImageNet synsets used for generated test folders.
+TEST_SYNSETS = ("n01440764", "n01443537", "n01484850", "n01491361", "n01494475")
+
+needs_shared = pytest.mark.skipif(not SHARED_VAL.is_dir(),
+                                  reason="../shared (real ImageNet sample) is not beside the repo")
+
+
+def write_image(path: Path, seed: int, size: tuple[int, int] = (80, 64),
+                fmt: str = "JPEG", mode: str = "RGB") -> Path:
+    """Write a smooth random-colour test image (deterministic in ``seed``)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    height, width = size[1], size[0]
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = rng.uniform(0, 255, 3)
+    slope = rng.uniform(-2, 2, (2, 3))
+    pixels = base + yy[..., None] * slope[0] + xx[..., None] * slope[1]
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+    if mode != "RGB":
+        image = image.convert(mode)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format=fmt)
+    return path
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    """An ImageNet-style folder: 5 real synsets x 4 generated JPEGs = 20 images."""
+    root = tmp_path / "images"
+    for s, synset in enumerate(TEST_SYNSETS):
+        for i in range(4):
+            write_image(root / synset / f"{synset}_{i}.JPEG", seed=10 * s + i)
+    return root
+
+
+def tiny_params(folder: Path | None, **overrides: dict) -> dict:
+    """Params for a fast run: MobileNetV2 alpha 0.35 at 96x96 with random weights."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["fetch"].update(source="folder" if folder else "synthetic",
+                           folder=str(folder) if folder else None,
+                           calibration_size=8, evaluation_size=12)
+    params["model"].update(alpha=0.35, input_size=96, weights="random")
+    params["calibration"].update(num_images=8)
+    params["evaluate"].update(threads=1, batch_size=4)
+    params["benchmark"].update(threads=[1], warmup_runs=1, min_runs=3, min_seconds=0.01)
+    for section, values in overrides.items():
+        params[section].update(values)
+    return params
+
+
+@pytest.fixture
+def tiny_project(tmp_path: Path, image_folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working directory with a tiny ``params.yaml``; the test runs inside it."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "params.yaml").write_text(yaml.safe_dump(tiny_params(image_folder), sort_keys=False))
+    monkeypatch.chdir(project)
+    return project

@@ -1,0 +1,154 @@
+"""Each stage's logic, called directly, on a tiny model and a handful of generated images."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stages import benchmark, convert, evaluate, evaluate_keras, export, fetch, prepare, report
+from stages.params import fetch_params, load, model_params
+from tests.conftest import TEST_SYNSETS
+
+VARIANTS = ["float32", "float16", "dynamic", "int8", "int16x8"]
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Run every stage once on the tiny project; tests inspect the outputs."""
+    import yaml
+
+    from tests.conftest import tiny_params, write_image
+
+    root = tmp_path_factory.mktemp("run")
+    folder = root / "images"
+    for s, synset in enumerate(TEST_SYNSETS):
+        for i in range(4):
+            write_image(folder / synset / f"{synset}_{i}.JPEG", seed=10 * s + i)
+    project = root / "project"
+    project.mkdir()
+    (project / "params.yaml").write_text(yaml.safe_dump(tiny_params(folder), sort_keys=False))
+    previous = Path.cwd()
+    import os
+
+    os.chdir(project)
+    try:
+        params = load()
+        fetch.fetch(fetch_params(params))
+        export.export(model_params(params))
+        prepare.prepare()
+        evaluate_keras.evaluate_keras()
+        for variant in VARIANTS:
+            convert.convert(variant, params)
+            evaluate.evaluate(variant, params)
+            benchmark.benchmark(variant, params)
+        report.report(params)
+    finally:
+        os.chdir(previous)
+    return project
+
+
+def test_fetch_splits_are_disjoint_sized_and_labelled(pipeline_run: Path) -> None:
+    rows = list(csv.DictReader((pipeline_run / "data/fetch/manifest.csv").open()))
+    calibration = [r for r in rows if r["split"] == "calibration"]
+    evaluation = [r for r in rows if r["split"] == "evaluation"]
+    assert (len(calibration), len(evaluation)) == (8, 12)
+    assert not {r["origin"] for r in calibration} & {r["origin"] for r in evaluation}
+    for row in rows:
+        assert (pipeline_run / "data/fetch" / row["path"]).is_file()
+        # n01440764 is class 0, n01443537 class 1 in the ImageNet order
+        assert int(row["label"]) == {"n01440764": 0, "n01443537": 1, "n01484850": 2,
+                                     "n01491361": 3, "n01494475": 4}[row["synset"]]
+
+
+def test_fetch_is_deterministic_and_seeded(image_folder: Path, tmp_path: Path) -> None:
+    params = fetch_params({"fetch": {"source": "folder", "folder": str(image_folder),
+                                     "calibration_size": 5, "evaluation_size": 10, "seed": 3}})
+    fetch.fetch(params, tmp_path / "a")
+    fetch.fetch(params, tmp_path / "b")
+    assert (tmp_path / "a/manifest.csv").read_text() == (tmp_path / "b/manifest.csv").read_text()
+    other = fetch_params({"fetch": {"source": "folder", "folder": str(image_folder),
+                                    "calibration_size": 5, "evaluation_size": 10, "seed": 4}})
+    fetch.fetch(other, tmp_path / "c")
+    assert (tmp_path / "a/manifest.csv").read_text() != (tmp_path / "c/manifest.csv").read_text()
+
+
+def test_export_records_model_facts(pipeline_run: Path) -> None:
+    info = json.loads((pipeline_run / "data/export/model.json").read_text())
+    assert info["input_size"] == [96, 96]
+    assert info["preprocessing"] == "tf"
+    assert info["output"] == "probabilities"
+    assert (pipeline_run / "data/export/saved_model/saved_model.pb").is_file()
+    assert (pipeline_run / "data/export/model.keras").is_file()
+
+
+def test_prepare_arrays_match_manifest(pipeline_run: Path) -> None:
+    with np.load(pipeline_run / "data/prepare/evaluation.npz") as data:
+        assert data["images"].shape == (12, 96, 96, 3)
+        assert data["images"].dtype == np.uint8
+        assert data["labels"].dtype == np.int32
+        assert set(data["labels"]) <= {0, 1, 2, 3, 4}
+
+
+def test_variants_convert_with_expected_io(pipeline_run: Path) -> None:
+    expected_input = {"float32": "float32", "float16": "float32", "dynamic": "float32",
+                      "int8": "int8"}
+    sizes = {}
+    for variant in expected_input:
+        record = json.loads((pipeline_run / f"data/convert/{variant}/conversion.json").read_text())
+        assert record["status"] == "ok", record
+        assert record["input"]["dtype"] == expected_input[variant]
+        assert (record["calibration"] is not None) == (variant == "int8")
+        sizes[variant] = record["size_bytes"]
+    assert sizes["float16"] < sizes["float32"] and sizes["int8"] < sizes["float16"]
+
+
+def test_a_variant_litert_cannot_run_is_reported_failed_and_others_complete(
+        pipeline_run: Path) -> None:
+    # MobileNetV2 with random (untrained) weights converts to int16x8, but LiteRT refuses to
+    # prepare its depthwise convolutions (integer overflow in the requantization multiplier).
+    # Real weights convert fine (tests/test_end_to_end.py). The stage must record the failure.
+    record = json.loads((pipeline_run / "data/convert/int16x8/conversion.json").read_text())
+    assert record["status"] == "failed"
+    assert "LiteRT cannot run the converted model" in record["error"]
+    assert not (pipeline_run / "data/convert/int16x8/model.tflite").exists()
+    evaluation = json.loads((pipeline_run / "data/evaluate/int16x8/metrics.json").read_text())
+    assert evaluation["status"] == "failed"
+    summary = (pipeline_run / "reports/summary.md").read_text()
+    assert "| int16x8 | **FAILED** |" in summary
+    metrics = json.loads((pipeline_run / "reports/metrics.json").read_text())
+    assert metrics["int16x8"]["failed"] is True and metrics["int8"]["failed"] is False
+
+
+def test_float32_matches_keras_and_int8_is_close(pipeline_run: Path) -> None:
+    keras_row = json.loads((pipeline_run / "data/evaluate_keras/metrics.json").read_text())
+    float32 = json.loads((pipeline_run / "data/evaluate/float32/metrics.json").read_text())
+    int8 = json.loads((pipeline_run / "data/evaluate/int8/metrics.json").read_text())
+    assert float32["agreement"] == 100.0
+    assert float32["top1"] == keras_row["top1"]
+    assert float32["sqnr_db"] is None or float32["sqnr_db"] > 60
+    assert int8["images"] == 12 and int8["status"] == "ok"
+    assert 0 <= int8["kl_divergence"] and 0 <= int8["top5_overlap"] <= 100
+
+
+def test_benchmark_records_latency_and_machine(pipeline_run: Path) -> None:
+    latency = json.loads((pipeline_run / "data/benchmark/int8/latency.json").read_text())
+    stats = latency["latency"]["1"]
+    assert stats["runs"] >= 3 and 0 < stats["p50_ms"] <= stats["p90_ms"]
+    assert latency["machine"]["cores"] >= 1 and latency["machine"]["ai_edge_litert"]
+
+
+def test_report_has_a_row_per_variant(pipeline_run: Path) -> None:
+    metrics = json.loads((pipeline_run / "reports/metrics.json").read_text())
+    assert set(VARIANTS) | {"keras", "data"} == set(metrics)
+    assert metrics["float32"]["compression"] == 1.0
+    assert metrics["int8"]["compression"] > 2.5
+    rows = list(csv.DictReader((pipeline_run / "reports/summary.csv").open()))
+    assert [r["variant"] for r in rows] == ["keras", *VARIANTS]
+    summary = (pipeline_run / "reports/summary.md").read_text()
+    assert "| int8 |" in summary and "calibrated on 8 real images" in summary
+    plot = list(csv.DictReader((pipeline_run / "reports/plots/variants.csv").open()))
+    assert [p["variant"] for p in plot] == ["float32", "float16", "dynamic", "int8"]
