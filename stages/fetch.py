@@ -6,8 +6,9 @@ Reads ``params.yaml`` section ``fetch`` and writes ``data/fetch/``:
   byte-for-byte copies of the source (tfds images keep their encoded bytes);
 * ``manifest.csv``: ``split, path, synset, label, origin`` per image (``path`` relative to
   ``data/fetch``; ``label`` the ImageNet-1k class index);
-* ``fetch.json``: the source, split sizes, whether the data is synthetic, and every file that was
-  skipped as undecodable (path and reason).
+* ``fetch.json``: the source, split sizes, whether the data is synthetic, every file that was
+  skipped as undecodable (path and reason; ``fetch.on_bad_image: fail`` stops instead) and every
+  non-image file that was ignored (``.DS_Store``, ``README.txt`` ...).
 
 Sources (``fetch.source``):
 
@@ -334,6 +335,7 @@ def write_output(selection: Selection, params: FetchParams, output: Path = OUTPU
             "bad_images": selection.bad_images,
             "bad_image_count": len(selection.bad_images),
             "ignored_files": len(selection.ignored_files),
+            "ignored_paths": selection.ignored_files,
         }
         atomic.write_json(tmp / "fetch.json", summary)
     return summary
