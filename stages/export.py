@@ -116,7 +116,16 @@ def load_user_model(path: str):
     try:
         return keras.models.load_model(model_path, compile=False, safe_mode=True)
     except Exception as error:
-        message = str(error).splitlines()[0] if str(error) else repr(error)
+        text = str(error)
+        if "safe_mode" in text:
+            raise PipelineError(
+                f"model.source: {model_path} embeds Python code (a Lambda layer with a "
+                "serialized function); refused, because user models are loaded in Keras safe "
+                "mode so a model file never runs code. Rebuild the model without Lambda layers "
+                "(built-in or registered custom layers only)") from None
+        # Keras nests the root cause as "... Exception encountered: <cause>"; show that.
+        cause = text.rsplit("Exception encountered:", 1)[-1].strip()
+        message = cause.splitlines()[0] if cause else repr(error)
         raise PipelineError(f"model.source: cannot load {model_path} as a Keras model "
                             f"({message})") from None
 
