@@ -79,3 +79,21 @@ def tiny_project(tmp_path: Path, image_folder: Path, monkeypatch: pytest.MonkeyP
     (project / "params.yaml").write_text(yaml.safe_dump(tiny_params(image_folder), sort_keys=False))
     monkeypatch.chdir(project)
     return project
+
+
+def small_classifier(input_shape: tuple = (32, 32, 3), outputs: int = 1000):
+    """A tiny Keras model (conv, pooling, dense softmax): fast to export and convert.
+
+    With the default arguments it is a valid ImageNet classifier for the pipeline; other shapes
+    make models the export stage must refuse.
+    """
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(input_shape)
+    x = inputs
+    if len(input_shape) == 3:
+        x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
+        x = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(x)
+        x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(outputs, activation="softmax")(x))

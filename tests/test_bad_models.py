@@ -15,23 +15,12 @@ import yaml
 from stages import benchmark, convert, evaluate, evaluate_keras, export, fetch, prepare, report
 from stages.errors import PipelineError
 from stages.params import ModelParams, fetch_params, load, model_params
-from tests.conftest import tiny_params
+from tests.conftest import small_classifier, tiny_params
 
 
 def user_params(path: Path, preprocessing: str = "tf") -> ModelParams:
     return ModelParams(source=str(path), name="MobileNetV2", alpha=1.0, input_size=None,
                        weights="random", preprocessing=preprocessing)
-
-
-def small_model(input_shape: tuple, outputs: int = 1000):
-    import keras
-
-    inputs = keras.Input(input_shape)
-    x = inputs
-    if len(input_shape) == 3:
-        x = keras.layers.Conv2D(4, 3)(x)
-        x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, keras.layers.Dense(outputs, activation="softmax")(x))
 
 
 def test_missing_model_file_names_the_key_and_path(tmp_path: Path) -> None:
@@ -67,7 +56,7 @@ def test_files_that_are_not_keras_models_are_refused(tmp_path: Path, name: str, 
 def test_models_that_are_not_imagenet_image_classifiers_are_refused(
         tmp_path: Path, input_shape: tuple, outputs: int, expected: str) -> None:
     path = tmp_path / "model.keras"
-    small_model(input_shape, outputs).save(path)
+    small_classifier(input_shape, outputs).save(path)
     model = export.load_user_model(str(path))  # a valid Keras file ...
     with pytest.raises(PipelineError) as error:  # ... but not a model this pipeline can use
         export.describe(model, user_params(path))
