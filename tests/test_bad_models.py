@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ import yaml
 from stages import benchmark, convert, evaluate, evaluate_keras, export, fetch, prepare, report
 from stages.errors import PipelineError
 from stages.params import ModelParams, fetch_params, load, model_params
-from tests.conftest import small_classifier, tiny_params
+from tests.conftest import REPO, small_classifier, tiny_params
 
 
 def user_params(path: Path, preprocessing: str = "tf") -> ModelParams:
@@ -95,46 +97,56 @@ def test_keras_file_with_embedded_code_is_refused_and_never_executed(
 
 # --- a variant the converter cannot build --------------------------------------------------------
 
-def sine_layer_class():
-    """A registered custom layer computing ``sin(x)``: float LiteRT has a SIN kernel, the 16x8
-    quantizer does not ("Quantization to 16x8-bit not yet supported for op: 'SIN'")."""
+def custom_layer_class(name: str, function):
+    """A registered custom layer applying ``function`` (safe mode loads registered layers)."""
     import keras
 
-    @keras.saving.register_keras_serializable(package="litequant_tests")
-    class Sine(keras.layers.Layer):
-        def call(self, x):
-            return keras.ops.sin(x)
-
-    return Sine
+    layer = type(name, (keras.layers.Layer,), {"call": lambda self, x: function(x)})
+    return keras.saving.register_keras_serializable(package="litequant_tests")(layer)
 
 
-def test_unconvertible_variant_is_recorded_failed_while_others_complete(
-        tmp_path: Path, image_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def custom_layer_project(root: Path, images: Path, layer, variants: list[str]) -> Path:
+    """A project whose user model has ``layer`` after a convolution; fetch, export and prepare
+    done. Returns the project folder (the current directory when this returns)."""
     import keras
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((32, 32, 3))
     x = keras.layers.Conv2D(8, 3, strides=2)(inputs)
-    x = sine_layer_class()()(x)
+    x = layer()(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     model = keras.Model(inputs, keras.layers.Dense(1000, activation="softmax")(x))
-    model_path = tmp_path / "sine.keras"
+    model_path = root / "custom.keras"
     model.save(model_path)
-
-    project = tmp_path / "project"
+    project = root / "project"
     project.mkdir()
-    params = tiny_params(image_folder, model={"source": str(model_path), "preprocessing": "tf"})
-    variants = ["float32", "int8", "int16x8"]
+    params = tiny_params(images, model={"source": str(model_path), "preprocessing": "tf"})
     params["convert"]["variants"] = {v: params["convert"]["variants"][v] for v in variants}
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    monkeypatch.chdir(project)
+    os.chdir(project)
     params = load()
     fetch.fetch(fetch_params(params))
     export.export(model_params(params))
     prepare.prepare()
+    return project
+
+
+def test_unconvertible_variant_is_recorded_failed_while_others_complete(
+        tmp_path: Path, image_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """float LiteRT has a SIN kernel; the 16x8 quantizer refuses it ("Quantization to 16x8-bit
+    not yet supported for op: 'SIN'")."""
+    import keras
+
+    monkeypatch.chdir(tmp_path)
+    variants = ["float32", "int8", "int16x8"]
+    custom_layer_project(tmp_path, image_folder, custom_layer_class("Sine", keras.ops.sin),
+                         variants)
+    params = load()
     evaluate_keras.evaluate_keras()
     for variant in variants:
-        assert convert.main([variant]) == 0  # what DVC runs: exit 0 even for the failed one
+        # int16x8 through the command DVC runs (a supervised child converts): exit code 0
+        assert convert.main([variant] if variant == "int16x8" else [variant, "--in-process"]) \
+            == 0
         evaluate.evaluate(variant, params)
         benchmark.benchmark(variant, params)
     report.report(params)
@@ -142,6 +154,7 @@ def test_unconvertible_variant_is_recorded_failed_while_others_complete(
     failed = json.loads(Path("data/convert/int16x8/conversion.json").read_text())
     assert failed["status"] == "failed"
     assert "the converter failed" in failed["error"] and "'SIN'" in failed["error"]
+    assert failed["calibration"]["num_images"] == 8
     assert not Path("data/convert/int16x8/model.tflite").exists()
     assert json.loads(Path("data/evaluate/int16x8/metrics.json").read_text())["status"] \
         == "failed"
@@ -155,4 +168,24 @@ def test_unconvertible_variant_is_recorded_failed_while_others_complete(
     summary = Path("reports/summary.md").read_text()
     assert "FAILED" in summary and "16x8" in summary
     assert not [p for p in Path("data").rglob("*") if p.name.endswith(".tmp")]
-    os.chdir(tmp_path)
+
+
+def test_converter_crash_is_recorded_as_a_failed_variant(
+        tmp_path: Path, image_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """log(0) = -inf calibration ranges make TensorFlow's int8 quantizer segfault: the stage
+    (``python -m stages.convert int8``, as DVC runs it) records the crash and succeeds."""
+    import keras
+
+    monkeypatch.chdir(tmp_path)
+    project = custom_layer_project(
+        tmp_path, image_folder,
+        custom_layer_class("LogOfZero", lambda x: keras.ops.log(x * 0.0)), ["int8"])
+    result = subprocess.run([sys.executable, "-m", "stages.convert", "int8"], cwd=project,
+                            capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    record = json.loads(Path("data/convert/int8/conversion.json").read_text())
+    assert record["status"] == "failed" and "the converter crashed" in record["error"]
+    assert any(name in record["error"] for name in ("SIGSEGV", "SIGABRT", "SIGBUS"))
+    assert "int8 FAILED" in result.stderr
+    assert not Path("data/convert/int8/model.tflite").exists()
