@@ -427,3 +427,20 @@ def test_calibration_larger_than_the_pool_names_both_keys(tmp_path: Path) -> Non
         calibration_inputs(params, "tf", tmp_path)
     assert "calibration.num_images=8" in str(error.value)
     assert "fetch.calibration_size" in str(error.value)
+
+
+def test_unreadable_class_folder_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """(Tests run as root, where chmod 000 still allows reading: the denial is simulated.)"""
+    folder = make_too_small(tmp_path / "images")
+    locked = folder / TEST_SYNSETS[1]
+    real_iterdir = Path.iterdir
+
+    def iterdir(self: Path):
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    with pytest.raises(PipelineError, match="Permission denied") as error:
+        fetch.scan_folder(folder)
+    assert f"fetch.folder: cannot list {locked}" in str(error.value)

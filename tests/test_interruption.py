@@ -35,14 +35,31 @@ def temporaries(folder: Path) -> list[Path]:
 
 
 def start(args: list[str], cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, *args], cwd=cwd, env=ENV,
+    return subprocess.Popen([sys.executable, *args], cwd=cwd, env=ENV, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def kill(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGKILL)
-    process.communicate(timeout=60)
+def kill(process: subprocess.Popen, group: bool = False) -> None:
+    """SIGKILL the stage process (``group``: and its children at the same instant)."""
+    if group:
+        os.killpg(process.pid, signal.SIGKILL)
+    else:
+        process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)  # returns when every holder of its pipes is gone
     assert process.returncode == -signal.SIGKILL
+
+
+def conversion_children(project: Path) -> list[int]:
+    """Processes still converting in ``project`` (supervised children of stages.convert)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if (proc.name.isdigit() and b"--in-process" in (proc / "cmdline").read_bytes()
+                    and os.readlink(proc / "cwd") == str(project)):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
 
 
 def kill_when_writing(args: list[str], cwd: Path, output: Path, timeout: float = 300) -> bool:
@@ -54,13 +71,13 @@ def kill_when_writing(args: list[str], cwd: Path, output: Path, timeout: float =
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if temporaries(output.parent):
-            kill(process)
+            kill(process, group=True)  # the writer may be a child: kill it without delay
             return True
         if process.poll() is not None:
             process.communicate()
             return False
         time.sleep(0.001)
-    kill(process)
+    kill(process, group=True)
     raise AssertionError(f"{args} did not write {output} within {timeout} s")
 
 
@@ -153,10 +170,19 @@ def test_killed_convert_and_evaluate_leave_no_partial_output_and_rerun_exactly(
     # previous output is test_sigkill_mid_write_keeps_the_previous_output...)
     shutil.rmtree(converted)
     killed = kill_at_random(convert_args, project, rng.uniform(0.2, 0.9) * convert_seconds)
+    deadline = time.monotonic() + 10  # only the stage process was killed: its child follows
+    while conversion_children(project) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not conversion_children(project), "the converting child outlived its stage"
     assert_absent_or_complete(converted, clean_conversion, ["conversion.json", "model.tflite"])
-    assert kill_when_writing(convert_args, project, converted)
-    assert_absent_or_complete(converted, clean_conversion, ["conversion.json", "model.tflite"])
-    assert temporaries(converted.parent), "the kill should have left its temporary folder"
+    for _ in range(3):  # the write takes milliseconds: retry until the kill lands inside it
+        shutil.rmtree(converted, ignore_errors=True)
+        assert kill_when_writing(convert_args, project, converted)
+        assert_absent_or_complete(converted, clean_conversion, ["conversion.json",
+                                                                "model.tflite"])
+        if temporaries(converted.parent):
+            break
+    assert temporaries(converted.parent), "no kill landed while the output was written"
     # the re-run removes the temporaries and writes exactly the clean run's output
     run(convert_args, project)
     assert not temporaries(converted.parent)
