@@ -12,12 +12,16 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from stages import benchmark, convert, evaluate, evaluate_keras, export, fetch, prepare, report
+from stages import benchmark, convert, evaluate, evaluate_keras, export, report
 from stages.errors import PipelineError
-from stages.params import ModelParams, fetch_params, load, model_params
-from tests.conftest import REPO, small_classifier, tiny_params
+from stages.params import ModelParams, load
+from tests.conftest import (
+    REPO,
+    run_front_stages,
+    small_classifier,
+    write_user_model_project,
+)
 
 
 def user_params(path: Path, preprocessing: str = "tf") -> ModelParams:
@@ -116,18 +120,9 @@ def custom_layer_project(root: Path, images: Path, layer, variants: list[str]) -
     x = layer()(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     model = keras.Model(inputs, keras.layers.Dense(1000, activation="softmax")(x))
-    model_path = root / "custom.keras"
-    model.save(model_path)
-    project = root / "project"
-    project.mkdir()
-    params = tiny_params(images, model={"source": str(model_path), "preprocessing": "tf"})
-    params["convert"]["variants"] = {v: params["convert"]["variants"][v] for v in variants}
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    project = write_user_model_project(root, images, model, variants)
+    run_front_stages(project, baseline=False)
     os.chdir(project)
-    params = load()
-    fetch.fetch(fetch_params(params))
-    export.export(model_params(params))
-    prepare.prepare()
     return project
 
 

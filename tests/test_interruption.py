@@ -20,11 +20,15 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from stages import atomic, evaluate_keras, export, fetch, prepare
-from stages.params import fetch_params, load, model_params
-from tests.conftest import REPO, small_classifier, tiny_params
+from stages import atomic
+from tests.conftest import (
+    REPO,
+    run_front_stages,
+    small_classifier,
+    write_image_folder,
+    write_user_model_project,
+)
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 
@@ -125,29 +129,11 @@ def assert_absent_or_complete(output: Path, clean: dict[str, bytes],
 @pytest.fixture(scope="module")
 def prepared_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny project with fetch, export, prepare and evaluate_keras done (in this process)."""
-    from tests.conftest import TEST_SYNSETS, write_image
-
     root = tmp_path_factory.mktemp("interrupt")
-    folder = root / "images"
-    for s, synset in enumerate(TEST_SYNSETS):
-        for i in range(4):
-            write_image(folder / synset / f"{synset}_{i}.JPEG", seed=10 * s + i)
-    model_path = root / "small.keras"  # a few conv layers: quick to convert, many times
-    small_classifier().save(model_path)
-    project = root / "project"
-    project.mkdir()
-    params = tiny_params(folder, model={"source": str(model_path), "preprocessing": "tf"})
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    previous = Path.cwd()
-    os.chdir(project)
-    try:
-        params = load()
-        fetch.fetch(fetch_params(params))
-        export.export(model_params(params))
-        prepare.prepare()
-        evaluate_keras.evaluate_keras()
-    finally:
-        os.chdir(previous)
+    # a model of a few conv layers: quick to convert, many times
+    project = write_user_model_project(root, write_image_folder(root / "images"),
+                                       small_classifier(), ["int8"])
+    run_front_stages(project)
     return project
 
 
