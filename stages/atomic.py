@@ -1,7 +1,10 @@
 """Atomic output writing: a temporary file (or folder) beside the target, then ``os.replace``.
 
 An interrupted stage therefore never leaves a half-written output for DVC to cache: the target
-either has its previous content or its complete new content.
+either has its previous content or its complete new content. A stage killed mid-write (SIGKILL,
+power loss) leaves at most a dot-prefixed temporary ``.<name>.<random>.tmp`` beside the target;
+the next write of the same target removes it, and ``.dvcignore`` hides such temporaries from DVC
+(so one inside a directory dependency such as ``data/convert`` never changes its hash).
 """
 
 from __future__ import annotations
@@ -32,10 +35,20 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _remove_stale(target: Path) -> None:
+    """Remove the temporaries a killed earlier write of ``target`` left (``.<name>.*.tmp``)."""
+    for stale in target.parent.glob(f".{target.name}.*.tmp"):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (parents are created). Returns the path."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -81,8 +94,7 @@ def output_folder(path: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    for stale in target.parent.glob(f".{target.name}.*.tmp"):
-        shutil.rmtree(stale, ignore_errors=True)
+    _remove_stale(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp

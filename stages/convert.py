@@ -22,11 +22,16 @@ result is marked as not representative in every report).
 
 A conversion that fails is recorded (``status: failed``) and the stage still succeeds, so the
 other variants complete and the report shows this one as FAILED; ``stages.check`` fails on it.
+The conversion runs in a child process, so that even a converter crash (a segfault or abort in
+TensorFlow's C++ code) is recorded that way instead of stopping ``dvc repro``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -146,6 +151,18 @@ def tensor_summary(model_bytes: bytes) -> dict[str, Any]:
             "output": describe(interpreter.get_output_details()[0])}
 
 
+def _new_record(variant: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The ``conversion.json`` fields known before converting: variant and calibration data."""
+    record: dict[str, Any] = {"variant": variant, "calibration": None}
+    if VARIANT_KINDS[variant]:
+        calibration = calibration_params(params)
+        record["calibration"] = {"source": calibration.source,
+                                 "num_images": calibration.num_images,
+                                 "seed": calibration.seed,
+                                 "representative": calibration.source == "images"}
+    return record
+
+
 def _record_failure(record: dict[str, Any], what: str, error: Exception,
                     output_root: Path) -> dict[str, Any]:
     """Write a ``status: failed`` record (no model) so the other variants still complete."""
@@ -163,15 +180,11 @@ def convert(variant: str, params: dict[str, Any], export_dir: Path = Path("data/
     """Convert one variant and write ``data/convert/<variant>/``; returns ``conversion.json``."""
     check_variant(params, variant)
     info = read_model_info(export_dir)
-    record: dict[str, Any] = {"variant": variant, "calibration": None}
+    record = _new_record(variant, params)
     representative = None
     if VARIANT_KINDS[variant]:
-        calibration = calibration_params(params)
-        representative = calibration_inputs(calibration, info["preprocessing"], prepare_dir)
-        record["calibration"] = {"source": calibration.source,
-                                 "num_images": calibration.num_images,
-                                 "seed": calibration.seed,
-                                 "representative": calibration.source == "images"}
+        representative = calibration_inputs(calibration_params(params), info["preprocessing"],
+                                            prepare_dir)
     saved_model = Path(export_dir) / "saved_model"
     if not saved_model.is_dir():
         raise PipelineError(f"{saved_model} not found: run the export stage first")
@@ -196,14 +209,67 @@ def convert(variant: str, params: dict[str, Any], export_dir: Path = Path("data/
     return record
 
 
+#: Signals by which the converter itself crashes (TensorFlow's C++ code segfaults or aborts on
+#: some models, e.g. infinite calibration ranges); a stop (SIGKILL, SIGTERM, Ctrl-C) is not one.
+CRASH_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGFPE,
+                           signal.SIGILL})
+_SUPERVISED = "LITEQUANT_CONVERT_SUPERVISED"
+
+
+def convert_supervised(variant: str, params_path: str, verbose: bool = False) -> None:
+    """Run :func:`convert` in a child process and record a converter crash as a failed variant.
+
+    A crash kills only the child: this process then writes ``status: failed`` ("the converter
+    crashed (SIGSEGV)") and succeeds, like any other conversion failure. A child stopped by
+    another signal, or failing with a :class:`PipelineError` (already printed by the child),
+    ends this process with the same exit code. The child dies with this process (SIGKILL).
+    """
+    params = load(params_path)
+    check_variant(params, variant)
+    command = [sys.executable, "-m", "stages.convert", variant, "--params", params_path,
+               "--in-process", *(["--verbose"] if verbose else [])]
+    source_root = str(Path(__file__).resolve().parents[1])  # run this very code in the child
+    path = os.pathsep.join(p for p in (source_root, os.environ.get("PYTHONPATH")) if p)
+    child = subprocess.run(command, env={**os.environ, "PYTHONPATH": path, _SUPERVISED: "1"})
+    if child.returncode == 0:
+        return
+    if -child.returncode in CRASH_SIGNALS:
+        name = signal.Signals(-child.returncode).name
+        _record_failure(_new_record(variant, params), "the converter crashed",
+                        RuntimeError(f"the conversion process was killed by {name}"), OUTPUT)
+        return
+    raise SystemExit(child.returncode if child.returncode > 0 else 128 - child.returncode)
+
+
+def _die_with_parent() -> None:
+    """In a supervised child: get SIGKILL when the supervising stage process dies (Linux)."""
+    if os.environ.get(_SUPERVISED) != "1" or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL))
+    if os.getppid() == 1:  # the parent was already gone before prctl took effect
+        os._exit(128 + int(signal.SIGKILL))
+
+
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("variant", help="variant to convert (a key of convert.variants)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="convert in this process (by default a child process converts, so "
+                             "that a converter crash is recorded as a failed variant)")
+
+
+def _run(args: argparse.Namespace) -> None:
+    if args.in_process:
+        _die_with_parent()
+        convert(args.variant, load(args.params))
+    else:
+        convert_supervised(args.variant, args.params, args.verbose)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_stage(__doc__,
-                     lambda args: convert(args.variant, load(args.params)),
-                     configure=_arguments, argv=argv)
+    return run_stage(__doc__, _run, configure=_arguments, argv=argv)
 
 
 if __name__ == "__main__":

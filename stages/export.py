@@ -116,7 +116,16 @@ def load_user_model(path: str):
     try:
         return keras.models.load_model(model_path, compile=False, safe_mode=True)
     except Exception as error:
-        message = str(error).splitlines()[0] if str(error) else repr(error)
+        text = str(error)
+        if "safe_mode" in text:
+            raise PipelineError(
+                f"model.source: {model_path} embeds Python code (a Lambda layer with a "
+                "serialized function); refused, because user models are loaded in Keras safe "
+                "mode so a model file never runs code. Rebuild the model without Lambda layers "
+                "(built-in or registered custom layers only)") from None
+        # Keras nests the root cause as "... Exception encountered: <cause>"; show that.
+        cause = text.rsplit("Exception encountered:", 1)[-1].strip()
+        message = cause.splitlines()[0] if cause else repr(error)
         raise PipelineError(f"model.source: cannot load {model_path} as a Keras model "
                             f"({message})") from None
 
@@ -127,16 +136,18 @@ def describe(model, params: ModelParams) -> dict[str, Any]:
     Returns the ``model.json`` content: ``name``, ``source``, ``input_size`` ``[h, w]``,
     ``preprocessing`` family, ``num_classes``, ``output`` (``probabilities`` or ``logits``).
     """
+    where = (f"model.source: {params.source}" if params.source != "applications"
+             else f"model.name: {params.name}")
     input_shape = tuple(model.inputs[0].shape) if len(model.inputs) == 1 else None
     if input_shape is None or len(input_shape) != 4 or input_shape[-1] != 3 \
             or None in input_shape[1:3]:
-        raise PipelineError(f"model: expected one image input of shape (batch, height, width, 3) "
-                            f"with a fixed size, got {[tuple(i.shape) for i in model.inputs]}")
+        raise PipelineError(f"{where}: expected one image input of shape (batch, height, width, "
+                            f"3) with a fixed size, got {[tuple(i.shape) for i in model.inputs]}")
     output_shape = tuple(model.outputs[0].shape) if len(model.outputs) == 1 else None
     if output_shape is None or output_shape[-1] != NUM_CLASSES or len(output_shape) != 2:
-        raise PipelineError(f"model: expected one output of {NUM_CLASSES} ImageNet classes, got "
-                            f"{[tuple(o.shape) for o in model.outputs]}; the label space of this "
-                            "pipeline is ImageNet-1k")
+        raise PipelineError(f"{where}: expected one output of {NUM_CLASSES} ImageNet classes, "
+                            f"got {[tuple(o.shape) for o in model.outputs]}; the label space of "
+                            "this pipeline is ImageNet-1k")
     if params.source == "applications":
         family = APPLICATION_FAMILIES[params.name] if params.preprocessing == "auto" \
             else params.preprocessing

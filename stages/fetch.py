@@ -6,8 +6,9 @@ Reads ``params.yaml`` section ``fetch`` and writes ``data/fetch/``:
   byte-for-byte copies of the source (tfds images keep their encoded bytes);
 * ``manifest.csv``: ``split, path, synset, label, origin`` per image (``path`` relative to
   ``data/fetch``; ``label`` the ImageNet-1k class index);
-* ``fetch.json``: the source, split sizes, whether the data is synthetic, and every file that was
-  skipped as undecodable (path and reason).
+* ``fetch.json``: the source, split sizes, whether the data is synthetic, every file that was
+  skipped as undecodable (path and reason; ``fetch.on_bad_image: fail`` stops instead) and every
+  non-image file that was ignored (``.DS_Store``, ``README.txt`` ...).
 
 Sources (``fetch.source``):
 
@@ -73,6 +74,16 @@ class Selection:
 
 # --- sources -----------------------------------------------------------------------------------
 
+def _listing(folder: Path) -> list[Path]:
+    """The entries of ``folder`` sorted by name; an unreadable folder is a :class:`PipelineError`
+    naming it."""
+    try:
+        return sorted(folder.iterdir(), key=lambda p: p.name)
+    except OSError as error:
+        raise PipelineError(f"fetch.folder: cannot list {folder} "
+                            f"({error.strerror or error})") from None
+
+
 def scan_folder(root: str | Path) -> tuple[list[Candidate], list[str]]:
     """List an ImageNet-style folder ``<root>/<synset>/<image>`` in sorted order.
 
@@ -88,7 +99,7 @@ def scan_folder(root: str | Path) -> tuple[list[Candidate], list[str]]:
     table = class_table()
     candidates: list[Candidate] = []
     ignored: list[str] = []
-    entries = sorted(root.iterdir(), key=lambda p: p.name)
+    entries = _listing(root)
     class_dirs = [p for p in entries if p.is_dir() and not p.name.startswith(".")]
     loose_images = [p for p in entries if p.is_file() and looks_like_image(p)]
     if not class_dirs:
@@ -107,7 +118,7 @@ def scan_folder(root: str | Path) -> tuple[list[Candidate], list[str]]:
                             "n01440764; see stages/imagenet_classes.tsv)")
     ignored += [str(p) for p in entries if p.is_file() and not looks_like_image(p)]
     for class_dir in class_dirs:
-        for path in sorted(class_dir.iterdir(), key=lambda p: p.name):
+        for path in _listing(class_dir):
             if path.is_dir():
                 ignored.append(f"{path}/")
             elif looks_like_image(path):
@@ -334,6 +345,7 @@ def write_output(selection: Selection, params: FetchParams, output: Path = OUTPU
             "bad_images": selection.bad_images,
             "bad_image_count": len(selection.bad_images),
             "ignored_files": len(selection.ignored_files),
+            "ignored_paths": selection.ignored_files,
         }
         atomic.write_json(tmp / "fetch.json", summary)
     return summary

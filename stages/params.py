@@ -7,7 +7,7 @@ with ``yaml.safe_load`` only.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +45,19 @@ def load(path: str | os.PathLike = "params.yaml") -> dict[str, Any]:
     return data
 
 
-def _section(params: dict[str, Any], name: str) -> dict[str, Any]:
+def _section(params: dict[str, Any], name: str, schema: type | None = None) -> dict[str, Any]:
+    """The ``name`` section as a mapping; with ``schema`` (a params dataclass), unknown keys
+    (typos such as ``on_bad_imag``, which would otherwise silently fall back to a default) are
+    refused, naming the key and the known ones."""
     value = params.get(name)
     if not isinstance(value, dict):
         raise PipelineError(f"params.yaml: section {name!r} is missing or not a mapping")
+    if schema is not None:
+        known = [f.name for f in fields(schema)]
+        for key in value:
+            if key not in known:
+                raise PipelineError(f"params.yaml: {name}.{key}: unknown key (known keys of "
+                                    f"{name}: {', '.join(known)})")
     return value
 
 
@@ -115,7 +124,7 @@ class FetchParams:
 
 
 def fetch_params(params: dict[str, Any]) -> FetchParams:
-    s = _section(params, "fetch")
+    s = _section(params, "fetch", FetchParams)
     fetched = FetchParams(
         source=_choice(s, "fetch", "source", FETCH_SOURCES),
         folder=_optional_str(s, "fetch", "folder"),
@@ -146,7 +155,7 @@ class ModelParams:
 
 
 def model_params(params: dict[str, Any]) -> ModelParams:
-    s = _section(params, "model")
+    s = _section(params, "model", ModelParams)
     source = _optional_str(s, "model", "source") or "applications"
     return ModelParams(
         source=source,
@@ -168,7 +177,7 @@ class CalibrationParams:
 
 
 def calibration_params(params: dict[str, Any]) -> CalibrationParams:
-    s = _section(params, "calibration")
+    s = _section(params, "calibration", CalibrationParams)
     return CalibrationParams(
         num_images=_int(s, "calibration", "num_images"),
         source=_choice(s, "calibration", "source", CALIBRATION_SOURCES, default="images"),
@@ -183,10 +192,14 @@ def variant_names(params: dict[str, Any]) -> list[str]:
     if not isinstance(variants, dict) or not variants:
         raise PipelineError("params.yaml: convert.variants must map variant names to their "
                             f"settings; known variants: {', '.join(VARIANT_KINDS)}")
-    for name in variants:
+    for name, settings in variants.items():
         if name not in VARIANT_KINDS:
             raise PipelineError(f"params.yaml: convert.variants.{name}: unknown variant; known "
                                 f"variants: {', '.join(VARIANT_KINDS)}")
+        if not isinstance(settings, dict) or not isinstance(settings.get("params"), str):
+            raise PipelineError(f"params.yaml: convert.variants.{name} must be a mapping with a "
+                                "'params' entry naming the params section its conversion "
+                                f"depends on (e.g. {{params: calibration}}), got {settings!r}")
     return list(variants)
 
 
@@ -207,7 +220,7 @@ class EvaluateParams:
 
 
 def evaluate_params(params: dict[str, Any]) -> EvaluateParams:
-    s = _section(params, "evaluate")
+    s = _section(params, "evaluate", EvaluateParams)
     return EvaluateParams(batch_size=_int(s, "evaluate", "batch_size", default=32),
                           threads=_int(s, "evaluate", "threads", default=2))
 
@@ -223,7 +236,7 @@ class BenchmarkParams:
 
 
 def benchmark_params(params: dict[str, Any]) -> BenchmarkParams:
-    s = _section(params, "benchmark")
+    s = _section(params, "benchmark", BenchmarkParams)
     threads = _get(s, "benchmark", "threads", [1])
     if isinstance(threads, int) and not isinstance(threads, bool):
         threads = [threads]

@@ -79,3 +79,61 @@ def tiny_project(tmp_path: Path, image_folder: Path, monkeypatch: pytest.MonkeyP
     (project / "params.yaml").write_text(yaml.safe_dump(tiny_params(image_folder), sort_keys=False))
     monkeypatch.chdir(project)
     return project
+
+
+def small_classifier(input_shape: tuple = (32, 32, 3), outputs: int = 1000):
+    """A tiny Keras model (conv, pooling, dense softmax): fast to export and convert.
+
+    With the default arguments it is a valid ImageNet classifier for the pipeline; other shapes
+    make models the export stage must refuse.
+    """
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(input_shape)
+    x = inputs
+    if len(input_shape) == 3:
+        x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
+        x = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(x)
+        x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(outputs, activation="softmax")(x))
+
+
+def write_image_folder(root: Path) -> Path:
+    """Write the ``image_folder`` layout (5 real synsets x 4 generated JPEGs) under ``root``."""
+    for s, synset in enumerate(TEST_SYNSETS):
+        for i in range(4):
+            write_image(root / synset / f"{synset}_{i}.JPEG", seed=10 * s + i)
+    return root
+
+
+def write_user_model_project(root: Path, folder: Path, model, variants: list[str]) -> Path:
+    """``root/project/params.yaml`` for a tiny run of the user Keras ``model`` (saved as
+    ``root/<model name>.keras``, preprocessing ``tf``) on ``folder`` with only ``variants``."""
+    model_path = root / f"{model.name}.keras"
+    model.save(model_path)
+    project = root / "project"
+    project.mkdir()
+    params = tiny_params(folder, model={"source": str(model_path), "preprocessing": "tf"})
+    params["convert"]["variants"] = {v: params["convert"]["variants"][v] for v in variants}
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return project
+
+
+def run_front_stages(project: Path, baseline: bool = True) -> None:
+    """Run fetch, export, prepare (and, with ``baseline``, evaluate_keras) in ``project``,
+    in this process; the working directory is restored afterwards."""
+    from stages import evaluate_keras, export, fetch, prepare
+    from stages.params import fetch_params, load, model_params
+
+    previous = Path.cwd()
+    os.chdir(project)
+    try:
+        params = load()
+        fetch.fetch(fetch_params(params))
+        export.export(model_params(params))
+        prepare.prepare()
+        if baseline:
+            evaluate_keras.evaluate_keras()
+    finally:
+        os.chdir(previous)
