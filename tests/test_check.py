@@ -204,19 +204,3 @@ def test_latency_is_compared_as_a_ratio_to_float32_of_the_same_run(states: dict)
     failing = [c for c in check.run_checks(first, faster_int8, limits) if not c.ok]
     assert [(c.variant, c.metric) for c in failing] == [("int8", "p50 latency / float32 (1 thr)")]
 
-
-def test_failed_variant_fails_the_gate_and_new_variants_are_marked(tmp_path: Path) -> None:
-    limits = check_params(tiny_params(None))
-    # the report's document shape for a variant whose conversion failed (stages.report)
-    current = {"data": {"evaluation_images": 12}, "keras": {"top1": 50.0},
-               "int8": {"top1": 50.0, "failed": False}, "int16x8": {"failed": True}}
-    checks = check.run_checks(current, {"keras": {"top1": 50.0}}, limits)
-    by_row = {(c.variant, c.metric): c for c in checks}
-    assert not by_row[("int16x8", "status")].ok
-    assert by_row[("int8", "baseline")].ok and "new variant" in by_row[("int8", "baseline")].note
-    metrics = tmp_path / "metrics.json"
-    metrics.write_text(json.dumps(current))
-    with pytest.raises(check.GateFailed, match="int16x8 status"):
-        check.check(tiny_params(None), "", metrics=metrics, output=tmp_path / "check.md")
-    assert "| int16x8 | status | – | failed | – | must not fail | **FAIL** |" in (
-        tmp_path / "check.md").read_text()
