@@ -152,7 +152,7 @@ def test_gate_passes_real_calibration_and_fails_random_calibration(
         assert json.loads(Path("reports/metrics.json").read_text()) == first
         code, out, _ = _gate(project, capsys, "--baseline", states["first_commit"])
         assert code == 0, out
-        assert "**PASS**" in out and "FAIL |" not in out
+        assert "**PASS**" in out and "**FAIL**" not in out
         assert set(_rows(out, "int8")) == {"top1 vs float (keras, same run)", "top1 vs baseline",
                                            "size (bytes)", "p50 latency / float32 (1 thr)"}
         code, out, _ = _gate(project, capsys)
