@@ -331,7 +331,7 @@ def _load_params(path: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     return run_stage(
-        __doc__.split("\n\n")[0],
+        __doc__,
         lambda args: check(_load_params(args.params), "" if args.no_baseline else args.baseline,
                            args.base_branch, args.metrics, args.output),
         configure=_arguments, argv=argv)
