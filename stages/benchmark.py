@@ -124,7 +124,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_stage(__doc__.split("\n\n")[0],
+    return run_stage(__doc__,
                      lambda args: benchmark(args.variant, load(args.params)),
                      configure=_arguments, argv=argv)
 

@@ -14,6 +14,8 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TypeVar
 
 from stages.errors import PipelineError
@@ -48,6 +50,30 @@ def silence_tensorflow(verbose: bool = False) -> None:
         pass
 
 
+@contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Silence C/C++ writes to the process's stderr (fd 2) for the duration, unless verbose.
+
+    TensorFlow Lite and the MLIR converter print INFO lines (``Created TensorFlow Lite XNNPACK
+    delegate``, ``fully_quantize: ...``) straight to fd 2, past Python's logging. Errors still
+    surface as Python exceptions with their messages.
+    """
+    if verbose_requested([]):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def progress(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
     """Iterate ``items`` with a tqdm progress bar on a terminal, silently otherwise."""
     if sys.stderr.isatty():
@@ -67,8 +93,10 @@ def run_stage(description: str, body: Callable[[argparse.Namespace], None],
     :class:`PipelineError` (printed as one line on stderr: 1, or 2 for unusable input), 130 on
     Ctrl-C.
     """
+    module = Path(sys.argv[0]).stem if argv is None else "stage"
     parser = argparse.ArgumentParser(
-        description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog=f"python -m stages.{module}", description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--verbose", action="store_true",
                         help="show TensorFlow/absl logs and full tracebacks "
                              "(or set LITEQUANT_VERBOSE=1)")

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from stages import atomic
-from stages.cli import run_stage
+from stages.cli import native_stderr_silenced, run_stage
 from stages.errors import PipelineError
 from stages.export import read_model_info
 from stages.params import VARIANT_KINDS, CalibrationParams, calibration_params, check_variant, load
@@ -116,7 +116,8 @@ def convert_variant(saved_model: Path, variant: str,
     converter = _converter(saved_model, variant, representative)
     if configure is not None:
         configure(converter)
-    return converter.convert()
+    with native_stderr_silenced():
+        return converter.convert()
 
 
 def tensor_summary(model_bytes: bytes) -> dict[str, Any]:
@@ -127,8 +128,9 @@ def tensor_summary(model_bytes: bytes) -> dict[str, Any]:
     """
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_content=model_bytes)
-    interpreter.allocate_tensors()
+    with native_stderr_silenced():
+        interpreter = Interpreter(model_content=model_bytes)
+        interpreter.allocate_tensors()
     first_input = interpreter.get_input_details()[0]
     interpreter.set_tensor(first_input["index"],
                            np.zeros(first_input["shape"], dtype=first_input["dtype"]))
@@ -199,7 +201,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_stage(__doc__.split("\n\n")[0],
+    return run_stage(__doc__,
                      lambda args: convert(args.variant, load(args.params)),
                      configure=_arguments, argv=argv)
 

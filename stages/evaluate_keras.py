@@ -61,7 +61,7 @@ def evaluate_keras(export_dir: Path = Path("data/export"),
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_stage(__doc__.split("\n\n")[0], lambda args: evaluate_keras(), argv=argv)
+    return run_stage(__doc__, lambda args: evaluate_keras(), argv=argv)
 
 
 if __name__ == "__main__":

@@ -190,7 +190,7 @@ def read_model_info(export_dir: Path = OUTPUT) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_stage(__doc__.split("\n\n")[0],
+    return run_stage(__doc__,
                      lambda args: export(model_params(load(args.params))), argv=argv)
 
 

@@ -387,7 +387,7 @@ def fetch(params: FetchParams, output: Path = OUTPUT) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_stage(__doc__.split("\n\n")[0],
+    return run_stage(__doc__,
                      lambda args: fetch(fetch_params(load(args.params))), argv=argv)
 
 

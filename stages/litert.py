@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stages.cli import native_stderr_silenced
 from stages.errors import PipelineError
 
 
@@ -83,7 +84,9 @@ class LiteRTModel:
         if not self.path.is_file():
             raise PipelineError(f"{self.path}: TFLite model file not found")
         try:
-            self.interpreter = Interpreter(model_path=str(self.path), num_threads=int(threads))
+            with native_stderr_silenced():
+                self.interpreter = Interpreter(model_path=str(self.path),
+                                               num_threads=int(threads))
         except (ValueError, RuntimeError) as error:
             raise PipelineError(f"{self.path}: not a loadable TFLite model ({error})") from None
         inputs = self.interpreter.get_input_details()
@@ -108,10 +111,11 @@ class LiteRTModel:
     def _allocate(self, batch: int) -> None:
         if batch == self._allocated_batch:
             return
-        if self.dynamic_batch:
-            self.interpreter.resize_tensor_input(
-                self.input.index, [batch, *self.input.shape[1:]], strict=True)
-        self.interpreter.allocate_tensors()
+        with native_stderr_silenced():
+            if self.dynamic_batch:
+                self.interpreter.resize_tensor_input(
+                    self.input.index, [batch, *self.input.shape[1:]], strict=True)
+            self.interpreter.allocate_tensors()
         self._allocated_batch = batch
 
     def invoke_raw(self, batch: np.ndarray) -> np.ndarray:

@@ -77,7 +77,7 @@ def load_split(split: str, prepare_dir: Path = OUTPUT) -> tuple[np.ndarray, np.n
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_stage(__doc__.split("\n\n")[0], lambda args: prepare(), argv=argv)
+    return run_stage(__doc__, lambda args: prepare(), argv=argv)
 
 
 if __name__ == "__main__":

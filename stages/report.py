@@ -237,7 +237,7 @@ def report(params: dict[str, Any], data: Path = Path("data"), output: Path = OUT
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_stage(__doc__.split("\n\n")[0], lambda args: report(load(args.params)), argv=argv)
+    return run_stage(__doc__, lambda args: report(load(args.params)), argv=argv)
 
 
 if __name__ == "__main__":

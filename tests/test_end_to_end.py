@@ -1,0 +1,129 @@
+"""One real end-to-end ``dvc repro`` on the ../shared ImageNet sample with the real MobileNetV2.
+
+Runs the pipeline as a user would (a fresh git repo holding the project's tracked files, params
+pointed at ../shared), then checks the accuracy relations that matter, that DVC re-runs exactly
+the stages a parameter change affects, and that ``dvc metrics/plots/exp show`` work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, SHARED_VAL, SHARED_WEIGHTS, needs_shared
+
+VARIANTS = ["float32", "float16", "dynamic", "int8", "int16x8"]
+GIT_ENV = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
+           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
+
+
+def run(command: list[str], cwd: Path, timeout: int = 900) -> str:
+    """Run a command in ``cwd``; fail the test with its output when it fails."""
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                            env={**os.environ, **GIT_ENV})
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def dvc(*args: str, cwd: Path, timeout: int = 900) -> str:
+    return run([sys.executable, "-m", "dvc", *args], cwd=cwd, timeout=timeout)
+
+
+def stages_run(output: str) -> set[str]:
+    """The stage names a ``dvc repro`` output says it ran."""
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def set_params(project: Path, **sections: dict) -> None:
+    path = project / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for section, values in sections.items():
+        params[section].update(values)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh git repository with the project's tracked files, params pointed at ../shared."""
+    root = tmp_path_factory.mktemp("e2e") / "litequant"
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True,
+                             check=True).stdout.decode().split("\0")
+    for name in filter(None, tracked):
+        if (REPO / name).is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, root / name)
+    set_params(root,
+               fetch={"source": "folder", "folder": str(SHARED_VAL),
+                      "calibration_size": 100, "evaluation_size": None},
+               model={"weights": str(SHARED_WEIGHTS)},
+               benchmark={"threads": [1, 2], "min_runs": 10, "min_seconds": 0.5})
+    run(["git", "init", "-q"], root)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "project"], root)
+    return root
+
+
+@needs_shared
+def test_full_repro_on_real_data(project: Path) -> None:
+    output = dvc("repro", cwd=project, timeout=1200)
+    expected = {"fetch", "export", "prepare", "evaluate_keras", "report",
+                *(f"{stage}@{v}" for stage in ("convert", "evaluate", "benchmark")
+                  for v in VARIANTS)}
+    assert expected <= stages_run(output)
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    assert metrics["data"]["evaluation_images"] == 200
+    assert metrics["data"]["synthetic"] is False
+    keras_top1 = metrics["keras"]["top1"]
+    assert keras_top1 > 75, "the real MobileNetV2 should classify most of the sample"
+    assert abs(metrics["float32"]["top1"] - keras_top1) <= 0.5
+    assert metrics["float32"]["agreement"] >= 99.0
+    assert abs(metrics["int8"]["top1"] - metrics["float32"]["top1"]) <= 2.0
+    for variant in VARIANTS:
+        assert metrics[variant]["failed"] is False, variant
+        assert metrics[variant]["images"] == 200
+    assert metrics["int8"]["compression"] > 3.0
+    assert (project / "reports/summary.md").read_text().count("| int16x8 |") == 1
+
+
+@needs_shared
+def test_second_repro_does_nothing(project: Path) -> None:
+    output = dvc("repro", cwd=project)
+    assert stages_run(output) == set(), output
+
+
+@needs_shared
+def test_calibration_change_reruns_only_calibrated_variants(project: Path) -> None:
+    set_params(project, calibration={"num_images": 50})
+    output = dvc("repro", cwd=project)
+    assert stages_run(output) == {f"{stage}@{v}" for stage in ("convert", "evaluate", "benchmark")
+                                  for v in ("int8", "int16x8")} | {"report"}
+    record = json.loads((project / "data/convert/int8/conversion.json").read_text())
+    assert record["calibration"]["num_images"] == 50
+
+
+@needs_shared
+def test_thread_change_reruns_only_benchmark_and_report(project: Path) -> None:
+    set_params(project, benchmark={"threads": [2]})
+    output = dvc("repro", cwd=project)
+    assert stages_run(output) == {f"benchmark@{v}" for v in VARIANTS} | {"report"}
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    assert "latency_p50_ms_t2" in metrics["int8"] and "latency_p50_ms_t1" not in metrics["int8"]
+
+
+@needs_shared
+def test_dvc_show_commands_list_the_variants(project: Path) -> None:
+    shown = dvc("metrics", "show", cwd=project)
+    assert "int8.top1" in shown and "keras.top1" in shown
+    dvc("plots", "show", "--out", "plots_html", cwd=project)
+    html = (project / "plots_html" / "index.html").read_text()
+    assert "accuracy_vs_size" in html and "latency" in html
+    experiments = dvc("exp", "show", "--csv", cwd=project)
+    assert "int8.top1" in experiments.splitlines()[0]
