@@ -2,7 +2,8 @@
 
 TensorFlow's C++ and absl log spew is silenced unless ``--verbose`` is given or the environment
 variable ``LITEQUANT_VERBOSE=1`` is set. A :class:`~stages.errors.PipelineError` is printed as one
-line (``error: ...``) with exit code 1, never as a traceback wall.
+line (``error: ...``) with its exit code (1; 2 for
+:class:`~stages.errors.UnusableInputError`), never as a traceback wall.
 """
 
 from __future__ import annotations
@@ -88,8 +89,9 @@ def run_stage(description: str, body: Callable[[argparse.Namespace], None],
               argv: list[str] | None = None) -> int:
     """Parse ``--help``/``--verbose`` (plus the stage's own arguments), run ``body``, map errors.
 
-    Returns the process exit code: 0 on success, 1 on a :class:`PipelineError` (printed as one
-    line on stderr), 130 on Ctrl-C.
+    Returns the process exit code: 0 on success, the error's ``exit_code`` on a
+    :class:`PipelineError` (printed as one line on stderr: 1, or 2 for unusable input), 130 on
+    Ctrl-C.
     """
     module = Path(sys.argv[0]).stem if argv is None else "stage"
     parser = argparse.ArgumentParser(
@@ -111,7 +113,7 @@ def run_stage(description: str, body: Callable[[argparse.Namespace], None],
         if args.verbose:
             raise
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return error.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -250,3 +250,63 @@ def benchmark_params(params: dict[str, Any]) -> BenchmarkParams:
         min_runs=_int(s, "benchmark", "min_runs", default=20),
         min_seconds=_float(s, "benchmark", "min_seconds", default=2.0),
     )
+
+
+#: The limits of ``stages.check``; each may be ``null`` in params.yaml to disable that check.
+CHECK_LIMITS = ("max_top1_drop_vs_float", "max_top1_regression", "max_size_growth",
+                "max_latency_regression")
+
+
+@dataclass(frozen=True)
+class CheckParams:
+    """``check``: the limits of the CI regression gate (``python -m stages.check``).
+
+    ``limits`` maps each name in :data:`CHECK_LIMITS` to a non-negative number or ``None``
+    (disabled); ``per_variant`` maps a variant name to its own overrides of those limits.
+    """
+
+    limits: dict[str, float | None]
+    latency_threads: int
+    per_variant: dict[str, dict[str, float | None]]
+
+    def limit(self, variant: str, name: str) -> float | None:
+        """The limit ``name`` for ``variant`` (its override if any, else the default)."""
+        return self.per_variant.get(variant, {}).get(name, self.limits[name])
+
+
+def _limits(section: dict[str, Any], prefix: str, required: bool) -> dict[str, float | None]:
+    limits: dict[str, float | None] = {}
+    for name in CHECK_LIMITS:
+        if name not in section:
+            if required:
+                raise PipelineError(f"params.yaml: {prefix}.{name} is missing (a number, or "
+                                    "null to disable the check)")
+            continue
+        value = section[name]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or value < 0):
+            raise PipelineError(f"params.yaml: {prefix}.{name} must be a number >= 0 or null, "
+                                f"got {value!r}")
+        limits[name] = None if value is None else float(value)
+    return limits
+
+
+def check_params(params: dict[str, Any]) -> CheckParams:
+    s = _section(params, "check")
+    overrides = s.get("per_variant") or {}
+    if not isinstance(overrides, dict):
+        raise PipelineError("params.yaml: check.per_variant must map variant names to limits, "
+                            f"got {overrides!r}")
+    per_variant = {}
+    for variant, values in overrides.items():
+        prefix = f"check.per_variant.{variant}"
+        if not isinstance(values, dict):
+            raise PipelineError(f"params.yaml: {prefix} must map limit names to numbers")
+        unknown = set(values) - set(CHECK_LIMITS)
+        if unknown:
+            raise PipelineError(f"params.yaml: {prefix}.{sorted(unknown)[0]}: unknown limit; "
+                                f"known: {', '.join(CHECK_LIMITS)}")
+        per_variant[str(variant)] = _limits(values, prefix, required=False)
+    return CheckParams(limits=_limits(s, "check", required=True),
+                       latency_threads=_int(s, "check", "latency_threads", default=1),
+                       per_variant=per_variant)

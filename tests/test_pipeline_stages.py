@@ -152,3 +152,22 @@ def test_report_has_a_row_per_variant(pipeline_run: Path) -> None:
     assert "| int8 |" in summary and "calibrated on 8 real images" in summary
     plot = list(csv.DictReader((pipeline_run / "reports/plots/variants.csv").open()))
     assert [p["variant"] for p in plot] == ["float32", "float16", "dynamic", "int8"]
+
+
+def test_check_gate_fails_on_the_failed_variant_and_marks_new_ones(
+        pipeline_run: Path, tmp_path: Path) -> None:
+    from stages import check
+
+    params = load(pipeline_run / "params.yaml")
+    metrics = json.loads((pipeline_run / "reports/metrics.json").read_text())
+    with pytest.raises(check.GateFailed, match="int16x8 status"):
+        check.check(params, "", metrics=pipeline_run / "reports/metrics.json",
+                    output=tmp_path / "check.md")
+    table = (tmp_path / "check.md").read_text()
+    assert "| int16x8 | status | – | failed | – | must not fail | **FAIL** |" in table
+    # against a baseline without the int8 row, int8 is new: same-run checks only
+    baseline = {name: row for name, row in metrics.items() if name != "int8"}
+    rows = [c for c in check.run_checks(metrics, baseline, check.check_params(params))
+            if c.variant == "int8"]
+    assert [c.metric for c in rows] == ["top1 vs float (keras, same run)", "baseline"]
+    assert "new variant" in rows[1].note
