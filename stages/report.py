@@ -115,6 +115,7 @@ def build_rows(collected: dict[str, Any], variants: list[str]) -> list[dict[str,
             "kl_divergence": _round(evaluation["kl_divergence"], 6),
             "sqnr_db": _round(evaluation["sqnr_db"], 2), "images": evaluation["images"],
         }
+        row["quantized_output"] = bool(conversion.get("output", {}).get("scale"))
         if calibration:
             row["calibration_images"] = calibration["num_images"]
             row["calibration_representative"] = bool(calibration["representative"])
@@ -153,6 +154,7 @@ def reference_row(reference: dict[str, Any], baseline: dict[str, Any],
            "top5_overlap": _round(reference["top5_overlap"]),
            "kl_divergence": _round(reference["kl_divergence"], 6),
            "sqnr_db": _round(reference["sqnr_db"], 2), "images": reference["images"],
+           "quantized_output": bool(reference["output"]["scale"]),
            "notes": f"external model {Path(reference['path']).name} (sha256 "
                     f"{reference['sha256'][:12]}): {quantized}, "
                     f"{reference['output']['shape'][-1]} outputs, label_offset "
@@ -171,7 +173,8 @@ def metrics_document(rows: list[dict[str, Any]], collected: dict[str, Any]) -> d
         "bad_images": data["bad_image_count"], "synthetic": data["synthetic"]}}
     for row in rows:
         document[row["variant"]] = {key: value for key, value in row.items()
-                                    if key not in ("variant", "notes", "status", "denylist")
+                                    if key not in ("variant", "notes", "status", "denylist",
+                                                   "quantized_output")
                                     and value is not None}
         document[row["variant"]]["failed"] = row["status"] != "ok"
         if row.get("denylist") is not None:
@@ -247,6 +250,13 @@ def markdown(rows: list[dict[str, Any]], collected: dict[str, Any]) -> str:
     lines += ["", "Δtop-1, agreement (same top-1 class), top-5 overlap, KL divergence and SQNR "
               "are measured against the float Keras model on the same images. Latency: one "
               "image per invoke, p50 of repeated timed runs after warm-up.", ""]
+    quantized = [row["variant"] for row in rows if row.get("quantized_output")]
+    if quantized:
+        lines += [f"Top-5 overlap of {', '.join(quantized)} (integer outputs) is limited by "
+                  "the output quantization itself: the softmax is stored in 256 steps, so beyond "
+                  "the few likely classes most scores tie at zero and their order is arbitrary. "
+                  "Top-1 agreement, KL divergence and SQNR are the meaningful fidelity measures "
+                  "there.", ""]
     lines += calibration_section(rows)
     lines += layer_errors_section(collected.get("layer_errors"), rows)
     return "\n".join(lines)
