@@ -236,8 +236,11 @@ def test_sweep_rows_from_exp_show(tmp_path: Path) -> None:
     rows = calibration_sweep.sweep_rows(points)
     # noise excluded; size 50 run twice -> the newer one (c) wins; sorted by size
     assert [(r["num_images"], r["experiment"]) for r in rows] == [(10, "b"), (50, "c")]
-    # |79.6 - 80| = 0.4 <= 0.5 at 50 images; 10 images is 10 points off
+    # 79.6 - 80 = -0.4 >= -0.5 at 50 images; 10 images is 10 points below
     assert calibration_sweep.smallest_within(rows, "int8") == 50
+    # one-sided: beating float counts as within
+    assert calibration_sweep.smallest_within(
+        [{"num_images": 5, "int8_delta_top1": 0.7}], "int8") == 5
     source = tmp_path / "exp.json"
     source.write_text(json.dumps(exp_show))
     output = tmp_path / "sweep.csv"
