@@ -10,8 +10,10 @@ Each experiment of the sweep is an ordinary pipeline run with a different
 
 A DVC plot shows one revision's file; a sweep is many revisions, so this script reads every
 experiment's params and ``reports/metrics.json`` from ``dvc exp show --json`` and writes one row
-per calibration size (``calibration.source: images`` only; the newest experiment wins when a
-size was run twice): ``num_images``, ``experiment``, ``keras_top1`` and, per calibrated variant,
+per calibration size: the experiments whose params differ from their baseline commit's only in
+``calibration.num_images`` (``calibration.source: images``; the newest wins when a size was run
+twice; experiments that also changed e.g. ``fetch`` are left out, they measure other images).
+Columns: ``num_images``, ``experiment``, ``keras_top1`` and, per calibrated variant,
 ``<variant>_top1``, ``<variant>_delta_top1`` and ``<variant>_agreement``. Noise-calibrated
 experiments are printed separately (they are not representative, see ``summary.md``).
 """
@@ -33,20 +35,37 @@ VARIANTS = ("int8", "int8_selective", "int16x8")
 WITHIN_POINTS = 0.5
 
 
-def _revisions(entries: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Every revision (baselines and experiments) in ``dvc exp show --json`` output."""
+def _revisions(entries: list[dict[str, Any]], baseline: str | None = None
+               ) -> Iterator[tuple[str | None, dict[str, Any]]]:
+    """``(baseline rev, revision)`` for every revision in ``dvc exp show --json`` output."""
     for entry in entries:
-        yield entry
+        rev = baseline or (None if entry.get("rev") == "workspace" else entry.get("rev"))
+        yield rev, entry
         for experiment in entry.get("experiments") or []:
-            yield from _revisions(experiment.get("revs") or [])
+            yield from _revisions(experiment.get("revs") or [], rev)
+
+
+def _params(revision: dict[str, Any]) -> dict[str, Any]:
+    data = revision.get("data") or {}
+    return ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
+
+
+def _signature(params: dict[str, Any], *calibration_keys: str) -> str:
+    """The params without the given ``calibration`` keys, as comparable text."""
+    calibration = {key: value for key, value in (params.get("calibration") or {}).items()
+                   if key not in calibration_keys}
+    return json.dumps({**params, "calibration": calibration}, sort_keys=True)
 
 
 def experiment_points(exp_show: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One point per experiment that has metrics: calibration params and the variants' scores."""
+    """One point per revision with metrics: calibration params, the variants' scores, and
+    ``sweep`` (params differ from the baseline commit's in ``calibration.num_images`` at most)
+    or ``noise`` (... in ``calibration.source`` too, which is not ``images``)."""
+    baselines = {entry.get("rev"): _params(entry) for entry in exp_show}
     points = []
-    for revision in _revisions(exp_show):
+    for baseline, revision in _revisions(exp_show):
         data = revision.get("data") or {}
-        params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
+        params = _params(revision)
         metrics = ((data.get("metrics") or {}).get("reports/metrics.json") or {}).get("data")
         calibration = params.get("calibration") or {}
         if not metrics or "keras" not in metrics or "num_images" not in calibration:
@@ -56,6 +75,12 @@ def experiment_points(exp_show: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "timestamp": data.get("timestamp") or "", "num_images": calibration["num_images"],
             "source": calibration.get("source", "images"),
             "keras_top1": metrics["keras"]["top1"]}
+        base = baselines.get(baseline)
+        point["sweep"] = (base is not None and point["source"] == "images"
+                          and _signature(params, "num_images") == _signature(base, "num_images"))
+        point["noise"] = (base is not None and point["source"] != "images"
+                          and _signature(params, "num_images", "source")
+                          == _signature(base, "num_images", "source"))
         for variant in VARIANTS:
             row = metrics.get(variant)
             if row and not row.get("failed") and "top1" in row:
@@ -67,10 +92,10 @@ def experiment_points(exp_show: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def sweep_rows(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Real-image points, one per calibration size (the newest wins), by increasing size."""
+    """Sweep points, one per calibration size (the newest wins), by increasing size."""
     newest: dict[int, dict[str, Any]] = {}
     for point in points:
-        if point["source"] != "images":
+        if not point["sweep"]:
             continue
         known = newest.get(point["num_images"])
         if known is None or point["timestamp"] > known["timestamp"]:
@@ -121,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     points = experiment_points(json.loads(text))
     rows = sweep_rows(points)
     if not rows:
-        print("error: no finished experiment with calibration.source=images and metrics; "
+        print("error: no finished experiment that changes only calibration.num_images; "
               "run the sweep first (see the module docstring)", file=sys.stderr)
         return 1
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -138,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {variant}: smallest calibration size losing at most {WITHIN_POINTS} "
                   f"top-1 points vs float: {smallest if smallest is not None else 'none'}")
     for point in points:
-        if point["source"] != "images":
+        if point["noise"]:
             print(f"  NOT REPRESENTATIVE ({point['num_images']} {point['source']} samples, "
                   f"{point['experiment']}): "
                   + ", ".join(f"{v} top-1 {point[f'{v}_top1']:.2f}" for v in VARIANTS

@@ -212,11 +212,13 @@ def test_reference_skipped_or_missing(tmp_path: Path) -> None:
 # --- calibration sweep table from `dvc exp show --json` ----------------------------------------
 
 
-def _revision(name: str, stamp: str, num_images: int, source: str, int8_top1: float) -> dict:
+def _revision(name: str, stamp: str, num_images: int, source: str, int8_top1: float,
+              calibration_size: int = 150) -> dict:
     return {"rev": name * 3, "name": name, "data": {
         "timestamp": stamp,
-        "params": {"params.yaml": {"data": {"calibration": {"num_images": num_images,
-                                                            "source": source}}}},
+        "params": {"params.yaml": {"data": {
+            "fetch": {"calibration_size": calibration_size},
+            "calibration": {"num_images": num_images, "source": source}}}},
         "metrics": {"reports/metrics.json": {"data": {
             "keras": {"top1": 80.0},
             "int8": {"top1": int8_top1, "delta_top1": int8_top1 - 80.0, "agreement": 90.0,
@@ -224,17 +226,24 @@ def _revision(name: str, stamp: str, num_images: int, source: str, int8_top1: fl
 
 
 def test_sweep_rows_from_exp_show(tmp_path: Path) -> None:
+    baseline = _revision("main", "2026-01-01T09:00:00", 100, "images", 78.0)
+    del baseline["data"]["metrics"]  # the commit itself was not run
     exp_show = [{"rev": "workspace", "data": {"params": {}, "metrics": {}}},
-                {"rev": "abc", "name": "main", "data": {}, "experiments": [
+                {**baseline, "experiments": [
                     {"revs": [_revision("a", "2026-01-01T10:00:00", 50, "images", 79.0)]},
                     {"revs": [_revision("b", "2026-01-01T11:00:00", 10, "images", 70.0)]},
                     {"revs": [_revision("c", "2026-01-01T12:00:00", 50, "images", 79.6)]},
                     {"revs": [_revision("d", "2026-01-01T13:00:00", 50, "random_normal",
-                                        1.0)]}]}]
+                                        1.0)]},
+                    # another split: other evaluation images, not part of this sweep
+                    {"revs": [_revision("e", "2026-01-01T14:00:00", 100, "images", 85.0,
+                                        calibration_size=100)]}]}]
     points = calibration_sweep.experiment_points(exp_show)
-    assert len(points) == 4
+    assert [(p["experiment"], p["sweep"], p["noise"]) for p in points] == [
+        ("a", True, False), ("b", True, False), ("c", True, False), ("d", False, True),
+        ("e", False, False)]
     rows = calibration_sweep.sweep_rows(points)
-    # noise excluded; size 50 run twice -> the newer one (c) wins; sorted by size
+    # noise and other split excluded; size 50 run twice -> the newer (c) wins; sorted by size
     assert [(r["num_images"], r["experiment"]) for r in rows] == [(10, "b"), (50, "c")]
     # 79.6 - 80 = -0.4 >= -0.5 at 50 images; 10 images is 10 points below
     assert calibration_sweep.smallest_within(rows, "int8") == 50
