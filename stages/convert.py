@@ -13,12 +13,16 @@ Variants:
     ``float16``   weights stored as float16 (dequantized to float32 at load);
     ``dynamic``   dynamic-range: int8 weights, float activations quantized on the fly;
     ``int8``      full integer: int8 weights and activations, int8 input and output;
-    ``int16x8``   16-bit activations, 8-bit weights, int16 input and output.
+    ``int16x8``   16-bit activations, 8-bit weights, int16 input and output;
+    ``int8_selective``  ``int8`` except the ``convert.variants.int8_selective.float_layers``
+                  layers with the largest quantization error in ``reports/layer_errors.csv``
+                  (stage ``layer_errors``), which stay float (the converter's denylist, applied
+                  through ``tf.lite.experimental.QuantizationDebugger``); int8 input and output.
 
-Calibrated variants (``int8``, ``int16x8``) use ``calibration.num_images`` images of the
-calibration split (disjoint from evaluation) with exactly the evaluation preprocessing, or, for
-``calibration.source`` ``random_normal``/``random_uniform``, the noise many tutorials feed (the
-result is marked as not representative in every report).
+Calibrated variants (``int8``, ``int16x8``, ``int8_selective``) use ``calibration.num_images``
+images of the calibration split (disjoint from evaluation) with exactly the evaluation
+preprocessing, or, for ``calibration.source`` ``random_normal``/``random_uniform``, the noise
+many tutorials feed (the result is marked as not representative in every report).
 
 A conversion that fails is recorded (``status: failed``) and the stage still succeeds, so the
 other variants complete and the report shows this one as FAILED; ``stages.check`` fails on it.
@@ -43,7 +47,14 @@ from stages import atomic
 from stages.cli import native_stderr_silenced, run_stage
 from stages.errors import PipelineError
 from stages.export import read_model_info
-from stages.params import VARIANT_KINDS, CalibrationParams, calibration_params, check_variant, load
+from stages.params import (
+    VARIANT_KINDS,
+    CalibrationParams,
+    calibration_params,
+    check_variant,
+    load,
+    selective_float_layers,
+)
 from stages.prepare import load_split
 from stages.preprocessing import preprocess
 
@@ -73,8 +84,12 @@ def calibration_inputs(params: CalibrationParams, family: str,
     return preprocess(images[chosen], family)
 
 
-def _converter(saved_model: Path, variant: str,
-               representative: np.ndarray | None):
+def build_converter(saved_model: Path, variant: str, representative: np.ndarray | None):
+    """A ``tf.lite.TFLiteConverter`` set up for ``variant`` (not yet converted).
+
+    ``int8_selective`` gets the ``int8`` settings; its denylist is applied by
+    :func:`convert_selective`.
+    """
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
@@ -87,13 +102,8 @@ def _converter(saved_model: Path, variant: str,
     if variant == "dynamic":
         return converter
     assert representative is not None
-
-    def dataset() -> Iterator[list[np.ndarray]]:
-        for image in representative:
-            yield [image[None]]
-
-    converter.representative_dataset = dataset
-    if variant == "int8":
+    converter.representative_dataset = representative_dataset(representative)
+    if variant in ("int8", "int8_selective"):
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
@@ -118,11 +128,38 @@ def convert_variant(saved_model: Path, variant: str,
     """
     if VARIANT_KINDS.get(variant) and representative is None:
         raise PipelineError(f"variant {variant} needs calibration data")
-    converter = _converter(saved_model, variant, representative)
+    converter = build_converter(saved_model, variant, representative)
     if configure is not None:
         configure(converter)
     with native_stderr_silenced():
         return converter.convert()
+
+
+def representative_dataset(images: np.ndarray) -> Callable[[], Iterator[list[np.ndarray]]]:
+    """A converter/debugger dataset factory: one ``[image[None]]`` sample per image."""
+    def dataset() -> Iterator[list[np.ndarray]]:
+        for image in images:
+            yield [image[None]]
+    return dataset
+
+
+def convert_selective(saved_model: Path, representative: np.ndarray,
+                      denylist: list[str]) -> bytes:
+    """Full-integer int8 conversion except the ops producing the ``denylist`` tensors.
+
+    ``denylist`` holds TFLite tensor names (column ``tensor_name`` of ``layer_errors.csv``);
+    those ops stay float, with quantize/dequantize ops around them. Input and output stay int8
+    (``fully_quantize``). Raises whatever the converter raises.
+    """
+    import tensorflow as tf
+
+    converter = build_converter(saved_model, "int8", representative)
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(denylist),
+                                                            fully_quantize=True)
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=representative_dataset(representative),
+        debug_options=options)
+    return debugger.get_nondebug_quantized_model()
 
 
 def tensor_summary(model_bytes: bytes) -> dict[str, Any]:
@@ -175,9 +212,13 @@ def _record_failure(record: dict[str, Any], what: str, error: Exception,
 
 
 def convert(variant: str, params: dict[str, Any], export_dir: Path = Path("data/export"),
-            prepare_dir: Path = Path("data/prepare"), output_root: Path = OUTPUT
-            ) -> dict[str, Any]:
-    """Convert one variant and write ``data/convert/<variant>/``; returns ``conversion.json``."""
+            prepare_dir: Path = Path("data/prepare"), output_root: Path = OUTPUT,
+            layer_errors_csv: Path = Path("reports/layer_errors.csv")) -> dict[str, Any]:
+    """Convert one variant and write ``data/convert/<variant>/``; returns ``conversion.json``.
+
+    ``layer_errors_csv`` (the ``layer_errors`` stage's output) is read by ``int8_selective``
+    only.
+    """
     check_variant(params, variant)
     info = read_model_info(export_dir)
     record = _new_record(variant, params)
@@ -189,7 +230,15 @@ def convert(variant: str, params: dict[str, Any], export_dir: Path = Path("data/
     if not saved_model.is_dir():
         raise PipelineError(f"{saved_model} not found: run the export stage first")
     try:
-        model_bytes = convert_variant(saved_model, variant, representative)
+        if variant == "int8_selective":
+            from stages.layer_errors import worst_layers
+
+            worst = worst_layers(selective_float_layers(params), layer_errors_csv)
+            record["denylist"] = [row["tensor_name"] for row in worst]
+            record["float_keras_layers"] = [row["keras_layer"] for row in worst]
+            model_bytes = convert_selective(saved_model, representative, record["denylist"])
+        else:
+            model_bytes = convert_variant(saved_model, variant, representative)
     except PipelineError:
         raise
     except Exception as error:  # the converter raises many types; record it, keep going

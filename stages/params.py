@@ -23,6 +23,7 @@ VARIANT_KINDS: dict[str, bool] = {
     "dynamic": False,
     "int8": True,
     "int16x8": True,
+    "int8_selective": True,   # int8 with the worst layers of stages.layer_errors kept float
 }
 
 FETCH_SOURCES = ("tfds", "folder", "synthetic")
@@ -196,10 +197,13 @@ def variant_names(params: dict[str, Any]) -> list[str]:
         if name not in VARIANT_KINDS:
             raise PipelineError(f"params.yaml: convert.variants.{name}: unknown variant; known "
                                 f"variants: {', '.join(VARIANT_KINDS)}")
-        if not isinstance(settings, dict) or not isinstance(settings.get("params"), str):
+        if not isinstance(settings, dict) or not isinstance(settings.get("params"), str) \
+                or not isinstance(settings.get("deps"), str):
             raise PipelineError(f"params.yaml: convert.variants.{name} must be a mapping with a "
                                 "'params' entry naming the params section its conversion "
-                                f"depends on (e.g. {{params: calibration}}), got {settings!r}")
+                                "depends on and a 'deps' entry naming the file or folder it "
+                                "depends on (e.g. {params: calibration, deps: data/export}), "
+                                f"got {settings!r}")
     return list(variants)
 
 
@@ -209,6 +213,43 @@ def check_variant(params: dict[str, Any], variant: str) -> str:
         raise PipelineError(f"variant {variant!r} is not listed in params.yaml convert.variants "
                             f"({', '.join(variant_names(params))})")
     return variant
+
+
+def selective_float_layers(params: dict[str, Any], variant: str = "int8_selective") -> int:
+    """``convert.variants.<variant>.float_layers``: how many of the worst layers stay float."""
+    entry = _section(params, "convert")["variants"].get(variant)
+    if not isinstance(entry, dict):
+        raise PipelineError(f"params.yaml: convert.variants.{variant} must be a mapping with "
+                            "float_layers (the number of worst layers kept float)")
+    return _int(entry, f"convert.variants.{variant}", "float_layers")
+
+
+@dataclass(frozen=True)
+class ReferenceParams:
+    """``reference``: an external, already-converted ``.tflite`` model evaluated beside ours.
+
+    ``path`` null means no reference row. ``label_offset`` leading outputs are dropped (1 for
+    models with a background class at index 0); ``preprocessing`` is the float input range the
+    model expects (``auto``: the exported Keras model's); integer inputs are then quantized with
+    the model's own scale and zero point; ``output`` is ``probabilities`` or ``logits``.
+    """
+
+    path: str | None
+    label_offset: int
+    preprocessing: str
+    output: str
+
+
+def reference_params(params: dict[str, Any]) -> ReferenceParams:
+    s = _section(params, "reference")
+    return ReferenceParams(
+        path=_optional_str(s, "reference", "path"),
+        label_offset=_int(s, "reference", "label_offset", minimum=0, default=0),
+        preprocessing=_choice(s, "reference", "preprocessing", ("auto", *FAMILIES),
+                              default="auto"),
+        output=_choice(s, "reference", "output", ("probabilities", "logits"),
+                       default="probabilities"),
+    )
 
 
 @dataclass(frozen=True)

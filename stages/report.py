@@ -9,6 +9,11 @@ which variants), and writes
   float32, latency p50 per thread count, speed-up vs float32, top-1, top-5, Δtop-1 vs the float
   Keras model, agreement, top-5 overlap, KL divergence, SQNR, notes;
 * ``reports/plots/variants.csv``: the plot data (accuracy vs size, latency per variant).
+
+When present, it also reads ``data/evaluate_reference/metrics.json`` (an external reference
+model, one more row) and ``reports/layer_errors.csv`` (the int8 per-layer errors: the worst
+layers are listed in ``summary.md``). Variants calibrated on noise are marked NOT
+REPRESENTATIVE, and ``summary.md`` explains why their accuracy collapses.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from stages.params import load, variant_names
 
 OUTPUT = Path("reports")
 BASELINE = "keras"
+REFERENCE = "reference"
+WORST_LAYERS_SHOWN = 10
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -34,13 +41,25 @@ def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text("utf-8"))
 
 
-def collect(variants: list[str], data: Path = Path("data")) -> dict[str, Any]:
-    """Gather the per-stage JSON outputs into ``{"data": ..., "keras": ..., variant: ...}``."""
+def collect(variants: list[str], data: Path = Path("data"),
+            layer_errors_csv: Path | None = Path("reports/layer_errors.csv")) -> dict[str, Any]:
+    """Gather the per-stage outputs into ``{"data": ..., "keras": ..., variant: ...}``.
+
+    Optional entries: ``reference`` (``data/evaluate_reference``, unless skipped) and
+    ``layer_errors`` (the rows of ``layer_errors_csv``).
+    """
     collected: dict[str, Any] = {
         "data": _read_json(data / "fetch" / "fetch.json"),
         "model": _read_json(data / "export" / "model.json"),
         BASELINE: _read_json(data / "evaluate_keras" / "metrics.json"),
     }
+    reference = data / "evaluate_reference" / "metrics.json"
+    if reference.is_file():
+        collected[REFERENCE] = _read_json(reference)
+    if layer_errors_csv is not None and Path(layer_errors_csv).is_file():
+        from stages.layer_errors import read_layer_errors
+
+        collected["layer_errors"] = read_layer_errors(layer_errors_csv)
     for variant in variants:
         collected[variant] = {
             "conversion": _read_json(data / "convert" / variant / "conversion.json"),
@@ -79,7 +98,12 @@ def build_rows(collected: dict[str, Any], variants: list[str]) -> list[dict[str,
                 notes.append(f"calibrated on {calibration['num_images']} real images")
             else:
                 notes.append(f"NOT REPRESENTATIVE: calibrated on {calibration['num_images']} "
-                             f"{calibration['source']} noise samples, not images")
+                             f"{calibration['source']} noise samples, not images "
+                             "(see Calibration below)")
+        if conversion.get("denylist") is not None:
+            kept = conversion.get("float_keras_layers") or conversion["denylist"]
+            notes.append(f"{len(conversion['denylist'])} worst layer(s) kept float: "
+                         + ", ".join(name or "?" for name in kept))
         if bench.get("note"):
             notes.append(bench["note"])
         row: dict[str, Any] = {
@@ -91,6 +115,13 @@ def build_rows(collected: dict[str, Any], variants: list[str]) -> list[dict[str,
             "kl_divergence": _round(evaluation["kl_divergence"], 6),
             "sqnr_db": _round(evaluation["sqnr_db"], 2), "images": evaluation["images"],
         }
+        row["quantized_output"] = bool(conversion.get("output", {}).get("scale"))
+        if calibration:
+            row["calibration_images"] = calibration["num_images"]
+            row["calibration_representative"] = bool(calibration["representative"])
+        if conversion.get("denylist") is not None:
+            row["float_layers"] = len(conversion["denylist"])
+            row["denylist"] = list(conversion["denylist"])
         if float32_ok:
             row["compression"] = _round(float32["conversion"]["size_bytes"]
                                         / conversion["size_bytes"], 3)
@@ -104,7 +135,33 @@ def build_rows(collected: dict[str, Any], variants: list[str]) -> list[dict[str,
                     row[f"speedup_t{threads}"] = _round(reference["p50_ms"] / stats["p50_ms"], 3)
         row["notes"] = "; ".join(notes)
         rows.append(row)
+    if collected.get(REFERENCE, {}).get("status") == "ok":
+        rows.append(reference_row(collected[REFERENCE], baseline,
+                                  float32["conversion"]["size_bytes"] if float32_ok else None))
     return rows
+
+
+def reference_row(reference: dict[str, Any], baseline: dict[str, Any],
+                  float32_size: int | None) -> dict[str, Any]:
+    """The table row of the external reference model (``data/evaluate_reference``)."""
+    tensor = reference["input"]
+    quantized = (f"{tensor['dtype']} input scale {tensor['scale']:.6g} zero point "
+                 f"{tensor['zero_point']}" if tensor["scale"] else f"{tensor['dtype']} input")
+    row = {"variant": REFERENCE, "status": "ok", "size_bytes": reference["size_bytes"],
+           "top1": _round(reference["top1"]), "top5": _round(reference["top5"]),
+           "delta_top1": _round(reference["top1"] - baseline["top1"]),
+           "agreement": _round(reference["agreement"]),
+           "top5_overlap": _round(reference["top5_overlap"]),
+           "kl_divergence": _round(reference["kl_divergence"], 6),
+           "sqnr_db": _round(reference["sqnr_db"], 2), "images": reference["images"],
+           "quantized_output": bool(reference["output"]["scale"]),
+           "notes": f"external model {Path(reference['path']).name} (sha256 "
+                    f"{reference['sha256'][:12]}): {quantized}, "
+                    f"{reference['output']['shape'][-1]} outputs, label_offset "
+                    f"{reference['label_offset']}"}
+    if float32_size:
+        row["compression"] = _round(float32_size / reference["size_bytes"], 3)
+    return row
 
 
 def metrics_document(rows: list[dict[str, Any]], collected: dict[str, Any]) -> dict[str, Any]:
@@ -116,9 +173,12 @@ def metrics_document(rows: list[dict[str, Any]], collected: dict[str, Any]) -> d
         "bad_images": data["bad_image_count"], "synthetic": data["synthetic"]}}
     for row in rows:
         document[row["variant"]] = {key: value for key, value in row.items()
-                                    if key not in ("variant", "notes", "status")
+                                    if key not in ("variant", "notes", "status", "denylist",
+                                                   "quantized_output")
                                     and value is not None}
         document[row["variant"]]["failed"] = row["status"] != "ok"
+        if row.get("denylist") is not None:
+            document[row["variant"]]["denylist"] = "; ".join(row["denylist"])
     return document
 
 
@@ -190,7 +250,61 @@ def markdown(rows: list[dict[str, Any]], collected: dict[str, Any]) -> str:
     lines += ["", "Δtop-1, agreement (same top-1 class), top-5 overlap, KL divergence and SQNR "
               "are measured against the float Keras model on the same images. Latency: one "
               "image per invoke, p50 of repeated timed runs after warm-up.", ""]
+    quantized = [row["variant"] for row in rows if row.get("quantized_output")]
+    if quantized:
+        lines += [f"Top-5 overlap of {', '.join(quantized)} (integer outputs) is limited by "
+                  "the output quantization itself: the softmax is stored in 256 steps, so beyond "
+                  "the few likely classes most scores tie at zero and their order is arbitrary. "
+                  "Top-1 agreement, KL divergence and SQNR are the meaningful fidelity measures "
+                  "there.", ""]
+    lines += calibration_section(rows)
+    lines += layer_errors_section(collected.get("layer_errors"), rows)
     return "\n".join(lines)
+
+
+def calibration_section(rows: list[dict[str, Any]]) -> list[str]:
+    """Why noise-calibrated variants are not representative (with their measured numbers)."""
+    noise = [row for row in rows if row.get("calibration_representative") is False]
+    if not noise:
+        return []
+    lines = ["## Calibration: NOT REPRESENTATIVE runs", "",
+             "These variants were calibrated on random noise instead of images: " + ", ".join(
+                 f"{row['variant']} (top-1 {row['top1']:.2f}%, Δ {row['delta_top1']:+.2f}, "
+                 f"agreement {row['agreement']:.2f}%)" for row in noise) + ".", "",
+             "Why it collapses: full-integer conversion fixes every activation tensor's int8 "
+             "range (scale and zero point) from the minimum and maximum values seen during "
+             "calibration. Noise does not produce the activation statistics of real photos: "
+             "layers that respond to edges, textures and objects see ranges that are too narrow "
+             "(real activations are clipped at the range ends) or too wide (the real values "
+             "fall into a few int8 steps), and the errors compound through the network. "
+             "The figures above are what a tutorial-style noise calibration costs, not what "
+             "int8 can do: calibrate on real images from the calibration split "
+             "(`calibration.source: images`).", ""]
+    return lines
+
+
+def layer_errors_section(layer_rows: list[dict[str, str]] | None,
+                         rows: list[dict[str, Any]]) -> list[str]:
+    """The worst int8 layers of ``reports/layer_errors.csv`` and which ones stay float."""
+    if not layer_rows:
+        return []
+    kept = {name for row in rows for name in row.get("denylist") or []}
+    worst = sorted(layer_rows, key=lambda row: int(row["rank"]))[:WORST_LAYERS_SHOWN]
+    lines = ["## int8 layer-wise error (QuantizationDebugger, calibration images)", "",
+             f"The {len(worst)} worst of {len(layer_rows)} quantized ops of the `int8` recipe, "
+             "by RMSE between the quantized and float op output in units of the output's "
+             "quantization step (about 0.29 is pure rounding noise). All rows: "
+             "`reports/layer_errors.csv`.", "",
+             "| rank | Keras layer | op | RMSE/scale | kept float in int8_selective | "
+             "TFLite tensor |", "|---:|---|---|---:|---|---|"]
+    for row in worst:
+        tensor = row["tensor_name"] if len(row["tensor_name"]) <= 80 else (
+            row["tensor_name"][:77] + "...")
+        lines.append(f"| {row['rank']} | {row['keras_layer'] or '?'} | {row['op']} | "
+                     f"{float(row['rmse_over_scale']):.3f} | "
+                     f"{'yes' if row['tensor_name'] in kept else ''} | `{tensor}` |")
+    lines.append("")
+    return lines
 
 
 def csv_text(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -223,7 +337,7 @@ def report(params: dict[str, Any], data: Path = Path("data"), output: Path = OUT
            ) -> list[dict[str, Any]]:
     """Write every report file; returns the table rows."""
     variants = variant_names(params)
-    collected = collect(variants, data)
+    collected = collect(variants, data, output / "layer_errors.csv")
     rows = build_rows(collected, variants)
     atomic.write_json(output / "metrics.json", metrics_document(rows, collected))
     atomic.write_text(output / "summary.md", markdown(rows, collected))

@@ -20,7 +20,8 @@ import yaml
 
 from tests.conftest import REPO, SHARED_VAL, SHARED_WEIGHTS, needs_shared
 
-VARIANTS = ["float32", "float16", "dynamic", "int8", "int16x8"]
+VARIANTS = ["float32", "float16", "dynamic", "int8", "int16x8", "int8_selective"]
+CALIBRATED = ["int8", "int16x8", "int8_selective"]
 GIT_ENV = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
            "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
 
@@ -74,7 +75,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @needs_shared
 def test_full_repro_on_real_data(project: Path) -> None:
     output = dvc("repro", cwd=project, timeout=1200)
-    expected = {"fetch", "export", "prepare", "evaluate_keras", "report",
+    expected = {"fetch", "export", "prepare", "evaluate_keras", "layer_errors", "report",
                 *(f"{stage}@{v}" for stage in ("convert", "evaluate", "benchmark")
                   for v in VARIANTS)}
     assert expected <= stages_run(output)
@@ -104,7 +105,7 @@ def test_calibration_change_reruns_only_calibrated_variants(project: Path) -> No
     set_params(project, calibration={"num_images": 50})
     output = dvc("repro", cwd=project)
     assert stages_run(output) == {f"{stage}@{v}" for stage in ("convert", "evaluate", "benchmark")
-                                  for v in ("int8", "int16x8")} | {"report"}
+                                  for v in CALIBRATED} | {"layer_errors", "report"}
     record = json.loads((project / "data/convert/int8/conversion.json").read_text())
     assert record["calibration"]["num_images"] == 50
 

@@ -9,11 +9,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages import benchmark, convert, evaluate, evaluate_keras, export, fetch, prepare, report
-from stages.params import fetch_params, load, model_params
+from stages import (
+    benchmark,
+    convert,
+    evaluate,
+    evaluate_keras,
+    export,
+    fetch,
+    layer_errors,
+    prepare,
+    report,
+)
+from stages.params import calibration_params, fetch_params, load, model_params
 from tests.conftest import TEST_SYNSETS
 
-VARIANTS = ["float32", "float16", "dynamic", "int8", "int16x8"]
+VARIANTS = ["float32", "float16", "dynamic", "int8", "int16x8", "int8_selective"]
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +51,7 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         export.export(model_params(params))
         prepare.prepare()
         evaluate_keras.evaluate_keras()
+        layer_errors.layer_errors(calibration_params(params))
         for variant in VARIANTS:
             convert.convert(variant, params)
             evaluate.evaluate(variant, params)
@@ -151,7 +162,40 @@ def test_report_has_a_row_per_variant(pipeline_run: Path) -> None:
     summary = (pipeline_run / "reports/summary.md").read_text()
     assert "| int8 |" in summary and "calibrated on 8 real images" in summary
     plot = list(csv.DictReader((pipeline_run / "reports/plots/variants.csv").open()))
-    assert [p["variant"] for p in plot] == ["float32", "float16", "dynamic", "int8"]
+    assert [p["variant"] for p in plot] == ["float32", "float16", "dynamic", "int8",
+                                            "int8_selective"]
+
+
+def test_layer_errors_name_real_layers_and_int8_selective_keeps_the_worst_float(
+        pipeline_run: Path) -> None:
+    import keras
+
+    rows = list(csv.DictReader((pipeline_run / "reports/layer_errors.csv").open()))
+    layers = {layer.name for layer in keras.models.load_model(
+        pipeline_run / "data/export/model.keras", compile=False).layers}
+    assert len(rows) > 50  # MobileNetV2: one row per quantized conv/add/... op
+    assert all(row["keras_layer"] in layers for row in rows if row["op"] == "CONV_2D")
+    assert all(row["keras_layer"] in row["tensor_name"] for row in rows if row["keras_layer"])
+    ranks = sorted(rows, key=lambda row: int(row["rank"]))
+    errors = [float(row["rmse_over_scale"]) for row in ranks]
+    assert errors == sorted(errors, reverse=True)
+    record = json.loads((pipeline_run / "data/convert/int8_selective/conversion.json").read_text())
+    keep = load(pipeline_run / "params.yaml")["convert"]["variants"]["int8_selective"][
+        "float_layers"]
+    assert record["denylist"] == [row["tensor_name"] for row in ranks[:keep]]
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(
+        model_path=str(pipeline_run / "data/convert/int8_selective/model.tflite"))
+    ops = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert "DEQUANTIZE" in ops  # float islands inside the int8 graph
+    assert interpreter.get_input_details()[0]["dtype"] == np.int8
+    metrics = json.loads((pipeline_run / "reports/metrics.json").read_text())
+    assert metrics["int8_selective"]["float_layers"] == keep
+    assert metrics["int8_selective"]["denylist"] == "; ".join(record["denylist"])
+    summary = (pipeline_run / "reports/summary.md").read_text()
+    assert "## int8 layer-wise error" in summary
+    assert f"| 1 | {ranks[0]['keras_layer']} |" in summary
 
 
 def test_check_gate_fails_on_the_failed_variant_and_marks_new_ones(

@@ -1,0 +1,259 @@
+"""Fidelity metrics, the layer-error report, int8_selective, the reference row, the sweep table.
+
+Expected values are computed by hand in the comments, never copied from the code's output.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks import calibration_sweep
+from stages import metrics
+from stages.errors import PipelineError
+from stages.layer_errors import keras_layers_of, layer_rows
+from stages.params import reference_params
+from stages.report import calibration_section
+
+# --- metric functions against hand-computed values ---------------------------------------------
+
+
+def test_softmax_by_hand() -> None:
+    # exp(0) = 1, exp(ln 3) = 3 -> [1/4, 3/4]
+    np.testing.assert_allclose(metrics.softmax(np.array([[0.0, math.log(3.0)]])),
+                               [[0.25, 0.75]], rtol=1e-6)
+
+
+def test_top_k_accuracy_by_hand() -> None:
+    scores = np.array([[0.1, 0.6, 0.3, 0.0, 0.0, 0.0],    # order 1, 2, 0, ...
+                       [0.5, 0.2, 0.1, 0.1, 0.05, 0.05],  # order 0, 1, 2|3 ...
+                       [0.0, 0.0, 0.0, 0.0, 0.1, 0.9]])   # order 5, 4, ...
+    labels = np.array([2, 0, 0])
+    # top-1: row 0 predicts 1 (label 2) no; row 1 predicts 0 yes; row 2 predicts 5 no -> 1/3
+    assert metrics.top_k_accuracy(scores, labels, 1) == pytest.approx(100 / 3)
+    # top-2: row 0 {1, 2} yes; row 1 {0, 1} yes; row 2 {5, 4} no -> 2/3
+    assert metrics.top_k_accuracy(scores, labels, 2) == pytest.approx(200 / 3)
+    # top-5 of 6 classes: row 2 leaves out exactly one class, the lowest-index tie 0..3 kept
+    # in index order (stable sort): {5, 4, 0, 1, 2} contains 0 -> 3/3
+    assert metrics.top_k_accuracy(scores, labels, 5) == pytest.approx(100.0)
+
+
+def test_agreement_and_top5_overlap_by_hand() -> None:
+    reference = np.array([[6, 5, 4, 3, 2, 1], [1, 2, 3, 4, 5, 6]], dtype=float)
+    # row 0: same top-1 (0) but top-5 is {0,1,2,3,5}: 4 of the reference's {0,1,2,3,4}
+    # row 1: top-1 4 instead of 5; top-5 {4,5,3,2,1} identical set -> 5 of 5
+    scores = np.array([[6, 5, 4, 3, 0, 1], [1, 2, 3, 4, 7, 6]], dtype=float)
+    assert metrics.top1_agreement(reference, scores) == pytest.approx(50.0)
+    assert metrics.top5_overlap(reference, scores) == pytest.approx(100 * (4 / 5 + 5 / 5) / 2)
+
+
+def test_kl_divergence_by_hand() -> None:
+    p = np.array([[0.5, 0.5], [1.0, 0.0]])
+    q = np.array([[0.25, 0.75], [1.0, 0.0]])
+    # row 0: 0.5 ln(0.5/0.25) + 0.5 ln(0.5/0.75) = 0.5 ln 2 + 0.5 ln(2/3); row 1: 0
+    expected = (0.5 * math.log(2) + 0.5 * math.log(2 / 3)) / 2
+    assert metrics.mean_kl_divergence(p, q) == pytest.approx(expected, rel=1e-6)
+    assert metrics.mean_kl_divergence(p, p) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_sqnr_by_hand() -> None:
+    reference = np.array([[3.0, 4.0]])
+    # signal 9 + 16 = 25, noise (4 - 3)^2 = 1 -> 10 log10 25 = 13.979 dB
+    assert metrics.sqnr_db(reference, np.array([[3.0, 3.0]])) == pytest.approx(
+        10 * math.log10(25.0))
+    assert metrics.sqnr_db(reference, reference) == math.inf
+    # JSON has no infinity: an exact copy is recorded as None
+    assert metrics.fidelity_metrics(reference, reference)["sqnr_db"] is None
+
+
+# --- layer-error report ------------------------------------------------------------------------
+
+LAYERS = ["input_layer", "Conv1", "bn_Conv1", "Conv1_relu", "block_1_expand",
+          "block_1_expand_BN", "block_1_expand_relu", "block_1_project"]
+
+
+def test_keras_layer_names_from_fused_tensor_names() -> None:
+    fused = ("mnv2_1/block_1_expand_relu_1/Relu6;mnv2_1/block_1_expand_BN_1/batchnorm;"
+             "mnv2_1/block_1_expand_1/convolution")
+    assert keras_layers_of(fused, LAYERS) == ["block_1_expand", "block_1_expand_BN",
+                                              "block_1_expand_relu"]
+    assert keras_layers_of("mnv2_1/Conv1_1/convolution", LAYERS) == ["Conv1"]
+    assert keras_layers_of("StatefulPartitionedCall:0", LAYERS) == []
+
+
+def test_layer_rows_rank_by_rmse_over_scale() -> None:
+    dump = ("op_name,tensor_idx,num_elements,stddev,mean_error,max_abs_error,"
+            "mean_squared_error,scale,zero_point,tensor_name\n"
+            "CONV_2D,5,100,0.1,0.01,0.5,0.04,0.1,-128,mnv2_1/Conv1_1/convolution\n"
+            "CONV_2D,9,50,0.1,0.0,0.2,0.0009,0.01,3,mnv2_1/block_1_project_1/convolution\n")
+    rows = layer_rows(dump, LAYERS)
+    # row 0: sqrt(0.04) = 0.2, / 0.1 = 2.0; row 1: sqrt(0.0009) = 0.03, / 0.01 = 3.0 (worst)
+    assert [r["rmse_over_scale"] for r in rows] == pytest.approx([2.0, 3.0])
+    assert [r["rank"] for r in rows] == [2, 1]
+    assert [r["keras_layer"] for r in rows] == ["Conv1", "block_1_project"]
+    assert rows[1]["zero_point"] == 3 and rows[0]["num_elements"] == 100
+
+
+# --- report: noise calibration is explained ----------------------------------------------------
+
+
+def test_noise_calibrated_rows_get_an_explanation() -> None:
+    rows = [{"variant": "int8", "top1": 2.0, "delta_top1": -81.3, "agreement": 2.5,
+             "calibration_representative": False},
+            {"variant": "int16x8", "top1": 80.0, "delta_top1": -3.3, "agreement": 90.0,
+             "calibration_representative": True}]
+    text = "\n".join(calibration_section(rows))
+    assert "NOT REPRESENTATIVE" in text and "int8 (top-1 2.00%" in text
+    assert "int16x8" not in text
+    assert "minimum and maximum" in text  # the reason, not only the label
+    assert calibration_section(rows[1:]) == []
+
+
+# --- reference row: uint8 input and a background class, on a tiny model ------------------------
+
+
+@pytest.fixture(scope="module")
+def background_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny uint8-in/uint8-out classifier with 1001 outputs, index 0 = background.
+
+    8x8 RGB input in [-1, 1]; global average pooling; dense: output 1 + c gets 10 x channel c,
+    the background output a constant 2. So a pure red image (channels [1, -1, -1]) scores
+    10 on output 1 (ImageNet class 0), green on output 2 (class 1), blue on output 3 (class 2).
+    """
+    import keras
+    import tensorflow as tf
+
+    inputs = keras.Input((8, 8, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    dense = keras.layers.Dense(1001, activation="softmax")
+    model = keras.Model(inputs, dense(pooled))
+    kernel = np.zeros((3, 1001), dtype=np.float32)
+    for channel in range(3):
+        kernel[channel, 1 + channel] = 10.0
+    bias = np.zeros(1001, dtype=np.float32)
+    bias[0] = 2.0
+    dense.set_weights([kernel, bias])
+    rng = np.random.default_rng(0)
+
+    def dataset():
+        for _ in range(16):
+            yield [rng.uniform(-1, 1, (1, 8, 8, 3)).astype(np.float32)]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = dataset
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.uint8
+    converter.inference_output_type = tf.uint8
+    path = tmp_path_factory.mktemp("reference") / "background.tflite"
+    path.write_bytes(converter.convert())
+    return path
+
+
+def _reference_project(root: Path, images: np.ndarray, labels: np.ndarray) -> None:
+    """The upstream outputs evaluate_reference reads (model.json, evaluation.npz, baseline)."""
+    (root / "data/export").mkdir(parents=True)
+    (root / "data/export/model.json").write_text(json.dumps({"preprocessing": "tf"}))
+    (root / "data/prepare").mkdir(parents=True)
+    np.savez(root / "data/prepare/evaluation.npz", images=images, labels=labels)
+    (root / "data/evaluate_keras").mkdir(parents=True)
+    np.save(root / "data/evaluate_keras/probabilities.npy",
+            np.eye(1000, dtype=np.float32)[labels])
+
+
+def test_reference_row_handles_uint8_input_and_background_offset(
+        background_model: Path, tmp_path: Path) -> None:
+    from stages.evaluate_reference import evaluate_reference
+
+    images = np.zeros((3, 8, 8, 3), dtype=np.uint8)
+    for colour in range(3):
+        images[colour, :, :, colour] = 255  # red, green, blue
+    labels = np.array([0, 1, 2], dtype=np.int32)
+    _reference_project(tmp_path, images, labels)
+    settings = reference_params({"reference": {"path": str(background_model),
+                                               "label_offset": 1}})
+    result = evaluate_reference(settings, export_dir=tmp_path / "data/export",
+                                prepare_dir=tmp_path / "data/prepare",
+                                baseline_dir=tmp_path / "data/evaluate_keras",
+                                output=tmp_path / "out")
+    # the model's own conventions are recorded: uint8 in, 1001 uint8 outputs
+    assert result["input"]["dtype"] == "uint8" and result["input"]["scale"] > 0
+    assert result["output"]["shape"][-1] == 1001 and result["label_offset"] == 1
+    # red -> class 0, green -> class 1, blue -> class 2 only if the background output is dropped
+    # and the [-1, 1] inputs are quantized with the model's own scale and zero point
+    assert result["top1"] == 100.0 and result["agreement"] == 100.0
+    written = json.loads((tmp_path / "out/metrics.json").read_text())
+    assert written["top1"] == 100.0 and len(written["sha256"]) == 64
+
+    without_offset = reference_params({"reference": {"path": str(background_model)}})
+    with pytest.raises(PipelineError, match="1001 outputs after label_offset 0"):
+        evaluate_reference(without_offset, export_dir=tmp_path / "data/export",
+                           prepare_dir=tmp_path / "data/prepare",
+                           baseline_dir=tmp_path / "data/evaluate_keras",
+                           output=tmp_path / "out2")
+
+
+def test_reference_skipped_or_missing(tmp_path: Path) -> None:
+    from stages.evaluate_reference import evaluate_reference
+
+    skipped = evaluate_reference(reference_params({"reference": {"path": None}}),
+                                 output=tmp_path / "out")
+    assert skipped == {"status": "skipped"}
+    missing = reference_params({"reference": {"path": str(tmp_path / "nope.tflite")}})
+    with pytest.raises(PipelineError, match="reference.path"):
+        evaluate_reference(missing, output=tmp_path / "out")
+
+
+# --- calibration sweep table from `dvc exp show --json` ----------------------------------------
+
+
+def _revision(name: str, stamp: str, num_images: int, source: str, int8_top1: float,
+              calibration_size: int = 150) -> dict:
+    return {"rev": name * 3, "name": name, "data": {
+        "timestamp": stamp,
+        "params": {"params.yaml": {"data": {
+            "fetch": {"calibration_size": calibration_size},
+            "calibration": {"num_images": num_images, "source": source}}}},
+        "metrics": {"reports/metrics.json": {"data": {
+            "keras": {"top1": 80.0},
+            "int8": {"top1": int8_top1, "delta_top1": int8_top1 - 80.0, "agreement": 90.0,
+                     "failed": False}}}}}}
+
+
+def test_sweep_rows_from_exp_show(tmp_path: Path) -> None:
+    baseline = _revision("main", "2026-01-01T09:00:00", 100, "images", 78.0)
+    del baseline["data"]["metrics"]  # the commit itself was not run
+    exp_show = [{"rev": "workspace", "data": {"params": {}, "metrics": {}}},
+                {**baseline, "experiments": [
+                    {"revs": [_revision("a", "2026-01-01T10:00:00", 50, "images", 79.0)]},
+                    {"revs": [_revision("b", "2026-01-01T11:00:00", 10, "images", 70.0)]},
+                    {"revs": [_revision("c", "2026-01-01T12:00:00", 50, "images", 79.6)]},
+                    {"revs": [_revision("d", "2026-01-01T13:00:00", 50, "random_normal",
+                                        1.0)]},
+                    # another split: other evaluation images, not part of this sweep
+                    {"revs": [_revision("e", "2026-01-01T14:00:00", 100, "images", 85.0,
+                                        calibration_size=100)]}]}]
+    points = calibration_sweep.experiment_points(exp_show)
+    assert [(p["experiment"], p["sweep"], p["noise"]) for p in points] == [
+        ("a", True, False), ("b", True, False), ("c", True, False), ("d", False, True),
+        ("e", False, False)]
+    rows = calibration_sweep.sweep_rows(points)
+    # noise and other split excluded; size 50 run twice -> the newer (c) wins; sorted by size
+    assert [(r["num_images"], r["experiment"]) for r in rows] == [(10, "b"), (50, "c")]
+    # 79.6 - 80 = -0.4 >= -0.5 at 50 images; 10 images is 10 points below
+    assert calibration_sweep.smallest_within(rows, "int8") == 50
+    # one-sided: beating float counts as within
+    assert calibration_sweep.smallest_within(
+        [{"num_images": 5, "int8_delta_top1": 0.7}], "int8") == 5
+    source = tmp_path / "exp.json"
+    source.write_text(json.dumps(exp_show))
+    output = tmp_path / "sweep.csv"
+    assert calibration_sweep.main(["--exp-json", str(source), "--output", str(output)]) == 0
+    table = list(csv.DictReader(output.open()))
+    assert [row["num_images"] for row in table] == ["10", "50"]
+    assert float(table[1]["int8_top1"]) == pytest.approx(79.6)
