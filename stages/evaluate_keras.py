@@ -1,7 +1,7 @@
 """Stage ``evaluate_keras``: the float Keras model on the evaluation split, the baseline row.
 
-Reads ``data/export/model.keras`` (``saved_model/`` for a user SavedModel) + ``model.json`` and ``data/prepare/evaluation.npz``; writes
-``data/evaluate_keras/``:
+Reads ``data/export/model.keras`` (``saved_model/`` for a user SavedModel) + ``model.json``
+and ``data/prepare/evaluation.npz``; writes ``data/evaluate_keras/``:
 
 * ``probabilities.npy``: ``float32`` ``(N, 1000)`` softmax outputs, the reference every
   variant's agreement, KL divergence and SQNR are measured against;
