@@ -2,8 +2,8 @@
 
 Each family is a tiny random-weight instance (small ``alpha`` and input size where the family
 allows it) run through export → prepare → evaluate_keras → convert/evaluate/benchmark (float32
-and int8 only) → report, on one shared fetch of generated images. About 3 minutes on 2 cores,
-ResNet50 and EfficientNetB0 conversions being the slow part.
+and int8 only) → report, on one shared fetch of generated images. About 4-5 minutes on 2 shared
+cores (ResNet50 and EfficientNetB0 about a minute each, their conversions being the slow part).
 """
 
 from __future__ import annotations
@@ -47,10 +47,11 @@ def fetched(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "fetch"
 
 
-def run_pipeline(project: Path, fetched: Path, **model: object) -> dict:
+def run_pipeline(project: Path, fetched: Path, variants: tuple[str, ...] = VARIANTS,
+                 **model: object) -> dict:
     """Run every stage after fetch in ``project`` with ``model`` params; returns metrics.json."""
     params = tiny_params(None, model=model, calibration={"num_images": 4})
-    params["convert"]["variants"] = {v: params["convert"]["variants"][v] for v in VARIANTS}
+    params["convert"]["variants"] = {v: params["convert"]["variants"][v] for v in variants}
     project.mkdir(parents=True)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     shutil.copytree(fetched, project / "data" / "fetch")
@@ -61,7 +62,7 @@ def run_pipeline(project: Path, fetched: Path, **model: object) -> dict:
         export.export(model_params(params))
         prepare.prepare()
         evaluate_keras.evaluate_keras()
-        for variant in VARIANTS:
+        for variant in variants:
             convert.convert(variant, params)
             evaluate.evaluate(variant, params)
             benchmark.benchmark(variant, params)
@@ -111,15 +112,15 @@ def test_user_keras_file_and_saved_model_give_the_applications_results(
     model.save(tmp_path / "user.keras")
     model.export(str(tmp_path / "user_saved_model"), format="tf_saved_model", verbose=False)
 
-    from_keras = run_pipeline(tmp_path / "keras", fetched, source=str(tmp_path / "user.keras"),
-                              input_size=224)
+    from_keras = run_pipeline(tmp_path / "keras", fetched, ("float32",),
+                              source=str(tmp_path / "user.keras"), input_size=224)
     keras_info = read_json(tmp_path / "keras/data/export/model.json")
     assert keras_info["preprocessing"] == "tf"  # from Keras' model name mobilenetv2_0.35_96
     assert keras_info["input_size"] == [96, 96]  # read from the model, not model.input_size
 
     saved = tmp_path / "saved_model"
-    from_saved_model = run_pipeline(saved, fetched, source=str(tmp_path / "user_saved_model"),
-                                    preprocessing="tf")
+    from_saved_model = run_pipeline(saved, fetched, ("float32",),
+                                    source=str(tmp_path / "user_saved_model"), preprocessing="tf")
     saved_info = read_json(saved / "data/export/model.json")
     assert saved_info["format"] == "saved_model" and saved_info["input_size"] == [96, 96]
     assert not (saved / "data/export/model.keras").exists()
