@@ -1,7 +1,7 @@
 """Stage ``evaluate_keras``: the float Keras model on the evaluation split, the baseline row.
 
-Reads ``data/export/model.keras`` + ``model.json`` and ``data/prepare/evaluation.npz``; writes
-``data/evaluate_keras/``:
+Reads ``data/export/model.keras`` (``saved_model/`` for a user SavedModel) + ``model.json``
+and ``data/prepare/evaluation.npz``; writes ``data/evaluate_keras/``:
 
 * ``probabilities.npy``: ``float32`` ``(N, 1000)`` softmax outputs, the reference every
   variant's agreement, KL divergence and SQNR are measured against;
@@ -33,7 +33,10 @@ def keras_probabilities(model, images: np.ndarray, family: str, output_kind: str
     starts = range(0, len(images), BATCH_SIZE)
     for start in progress(starts, "keras", total=len(starts)):
         x = preprocess(images[start:start + BATCH_SIZE], family)
-        batches.append(np.asarray(model(x, training=False), dtype=np.float32))
+        scores = model(x, training=False)
+        if isinstance(scores, dict):  # a SavedModel signature names its one output
+            (scores,) = scores.values()
+        batches.append(np.asarray(scores, dtype=np.float32))
     scores = np.concatenate(batches, axis=0)
     return scores if output_kind == "probabilities" else softmax(scores)
 
@@ -46,10 +49,14 @@ def evaluate_keras(export_dir: Path = Path("data/export"),
 
     info = read_model_info(export_dir)
     images, labels = load_split("evaluation", prepare_dir)
-    path = Path(export_dir) / "model.keras"
-    if not path.is_file():
+    saved_model = info.get("format") == "saved_model"  # a user SavedModel: run it as it is
+    path = Path(export_dir) / ("saved_model" if saved_model else "model.keras")
+    if not path.exists():
         raise PipelineError(f"{path} not found: run the export stage first")
-    model = keras.models.load_model(path, compile=False, safe_mode=True)
+    if saved_model:
+        model = keras.layers.TFSMLayer(str(path), call_endpoint="serving_default")
+    else:
+        model = keras.models.load_model(path, compile=False, safe_mode=True)
     probabilities = keras_probabilities(model, images, info["preprocessing"], info["output"])
     metrics = classification_metrics(probabilities, labels)
     with atomic.output_folder(output) as tmp:

@@ -11,8 +11,13 @@ Reads ``params.yaml`` section ``model`` and writes ``data/export/``:
 ``model.source`` is ``applications`` (a ``keras.applications`` classifier named by
 ``model.name``, with ``model.alpha``, ``model.input_size`` and ``model.weights``: ``imagenet``
 for the normal Keras download, a local ``.weights.h5`` file, or ``random`` for tests) or the path
-of a user's ``.keras`` file. User files are loaded with Keras' safe mode on, so a ``.keras`` file
-can never execute embedded code (Lambda layers with pickled functions are refused).
+of a user's model: a ``.keras`` file or a TensorFlow SavedModel directory (its ``serving_default``
+signature; no ``model.keras`` is written for it and ``evaluate_keras`` runs the SavedModel). A
+user model's input size is read from the model (``model.input_size`` applies to
+``keras.applications`` only) and its preprocessing is ``model.preprocessing`` (``auto`` works for
+``.keras`` files saved from ``keras.applications``, which keep Keras' default model names).
+User ``.keras`` files are loaded with Keras' safe mode on, so they can never execute embedded
+code (Lambda layers with pickled functions are refused).
 """
 
 from __future__ import annotations
@@ -130,6 +135,39 @@ def load_user_model(path: str):
                             f"({message})") from None
 
 
+def load_saved_model(path: str):
+    """Wrap a SavedModel directory's ``serving_default`` signature as a one-input Keras model.
+
+    The signature must take one image tensor ``(batch, height, width, 3)`` with a fixed height
+    and width and return one tensor of class scores ``(batch, 1000)``.
+    """
+    import tensorflow as tf
+
+    keras = _keras()
+    directory = Path(path)
+    try:
+        signature = tf.saved_model.load(str(directory)).signatures["serving_default"]
+    except KeyError:
+        raise PipelineError(f"model.source: SavedModel {directory} has no 'serving_default' "
+                            "signature") from None
+    except Exception as error:
+        message = str(error).splitlines()[0] if str(error) else repr(error)
+        raise PipelineError(f"model.source: cannot load {directory} as a SavedModel "
+                            f"({message})") from None
+    inputs = signature.structured_input_signature[1]
+    if len(inputs) != 1 or len(signature.structured_outputs) != 1:
+        raise PipelineError(f"model.source: SavedModel {directory} must take one image input "
+                            f"and return one output, its serving_default signature takes "
+                            f"{sorted(inputs)} and returns {sorted(signature.structured_outputs)}")
+    (spec,) = inputs.values()
+    image = keras.Input(shape=tuple(spec.shape[1:]), batch_size=None, dtype=spec.dtype.name)
+    outputs = keras.layers.TFSMLayer(str(directory), call_endpoint="serving_default")(image)
+    if isinstance(outputs, dict):
+        (outputs,) = outputs.values()
+    # the prefix keeps model.preprocessing 'auto' from guessing a family from a folder name
+    return keras.Model(image, outputs, name=f"saved_model_{directory.name}")
+
+
 def describe(model, params: ModelParams) -> dict[str, Any]:
     """Check the model is an ImageNet classifier on ``HxWx3`` images and describe it.
 
@@ -176,13 +214,21 @@ def describe(model, params: ModelParams) -> dict[str, Any]:
 
 def export(params: ModelParams, output: Path = OUTPUT) -> dict[str, Any]:
     """Build or load the float model and write ``output`` (see module docstring)."""
+    saved_model = params.source != "applications" and Path(params.source).is_dir()
     if params.source == "applications":
         model = build_application(params)
+    elif saved_model:
+        model = load_saved_model(params.source)
     else:
         model = load_user_model(params.source)
     info = describe(model, params)
+    info["format"] = "saved_model" if saved_model else "keras"
+    if params.source != "applications" and params.input_size not in (None, *info["input_size"]):
+        print(f"export: model.input_size={params.input_size} is ignored for a user model; its "
+              f"input size is {info['input_size'][0]}x{info['input_size'][1]}")
     with atomic.output_folder(output) as tmp:
-        model.save(tmp / "model.keras")
+        if not saved_model:  # a SavedModel is kept as one; a TFSMLayer is not safe-mode loadable
+            model.save(tmp / "model.keras")
         model.export(str(tmp / "saved_model"), format="tf_saved_model", verbose=False)
         atomic.write_json(tmp / "model.json", info)
     print(f"export: {info['name']} {info['input_size'][0]}x{info['input_size'][1]}, "

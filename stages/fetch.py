@@ -184,9 +184,25 @@ def tfds_candidates(params: FetchParams, needed: dict[str, int | None]
     """
     import tensorflow_datasets as tfds
 
-    builder = tfds.builder(params.tfds_name, data_dir=params.tfds_data_dir)
+    try:
+        builder = tfds.builder(params.tfds_name, data_dir=params.tfds_data_dir)
+    except Exception as error:  # DatasetNotFoundError, unknown config, bad version ...
+        raise PipelineError(f"fetch.tfds_name: {params.tfds_name!r} is not a tensorflow-datasets "
+                            f"dataset ({str(error).splitlines()[0]}); ImageNet-style choices: "
+                            "imagenet_v2/{matched-frequency,threshold-0.7,topimages}, "
+                            "imagenette/{full-size,320px,160px}[-v2], imagenet2012") from None
     if not _tfds_prepared(builder):
         manual = params.tfds_manual_dir is not None
+        if manual and not Path(params.tfds_manual_dir).is_dir():
+            raise PipelineError(f"fetch.tfds_manual_dir: {params.tfds_manual_dir} is not a "
+                                "folder (expected the folder holding the manually downloaded "
+                                f"archives of {params.tfds_name})")
+        if not manual and getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None):
+            raise PipelineError(
+                f"fetch.tfds_manual_dir: {params.tfds_name!r} cannot be downloaded "
+                "automatically; download its archives yourself (for imagenet2012: "
+                "ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar from image-net.org) and "
+                f"set fetch.tfds_manual_dir to their folder.\n{OFFLINE_HELP}")
         if not manual and not network_reachable("storage.googleapis.com"):
             raise PipelineError(
                 f"fetch: tensorflow-datasets {params.tfds_name!r} is not prepared in "
@@ -199,6 +215,9 @@ def tfds_candidates(params: FetchParams, needed: dict[str, int | None]
                                 f"{str(error).splitlines()[0] if str(error) else error!r}\n"
                                 f"{OFFLINE_HELP}") from None
     splits = list(builder.info.splits.keys())
+    if not splits:
+        raise PipelineError(f"fetch: tensorflow-datasets {params.tfds_name!r} in "
+                            f"{builder.data_dir} has no splits (incomplete preparation?)")
     evaluation_split = next((s for s in ("validation", "test") if s in splits), splits[0])
     calibration_split = "train" if "train" in splits else evaluation_split
     synsets = tfds_label_synsets(builder.info.features["label"].names, params.tfds_name)

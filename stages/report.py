@@ -166,11 +166,13 @@ def reference_row(reference: dict[str, Any], baseline: dict[str, Any],
 
 def metrics_document(rows: list[dict[str, Any]], collected: dict[str, Any]) -> dict[str, Any]:
     """The DVC metrics: numbers only, keyed by row name (``int8.top1``...)."""
-    data = collected["data"]
+    data, (height, width) = collected["data"], collected["model"]["input_size"]
     document: dict[str, Any] = {"data": {
         "evaluation_images": data["evaluation_images"],
         "calibration_images": data["calibration_images"],
-        "bad_images": data["bad_image_count"], "synthetic": data["synthetic"]}}
+        "bad_images": data["bad_image_count"], "synthetic": data["synthetic"],
+        # the model's input size (height): the column that tells resolution sweeps apart
+        "input_size": height, **({"input_width": width} if width != height else {})}}
     for row in rows:
         document[row["variant"]] = {key: value for key, value in row.items()
                                     if key not in ("variant", "notes", "status", "denylist",

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, SHARED_VAL, SHARED_WEIGHTS, needs_shared
+from tests.conftest import REPO, SHARED_REFERENCE, SHARED_VAL, SHARED_WEIGHTS, needs_shared
 
 VARIANTS = ["float32", "float16", "dynamic", "int8", "int16x8", "int8_selective"]
 CALIBRATED = ["int8", "int16x8", "int8_selective"]
@@ -65,6 +65,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
                fetch={"source": "folder", "folder": str(SHARED_VAL),
                       "calibration_size": 100, "evaluation_size": None},
                model={"weights": str(SHARED_WEIGHTS)},
+               reference={"path": str(SHARED_REFERENCE), "label_offset": 1},
                benchmark={"threads": [1, 2], "min_runs": 10, "min_seconds": 0.5})
     run(["git", "init", "-q"], root)
     run(["git", "add", "-A"], root)
@@ -75,7 +76,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @needs_shared
 def test_full_repro_on_real_data(project: Path) -> None:
     output = dvc("repro", cwd=project, timeout=1200)
-    expected = {"fetch", "export", "prepare", "evaluate_keras", "layer_errors", "report",
+    expected = {"fetch", "export", "prepare", "evaluate_keras", "layer_errors",
+                "evaluate_reference", "report",
                 *(f"{stage}@{v}" for stage in ("convert", "evaluate", "benchmark")
                   for v in VARIANTS)}
     assert expected <= stages_run(output)
@@ -91,6 +93,14 @@ def test_full_repro_on_real_data(project: Path) -> None:
         assert metrics[variant]["failed"] is False, variant
         assert metrics[variant]["images"] == 200
     assert metrics["int8"]["compression"] > 3.0
+    # issue 3: the best int8-family variant is within 0.5 points of float and agrees with it
+    # at least as well as Google's quantization-aware-trained reference model does
+    best = max(("int8", "int8_selective"), key=lambda v: metrics[v]["top1"])
+    assert metrics[best]["top1"] >= keras_top1 - 0.5
+    assert max(metrics[v]["agreement"] for v in ("int8", "int8_selective")) \
+        >= metrics["reference"]["agreement"]
+    assert metrics["reference"]["top1"] > 75
+    assert metrics["int8_selective"]["sqnr_db"] > metrics["int8"]["sqnr_db"]
     assert (project / "reports/summary.md").read_text().count("| int16x8 |") == 1
 
 

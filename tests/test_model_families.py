@@ -1,0 +1,145 @@
+"""Every supported model family through every stage, and user models (.keras, SavedModel).
+
+Each family is a tiny random-weight instance (small ``alpha`` and input size where the family
+allows it) run through export → prepare → evaluate_keras → convert/evaluate/benchmark (float32
+and int8 only) → report, on one shared fetch of generated images. About 4-5 minutes on 2 shared
+cores (ResNet50 and EfficientNetB0 about a minute each, their conversions being the slow part).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from stages import benchmark, convert, evaluate, evaluate_keras, export, fetch, prepare, report
+from stages.params import fetch_params, load, model_params
+from tests.conftest import TEST_SYNSETS, tiny_params, write_image
+
+VARIANTS = ("float32", "int8")
+
+#: family → (alpha, input size, the preprocessing Keras documents for it)
+FAMILIES = {
+    "MobileNet": (0.25, 96, "tf"),             # x / 127.5 - 1
+    "MobileNetV2": (0.35, 96, "tf"),
+    "MobileNetV3Small": (0.75, 64, "raw"),     # Rescaling layer inside the model
+    "MobileNetV3Large": (0.75, 64, "raw"),
+    "EfficientNetB0": (1.0, 64, "raw"),        # Rescaling + Normalization inside the model
+    "ResNet50": (1.0, 32, "caffe"),            # BGR, ImageNet mean subtracted
+}
+
+
+@pytest.fixture(scope="module")
+def fetched(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One ``data/fetch`` output (4 calibration + 6 evaluation images) shared by every run."""
+    root = tmp_path_factory.mktemp("families")
+    folder = root / "images"
+    for s, synset in enumerate(TEST_SYNSETS):
+        for i in range(2):
+            write_image(folder / synset / f"{synset}_{i}.JPEG", seed=10 * s + i)
+    params = tiny_params(folder, fetch={"calibration_size": 4, "evaluation_size": 6})
+    fetch.fetch(fetch_params(params), root / "fetch")
+    return root / "fetch"
+
+
+def run_pipeline(project: Path, fetched: Path, variants: tuple[str, ...] = VARIANTS,
+                 **model: object) -> dict:
+    """Run every stage after fetch in ``project`` with ``model`` params; returns metrics.json."""
+    params = tiny_params(None, model=model, calibration={"num_images": 4})
+    params["convert"]["variants"] = {v: params["convert"]["variants"][v] for v in variants}
+    project.mkdir(parents=True)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    shutil.copytree(fetched, project / "data" / "fetch")
+    previous = Path.cwd()
+    os.chdir(project)
+    try:
+        params = load()
+        export.export(model_params(params))
+        prepare.prepare()
+        evaluate_keras.evaluate_keras()
+        for variant in variants:
+            convert.convert(variant, params)
+            evaluate.evaluate(variant, params)
+            benchmark.benchmark(variant, params)
+        report.report(params)
+    finally:
+        os.chdir(previous)
+    return json.loads((project / "reports" / "metrics.json").read_text())
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_family_converts_and_evaluates_with_its_preprocessing(
+        name: str, fetched: Path, tmp_path: Path) -> None:
+    import keras
+
+    alpha, size, family = FAMILIES[name]
+    metrics = run_pipeline(tmp_path / name, fetched, name=name, alpha=alpha, input_size=size)
+    info = read_json(tmp_path / name / "data/export/model.json")
+    assert info["preprocessing"] == family
+    assert info["input_size"] == [size, size] and metrics["data"]["input_size"] == size
+    # alpha and size honoured: the same parameter count as Keras' own constructor gives
+    extra = {"alpha": alpha} if name.startswith("MobileNet") else {}
+    reference = getattr(keras.applications, name)(input_shape=(size, size, 3), weights=None,
+                                                  **extra)
+    assert info["parameters"] == reference.count_params()
+    with np.load(tmp_path / name / "data/prepare/evaluation.npz") as data:
+        assert data["images"].shape == (6, size, size, 3)
+    int8 = read_json(tmp_path / name / "data/convert/int8/conversion.json")
+    assert int8["status"] == "ok" and int8["input"]["dtype"] == "int8"
+    assert metrics["float32"]["failed"] is False and metrics["int8"]["failed"] is False
+    # the float32 TFLite model sees the same preprocessed input as the Keras model
+    assert metrics["float32"]["agreement"] == 100.0
+    assert metrics["float32"]["top1"] == metrics["keras"]["top1"]
+    assert metrics["int8"]["compression"] > 2.5
+
+
+def test_user_keras_file_and_saved_model_give_the_applications_results(
+        fetched: Path, tmp_path: Path) -> None:
+    """A .keras file (preprocessing auto) and a SavedModel (explicit) of the same model."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, weights=None)
+    model.save(tmp_path / "user.keras")
+    model.export(str(tmp_path / "user_saved_model"), format="tf_saved_model", verbose=False)
+
+    from_keras = run_pipeline(tmp_path / "keras", fetched, ("float32",),
+                              source=str(tmp_path / "user.keras"), input_size=224)
+    keras_info = read_json(tmp_path / "keras/data/export/model.json")
+    assert keras_info["preprocessing"] == "tf"  # from Keras' model name mobilenetv2_0.35_96
+    assert keras_info["input_size"] == [96, 96]  # read from the model, not model.input_size
+
+    saved = tmp_path / "saved_model"
+    from_saved_model = run_pipeline(saved, fetched, ("float32",),
+                                    source=str(tmp_path / "user_saved_model"), preprocessing="tf")
+    saved_info = read_json(saved / "data/export/model.json")
+    assert saved_info["format"] == "saved_model" and saved_info["input_size"] == [96, 96]
+    assert not (saved / "data/export/model.keras").exists()
+    np.testing.assert_allclose(np.load(saved / "data/evaluate_keras/probabilities.npy"),
+                               np.load(tmp_path / "keras/data/evaluate_keras/probabilities.npy"),
+                               rtol=1e-4, atol=1e-6)
+    for row in ("keras", "float32"):
+        for metric in ("top1", "top5", "agreement"):
+            assert from_saved_model[row][metric] == from_keras[row][metric]
+
+
+def test_saved_model_needs_an_explicit_preprocessing(tmp_path: Path) -> None:
+    import keras
+
+    from stages.errors import PipelineError
+
+    keras.utils.set_random_seed(0)
+    model = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None)
+    model.export(str(tmp_path / "mobilenet_v2_sm"), format="tf_saved_model", verbose=False)
+    params = model_params({"model": {"source": str(tmp_path / "mobilenet_v2_sm")}})
+    with pytest.raises(PipelineError, match="model.preprocessing"):
+        export.export(params, tmp_path / "export")
