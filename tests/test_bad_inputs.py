@@ -349,8 +349,9 @@ def test_fetch_on_a_bad_folder_prints_one_error_line_and_exits_1(tmp_path: Path)
 
 PARAM_ERRORS = {
     # (section, key, bad value, reader, expected key in the message)
-    "unknown_variant": ("convert", "variants", {"int8": {"params": "calibration"},
-                                                "int4": {"params": "calibration"}},
+    "unknown_variant": ("convert", "variants",
+                        {"int8": {"params": "calibration", "deps": "data/export"},
+                         "int4": {"params": "calibration", "deps": "data/export"}},
                         variant_names, "convert.variants.int4"),
     "variant_not_a_mapping": ("convert", "variants", {"int8": "yes"}, variant_names,
                               "convert.variants.int8"),
