@@ -120,13 +120,13 @@ def tutorial_loop(project: Path, variant: str, rows: list[dict], size: int) -> f
     return time.perf_counter() - started
 
 
-def pure_invoke_seconds(model_path: Path, images: np.ndarray, batch_size: int,
+def pure_invoke_seconds(model_path: Path, images: np.ndarray, family: str, batch_size: int,
                         threads: int) -> float:
     """Seconds spent in ``invoke`` alone over pre-quantized batches (one interpreter)."""
     from stages.litert import LiteRTModel
 
     model = LiteRTModel(model_path, threads=threads, batch_size=batch_size)
-    batches = list(model.batches(images))
+    batches = list(model.batches(images, family))
     model.invoke_raw(batches[0])  # allocation and warm-up outside the timing
     total = 0.0
     for batch in batches:
@@ -195,13 +195,14 @@ def main() -> None:
 
         sys.path.insert(0, str(project))
         os.chdir(project)
+        from stages.export import read_model_info
         from stages.fetch import read_manifest
         from stages.prepare import load_split
-        from stages.preprocessing import preprocess
 
         rows = [r for r in read_manifest() if r["split"] == "evaluation"]
         images, _ = load_split("evaluation")
         size = images.shape[1]
+        family = read_model_info()["preprocessing"]
         evaluation = {}
         for variant in FAST_VARIANTS:
             begin = time.perf_counter()
@@ -216,7 +217,7 @@ def main() -> None:
             in_process = time.perf_counter() - begin
             model_path = project / "data/convert" / variant / "model.tflite"
             threads = load()["evaluate"]["threads"]
-            pure = pure_invoke_seconds(model_path, preprocess(images, "tf"),
+            pure = pure_invoke_seconds(model_path, images, family,
                                        load()["evaluate"]["batch_size"], threads)
             tutorial = tutorial_loop(project, variant, rows, size)
             evaluation[variant] = {"stage_wall_s": stage_wall, "in_process_s": in_process,

@@ -27,9 +27,8 @@ from stages.cli import run_stage
 from stages.errors import PipelineError
 from stages.evaluate import read_conversion
 from stages.export import read_model_info
-from stages.litert import LiteRTModel, quantize
+from stages.litert import LiteRTModel, pixels_to_input
 from stages.params import BenchmarkParams, benchmark_params, check_variant, load
-from stages.preprocessing import preprocess
 
 OUTPUT = Path("data/benchmark")
 
@@ -88,7 +87,7 @@ def benchmark_model(model_path: Path, family: str, settings: BenchmarkParams
         model = LiteRTModel(model_path, threads=threads, batch_size=1)
         height, width = model.image_size
         pixels = np.random.default_rng(0).integers(0, 256, (1, height, width, 3), dtype=np.uint8)
-        batch = quantize(preprocess(pixels, family), model.input)
+        batch = pixels_to_input(pixels, model.input, family)
         latency[str(threads)] = time_invokes(model, batch, settings.warmup_runs,
                                              settings.min_runs, settings.min_seconds)
     return latency

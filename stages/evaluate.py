@@ -27,7 +27,6 @@ from stages.litert import predict_parallel
 from stages.metrics import classification_metrics, fidelity_metrics, softmax
 from stages.params import check_variant, evaluate_params, load
 from stages.prepare import load_split
-from stages.preprocessing import preprocess
 
 OUTPUT = Path("data/evaluate")
 
@@ -64,7 +63,7 @@ def evaluate_model(model_path: Path, images: np.ndarray, labels: np.ndarray,
     ``probabilities`` or ``logits`` (see :func:`as_probabilities`). ``label_offset`` drops that
     many leading outputs (e.g. 1 for models with a ``background`` class at index 0).
     """
-    scores = predict_parallel(model_path, preprocess(images, family), workers, batch_size)
+    scores = predict_parallel(model_path, images, family, workers, batch_size)
     scores = scores[:, label_offset:]
     if scores.shape[1] != reference.shape[1]:
         raise PipelineError(f"{model_path}: {scores.shape[1]} outputs after label_offset "

@@ -14,6 +14,7 @@ import numpy as np
 
 from stages.cli import native_stderr_silenced
 from stages.errors import PipelineError
+from stages.preprocessing import pixel_table, source_channels
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,30 @@ def dequantize(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
         return np.asarray(values, dtype=np.float32)
     return ((values.astype(np.float32) - np.float32(spec.zero_point))
             * np.float32(spec.scale)).astype(np.float32)
+
+
+def pixels_to_input(pixels: np.ndarray, spec: TensorSpec, family: str) -> np.ndarray:
+    """Decoded pixels → the model's input tensor, preprocessed and quantized in one lookup.
+
+    Equal to ``quantize(preprocess(pixels, family), spec)`` element for element, but computed
+    by indexing a ``(256, 3)`` table (:func:`stages.preprocessing.pixel_table`, quantized with the
+    input's own scale/zero point), so no float copy of the batch is made.
+
+    Args:
+        pixels: ``uint8`` ``(..., height, width, 3)``, RGB 0..255.
+        spec: the model's input tensor.
+        family: the preprocessing family (:mod:`stages.preprocessing`).
+
+    Returns:
+        array of ``spec.dtype``, same shape as ``pixels``.
+    """
+    if pixels.dtype != np.uint8:
+        raise PipelineError(f"expected uint8 pixels, got {pixels.dtype}")
+    table = quantize(pixel_table(family), spec)
+    order = source_channels(family)
+    if order != (0, 1, 2):
+        pixels = pixels[..., list(order)]
+    return table[pixels, np.arange(3)]
 
 
 def _spec(detail: dict) -> TensorSpec:
@@ -125,14 +150,15 @@ class LiteRTModel:
         self.interpreter.invoke()
         return self.interpreter.get_tensor(self.output.index).copy()
 
-    def predict(self, images: np.ndarray,
+    def predict(self, images: np.ndarray, family: str,
                 on_batch: Callable[[int], None] | None = None) -> np.ndarray:
-        """Run the model on preprocessed images.
+        """Run the model on decoded images.
 
         Args:
-            images: ``float32`` ``(N, height, width, 3)`` in the model family's input range
-                (see :mod:`stages.preprocessing`); quantized here with the input's own scale and
-                zero point when the model has an integer input.
+            images: ``uint8`` ``(N, height, width, 3)``, RGB 0..255; mapped to the model
+                family's input range and, for an integer input, quantized with the input's own
+                scale and zero point (:func:`pixels_to_input`), one batch at a time.
+            family: the preprocessing family (:mod:`stages.preprocessing`).
             on_batch: called with the number of images after each invoke (progress bars).
 
         Returns:
@@ -142,8 +168,7 @@ class LiteRTModel:
             raise PipelineError(f"{self.path}: expects images of size {self.image_size}, "
                                 f"got array of shape {images.shape}")
         results = []
-        for start in range(0, len(images), self.batch_size):
-            chunk = quantize(images[start:start + self.batch_size], self.input)
+        for chunk in self.batches(images, family):
             results.append(dequantize(self.invoke_raw(chunk), self.output))
             if on_batch is not None:
                 on_batch(len(chunk))
@@ -151,10 +176,10 @@ class LiteRTModel:
             return np.zeros((0, self.output.shape[-1]), dtype=np.float32)
         return np.concatenate(results, axis=0).reshape(len(images), -1)
 
-    def batches(self, images: np.ndarray) -> Iterator[np.ndarray]:
-        """The quantized input batches :meth:`predict` would invoke on."""
+    def batches(self, images: np.ndarray, family: str) -> Iterator[np.ndarray]:
+        """The input batches :meth:`predict` invokes on (preprocessed, quantized)."""
         for start in range(0, len(images), self.batch_size):
-            yield quantize(images[start:start + self.batch_size], self.input)
+            yield pixels_to_input(images[start:start + self.batch_size], self.input, family)
 
 
 # --- evaluation across worker processes --------------------------------------------------------
@@ -168,10 +193,10 @@ def _worker_chunk(bounds: tuple[int, int]) -> tuple[int, np.ndarray]:
         model = LiteRTModel(_SHARED["path"], threads=1, batch_size=_SHARED["batch_size"])
         _SHARED["model"] = model
     start, stop = bounds
-    return start, model.predict(_SHARED["images"][start:stop])
+    return start, model.predict(_SHARED["images"][start:stop], _SHARED["family"])
 
 
-def predict_parallel(path: str | os.PathLike, images: np.ndarray, workers: int,
+def predict_parallel(path: str | os.PathLike, images: np.ndarray, family: str, workers: int,
                      batch_size: int = 32,
                      on_images: Callable[[int], None] | None = None) -> np.ndarray:
     """Like :meth:`LiteRTModel.predict`, split across ``workers`` processes (1 thread each).
@@ -182,14 +207,14 @@ def predict_parallel(path: str | os.PathLike, images: np.ndarray, workers: int,
     """
     if workers <= 1 or len(images) < 2:
         model = LiteRTModel(path, threads=1, batch_size=batch_size)
-        return model.predict(images, on_batch=on_images)
+        return model.predict(images, family, on_batch=on_images)
     import multiprocessing
 
     LiteRTModel(path, threads=1)  # validate in this process for a clean error
     chunk = max(1, min(batch_size, -(-len(images) // workers)))
     bounds = [(s, min(s + chunk, len(images))) for s in range(0, len(images), chunk)]
     _SHARED.clear()
-    _SHARED.update(path=str(path), images=images, batch_size=batch_size)
+    _SHARED.update(path=str(path), images=images, family=family, batch_size=batch_size)
     outputs: dict[int, np.ndarray] = {}
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:

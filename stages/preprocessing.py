@@ -80,3 +80,25 @@ def preprocess(pixels: np.ndarray, family: str) -> np.ndarray:
     if family == "raw":
         return x
     raise PipelineError(f"unknown preprocessing family {family!r}; expected one of {FAMILIES}")
+
+
+def source_channels(family: str) -> tuple[int, int, int]:
+    """For each output channel, the input (RGB) channel it is computed from.
+
+    ``(2, 1, 0)`` for ``caffe`` (RGB→BGR), ``(0, 1, 2)`` otherwise.
+    """
+    return (2, 1, 0) if family == "caffe" else (0, 1, 2)
+
+
+def pixel_table(family: str) -> np.ndarray:
+    """Every possible output value of :func:`preprocess`, as a lookup table.
+
+    Each family maps every channel independently, so the whole transform is a table:
+    ``preprocess(x, family)[..., c] == pixel_table(family)[x[..., source_channels(family)[c]], c]``
+    exactly (same float32 arithmetic).
+
+    Returns:
+        ``float32`` ``(256, 3)``: row ``v`` is the output for pixel value ``v`` in each channel.
+    """
+    values = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
+    return preprocess(values, family)
