@@ -49,11 +49,7 @@ def write_image(path: Path, seed: int, size: tuple[int, int] = (80, 64),
 @pytest.fixture
 def image_folder(tmp_path: Path) -> Path:
     """An ImageNet-style folder: 5 real synsets x 4 generated JPEGs = 20 images."""
-    root = tmp_path / "images"
-    for s, synset in enumerate(TEST_SYNSETS):
-        for i in range(4):
-            write_image(root / synset / f"{synset}_{i}.JPEG", seed=10 * s + i)
-    return root
+    return write_image_folder(tmp_path / "images")
 
 
 def tiny_params(folder: Path | None, **overrides: dict) -> dict:
@@ -99,10 +95,10 @@ def small_classifier(input_shape: tuple = (32, 32, 3), outputs: int = 1000):
     return keras.Model(inputs, keras.layers.Dense(outputs, activation="softmax")(x))
 
 
-def write_image_folder(root: Path) -> Path:
-    """Write the ``image_folder`` layout (5 real synsets x 4 generated JPEGs) under ``root``."""
+def write_image_folder(root: Path, per_class: int = 4) -> Path:
+    """Write an ImageNet-style folder (5 real synsets x ``per_class`` generated JPEGs)."""
     for s, synset in enumerate(TEST_SYNSETS):
-        for i in range(4):
+        for i in range(per_class):
             write_image(root / synset / f"{synset}_{i}.JPEG", seed=10 * s + i)
     return root
 

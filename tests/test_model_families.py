@@ -19,7 +19,7 @@ import yaml
 
 from stages import benchmark, convert, evaluate, evaluate_keras, export, fetch, prepare, report
 from stages.params import fetch_params, load, model_params
-from tests.conftest import TEST_SYNSETS, tiny_params, write_image
+from tests.conftest import tiny_params, write_image_folder
 
 VARIANTS = ("float32", "int8")
 
@@ -38,10 +38,7 @@ FAMILIES = {
 def fetched(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One ``data/fetch`` output (4 calibration + 6 evaluation images) shared by every run."""
     root = tmp_path_factory.mktemp("families")
-    folder = root / "images"
-    for s, synset in enumerate(TEST_SYNSETS):
-        for i in range(2):
-            write_image(folder / synset / f"{synset}_{i}.JPEG", seed=10 * s + i)
+    folder = write_image_folder(root / "images", per_class=2)
     params = tiny_params(folder, fetch={"calibration_size": 4, "evaluation_size": 6})
     fetch.fetch(fetch_params(params), root / "fetch")
     return root / "fetch"

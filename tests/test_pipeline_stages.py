@@ -13,15 +13,11 @@ from stages import (
     benchmark,
     convert,
     evaluate,
-    evaluate_keras,
-    export,
     fetch,
     layer_errors,
-    prepare,
     report,
 )
-from stages.params import calibration_params, fetch_params, load, model_params
-from tests.conftest import TEST_SYNSETS
+from stages.params import calibration_params, fetch_params, load
 
 VARIANTS = ["float32", "float16", "dynamic", "int8", "int16x8", "int8_selective"]
 
@@ -31,26 +27,20 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Run every stage once on the tiny project; tests inspect the outputs."""
     import yaml
 
-    from tests.conftest import tiny_params, write_image
+    from tests.conftest import run_front_stages, tiny_params, write_image_folder
 
     root = tmp_path_factory.mktemp("run")
-    folder = root / "images"
-    for s, synset in enumerate(TEST_SYNSETS):
-        for i in range(4):
-            write_image(folder / synset / f"{synset}_{i}.JPEG", seed=10 * s + i)
+    folder = write_image_folder(root / "images")
     project = root / "project"
     project.mkdir()
     (project / "params.yaml").write_text(yaml.safe_dump(tiny_params(folder), sort_keys=False))
+    run_front_stages(project)
     previous = Path.cwd()
     import os
 
     os.chdir(project)
     try:
         params = load()
-        fetch.fetch(fetch_params(params))
-        export.export(model_params(params))
-        prepare.prepare()
-        evaluate_keras.evaluate_keras()
         layer_errors.layer_errors(calibration_params(params))
         for variant in VARIANTS:
             convert.convert(variant, params)
