@@ -133,3 +133,21 @@ def run_front_stages(project: Path, baseline: bool = True) -> None:
             evaluate_keras.evaluate_keras()
     finally:
         os.chdir(previous)
+
+
+def run_variant_stages(project: Path, variants: list[str] | tuple[str, ...]) -> None:
+    """In ``project``: convert, evaluate and benchmark each variant, then the report."""
+    from stages import benchmark, convert, evaluate, report
+    from stages.params import load
+
+    previous = Path.cwd()
+    os.chdir(project)
+    try:
+        params = load()
+        for variant in variants:
+            convert.convert(variant, params)
+            evaluate.evaluate(variant, params)
+            benchmark.benchmark(variant, params)
+        report.report(params)
+    finally:
+        os.chdir(previous)

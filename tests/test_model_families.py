@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import yaml
 
-from stages import benchmark, convert, evaluate, evaluate_keras, export, fetch, prepare, report
+from stages import evaluate_keras, export, fetch, prepare
 from stages.params import fetch_params, load, model_params
-from tests.conftest import tiny_params, write_image_folder
+from tests.conftest import run_variant_stages, tiny_params, write_image_folder
 
 VARIANTS = ("float32", "int8")
 
@@ -59,13 +59,9 @@ def run_pipeline(project: Path, fetched: Path, variants: tuple[str, ...] = VARIA
         export.export(model_params(params))
         prepare.prepare()
         evaluate_keras.evaluate_keras()
-        for variant in variants:
-            convert.convert(variant, params)
-            evaluate.evaluate(variant, params)
-            benchmark.benchmark(variant, params)
-        report.report(params)
     finally:
         os.chdir(previous)
+    run_variant_stages(project, variants)
     return json.loads((project / "reports" / "metrics.json").read_text())
 
 

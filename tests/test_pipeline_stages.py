@@ -10,12 +10,8 @@ import numpy as np
 import pytest
 
 from stages import (
-    benchmark,
-    convert,
-    evaluate,
     fetch,
     layer_errors,
-    report,
 )
 from stages.params import calibration_params, fetch_params, load
 
@@ -27,7 +23,7 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Run every stage once on the tiny project; tests inspect the outputs."""
     import yaml
 
-    from tests.conftest import run_front_stages, tiny_params, write_image_folder
+    from tests.conftest import run_front_stages, run_variant_stages, tiny_params, write_image_folder
 
     root = tmp_path_factory.mktemp("run")
     folder = write_image_folder(root / "images")
@@ -42,13 +38,9 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     try:
         params = load()
         layer_errors.layer_errors(calibration_params(params))
-        for variant in VARIANTS:
-            convert.convert(variant, params)
-            evaluate.evaluate(variant, params)
-            benchmark.benchmark(variant, params)
-        report.report(params)
     finally:
         os.chdir(previous)
+    run_variant_stages(project, VARIANTS)
     return project
 
 
