@@ -63,7 +63,8 @@ def pixels_to_input(pixels: np.ndarray, spec: TensorSpec, family: str) -> np.nda
 
     Equal to ``quantize(preprocess(pixels, family), spec)`` element for element, but computed
     by indexing a ``(256, 3)`` table (:func:`stages.preprocessing.pixel_table`, quantized with the
-    input's own scale/zero point), so no float copy of the batch is made.
+    input's own scale/zero point), one channel at a time with ``np.take``, so no float copy of the
+    batch is made.
 
     Args:
         pixels: ``uint8`` ``(..., height, width, 3)``, RGB 0..255.
@@ -76,10 +77,10 @@ def pixels_to_input(pixels: np.ndarray, spec: TensorSpec, family: str) -> np.nda
     if pixels.dtype != np.uint8:
         raise PipelineError(f"expected uint8 pixels, got {pixels.dtype}")
     table = quantize(pixel_table(family), spec)
-    order = source_channels(family)
-    if order != (0, 1, 2):
-        pixels = pixels[..., list(order)]
-    return table[pixels, np.arange(3)]
+    result = np.empty(pixels.shape, dtype=table.dtype)
+    for channel, source in enumerate(source_channels(family)):
+        result[..., channel] = np.take(table[:, channel], pixels[..., source])
+    return result
 
 
 def _spec(detail: dict) -> TensorSpec:
