@@ -43,6 +43,16 @@ def test_top_k_accuracy_by_hand() -> None:
     assert metrics.top_k_accuracy(scores, labels, 5) == pytest.approx(100.0)
 
 
+def test_top_k_breaks_ties_by_lower_index() -> None:
+    # quantized outputs tie often: a tied maximum must pick the lower class index for k=1
+    # exactly as it does inside the top-k order for k>1
+    scores = np.array([[0.2, 0.4, 0.4, 0.0], [0.3, 0.3, 0.3, 0.1]])
+    assert metrics.top_k(scores, 1).tolist() == [[1], [0]]
+    assert metrics.top_k(scores, 3).tolist() == [[1, 2, 0], [0, 1, 2]]
+    # label 2 ties with the winner of row 0 but is not the top-1
+    assert metrics.top_k_accuracy(scores, np.array([2, 0]), 1) == pytest.approx(50.0)
+
+
 def test_agreement_and_top5_overlap_by_hand() -> None:
     reference = np.array([[6, 5, 4, 3, 2, 1], [1, 2, 3, 4, 5, 6]], dtype=float)
     # row 0: same top-1 (0) but top-5 is {0,1,2,3,5}: 4 of the reference's {0,1,2,3,4}
