@@ -17,7 +17,8 @@ Measures, in a scratch copy of the project (nothing is written to the repository
    invoked the way the evaluate stage does (worker processes, batches), and each variant's
    single-image invoke time in both runtimes (``tf.lite`` and ``ai_edge_litert``), which shows
    where the two builds' kernels differ;
-4. the benchmark stage's p50 latency against an independent plain-LiteRT timing loop;
+4. the benchmark stage's p50 latency (the stage run by this script) against an independent
+   plain-LiteRT timing loop, interleaved, medians of ``--repeats``;
 5. import overhead of the light stages (``evaluate``, ``benchmark``), which must not import
    TensorFlow.
 
@@ -32,6 +33,8 @@ Results are printed as a Markdown report and written as JSON to ``--output``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import re
@@ -204,7 +207,7 @@ def per_image_invoke_ms(model_path: Path, images: np.ndarray, family: str, runti
     return (time.perf_counter() - begin) * 1000.0 / len(inputs)
 
 
-def plain_litert_p50(model_path: Path, threads: int, runs: int = 50) -> float:
+def plain_litert_p50(model_path: Path, threads: int, runs: int = 200) -> float:
     """p50 ms of single-image invokes with a bare ``ai_edge_litert`` loop (no project code)."""
     from ai_edge_litert.interpreter import Interpreter
 
@@ -235,6 +238,35 @@ def import_seconds(module: str, project: Path) -> dict:
     out = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True,
                          text=True, check=True).stdout.split()
     return {"seconds": float(out[0]), "imports_tensorflow": out[1] == "True"}
+
+
+def measure_latency(project: Path, repeats: int) -> dict:
+    """The benchmark stage's p50 against the plain LiteRT loop, interleaved, medians.
+
+    The stage runs as DVC runs it (``python -m stages.benchmark <variant>``), then the plain loop
+    times the same model in this process, ``repeats`` times in turn, so both sides see the same
+    machine load.
+    """
+    samples: dict[str, dict[str, list[float]]] = {}
+    for _ in range(repeats):
+        for variant in ("float32", "int8"):
+            subprocess.run([sys.executable, "-m", "stages.benchmark", variant], cwd=project,
+                           check=True, capture_output=True)
+            stage = json.loads((project / "data/benchmark" / variant / "latency.json")
+                               .read_text())
+            for threads, stats in stage["latency"].items():
+                plain = plain_litert_p50(project / "data/convert" / variant / "model.tflite",
+                                         int(threads))
+                entry = samples.setdefault(f"{variant}_t{threads}", {})
+                entry.setdefault("stage_p50_ms", []).append(stats["p50_ms"])
+                entry.setdefault("plain_p50_ms", []).append(plain)
+    latency = {}
+    for name, entry in samples.items():
+        stage_p50, plain = float(np.median(entry["stage_p50_ms"])), float(
+            np.median(entry["plain_p50_ms"]))
+        latency[name] = {"stage_p50_ms": stage_p50, "plain_p50_ms": plain,
+                         "ratio": stage_p50 / plain}
+    return latency
 
 
 def seconds_to_import_tensorflow() -> float:
@@ -279,7 +311,8 @@ def measure_evaluation(project: Path, prepare_stage_s: float, repeats: int) -> d
                            check=True, capture_output=True)
             measured.setdefault("stage_wall_s", []).append(time.perf_counter() - begin)
             begin = time.perf_counter()
-            evaluate_stage.evaluate(variant, params)
+            with contextlib.redirect_stdout(io.StringIO()):  # the stage's one-line summary
+                evaluate_stage.evaluate(variant, params)
             measured.setdefault("in_process_s", []).append(time.perf_counter() - begin)
             measured.setdefault("pure_invoke_s", []).append(pure_invoke_seconds(
                 model_path, images, family, settings.batch_size, settings.threads))
@@ -356,15 +389,7 @@ def main() -> None:
         os.chdir(project)
         results["evaluation"] = measure_evaluation(
             project, results["cold_repro"]["stages"].get("prepare", 0.0), args.repeats)
-        latency = {}
-        for variant in ("float32", "int8"):
-            stage = json.loads((project / "data/benchmark" / variant / "latency.json").read_text())
-            for threads, stats in stage["latency"].items():
-                plain = plain_litert_p50(project / "data/convert" / variant / "model.tflite",
-                                         int(threads))
-                latency[f"{variant}_t{threads}"] = {
-                    "stage_p50_ms": stats["p50_ms"], "plain_p50_ms": plain,
-                    "ratio": stats["p50_ms"] / plain}
+        latency = measure_latency(project, args.repeats)
         results["latency_check"] = latency
         results["imports"] = {m: import_seconds(m, project)
                               for m in ("stages.evaluate", "stages.benchmark")}
