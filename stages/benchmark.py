@@ -97,29 +97,41 @@ def benchmark_model(model_path: Path, family: str, settings: BenchmarkParams
     return latency
 
 
+def write_benchmark(name: str, model_path: Path | None, family: str,
+                    settings: BenchmarkParams, folder: Path, status_without_model: str = "failed",
+                    note: str = "") -> dict[str, Any]:
+    """Measure ``model_path`` and write ``<folder>/latency.json``; returns what was written.
+
+    ``model_path`` None records ``status_without_model`` (a failed conversion, a skipped
+    reference) with the machine facts and no latency.
+    """
+    result: dict[str, Any] = {"variant": name, "machine": machine_info(), "note": note}
+    if model_path is None:
+        result.update(status=status_without_model)
+    else:
+        result.update(status="ok", size_bytes=model_path.stat().st_size,
+                      latency=benchmark_model(model_path, family, settings))
+        shown = ", ".join(f"{t} thread(s) p50 {v['p50_ms']:.2f} ms"
+                          for t, v in result["latency"].items())
+        print(f"benchmark: {name}: {result['size_bytes']:,} bytes, {shown}")
+    with atomic.output_folder(folder) as tmp:
+        atomic.write_json(tmp / "latency.json", result)
+    return result
+
+
 def benchmark(variant: str, params: dict[str, Any], output_root: Path = OUTPUT
               ) -> dict[str, Any]:
     """Benchmark one variant and write ``data/benchmark/<variant>/latency.json``."""
     check_variant(params, variant)
     settings = benchmark_params(params)
-    conversion = read_conversion(variant)
-    result: dict[str, Any] = {"variant": variant, "machine": machine_info(),
-                              "note": REFERENCE_KERNEL_VARIANTS.get(variant, "")}
-    if conversion["status"] != "ok":
-        result.update(status="failed")
-    else:
+    model_path, family = None, ""
+    if read_conversion(variant)["status"] == "ok":
         model_path = Path("data/convert") / variant / "model.tflite"
         if not model_path.is_file():
             raise PipelineError(f"{model_path} not found: run dvc repro convert@{variant}")
         family = read_model_info()["preprocessing"]
-        result.update(status="ok", size_bytes=model_path.stat().st_size,
-                      latency=benchmark_model(model_path, family, settings))
-        shown = ", ".join(f"{t} thread(s) p50 {v['p50_ms']:.2f} ms"
-                          for t, v in result["latency"].items())
-        print(f"benchmark: {variant}: {result['size_bytes']:,} bytes, {shown}")
-    with atomic.output_folder(output_root / variant) as tmp:
-        atomic.write_json(tmp / "latency.json", result)
-    return result
+    return write_benchmark(variant, model_path, family, settings, output_root / variant,
+                           note=REFERENCE_KERNEL_VARIANTS.get(variant, ""))
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:

@@ -13,7 +13,8 @@ with the input tensor's own scale/zero point (a ``uint8`` input with scale 1/128
 ``background`` class) are dropped before comparing with the 1000 ImageNet classes.
 
 The path is a param, not a DVC dependency (it may be null): replacing the file in place needs
-``dvc repro -f evaluate_reference``; the recorded SHA-256 shows which file was measured.
+``dvc repro -f evaluate_reference benchmark_reference``; the recorded SHA-256 shows which file
+was measured. ``benchmark_reference`` times the same file (:func:`reference_model`).
 """
 
 from __future__ import annotations
@@ -49,21 +50,34 @@ def describe_reference(path: Path) -> dict[str, Any]:
             "output": tensor(model.output)}
 
 
+def reference_model(settings: ReferenceParams, export_dir: Path = Path("data/export")
+                    ) -> tuple[Path, str] | None:
+    """The reference ``.tflite`` file and the preprocessing family its float input range follows.
+
+    ``None`` when ``reference.path`` is null; a PipelineError when the file does not exist.
+    ``reference.preprocessing: auto`` means the exported Keras model's family.
+    """
+    if settings.path is None:
+        return None
+    path = Path(settings.path)
+    if not path.is_file():
+        raise PipelineError(f"params.yaml: reference.path {path} is not a file")
+    if settings.preprocessing != "auto":
+        return path, settings.preprocessing
+    return path, read_model_info(export_dir)["preprocessing"]
+
+
 def evaluate_reference(settings: ReferenceParams, workers: int = 1, batch_size: int = 32,
                        export_dir: Path = Path("data/export"),
                        prepare_dir: Path = Path("data/prepare"),
                        baseline_dir: Path = Path("data/evaluate_keras"),
                        output: Path = OUTPUT) -> dict[str, Any]:
     """Evaluate the reference model and write ``metrics.json``; returns it."""
-    if settings.path is None:
+    model = reference_model(settings, export_dir)
+    if model is None:
         metrics: dict[str, Any] = {"status": "skipped"}
     else:
-        path = Path(settings.path)
-        if not path.is_file():
-            raise PipelineError(f"params.yaml: reference.path {path} is not a file")
-        info = read_model_info(export_dir)
-        family = (info["preprocessing"] if settings.preprocessing == "auto"
-                  else settings.preprocessing)
+        path, family = model
         images, labels = load_split("evaluation", prepare_dir)
         reference = np.load(Path(baseline_dir) / "probabilities.npy")
         if len(reference) != len(labels):

@@ -10,10 +10,11 @@ which variants), and writes
   Keras model, agreement, top-5 overlap, KL divergence, SQNR, notes;
 * ``reports/plots/variants.csv``: the plot data (accuracy vs size, latency per variant).
 
-When present, it also reads ``data/evaluate_reference/metrics.json`` (an external reference
-model, one more row) and ``reports/layer_errors.csv`` (the int8 per-layer errors: the worst
-layers are listed in ``summary.md``). Variants calibrated on noise are marked NOT
-REPRESENTATIVE, and ``summary.md`` explains why their accuracy collapses.
+When present, it also reads ``data/evaluate_reference/metrics.json`` and
+``data/benchmark_reference/latency.json`` (an external reference model, one more row) and
+``reports/layer_errors.csv`` (the int8 per-layer errors: the worst layers are listed in
+``summary.md``). Variants calibrated on noise are marked NOT REPRESENTATIVE, and ``summary.md``
+explains why their accuracy collapses.
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ def collect(variants: list[str], data: Path = Path("data"),
             layer_errors_csv: Path | None = Path("reports/layer_errors.csv")) -> dict[str, Any]:
     """Gather the per-stage outputs into ``{"data": ..., "keras": ..., variant: ...}``.
 
-    Optional entries: ``reference`` (``data/evaluate_reference``, unless skipped) and
-    ``layer_errors`` (the rows of ``layer_errors_csv``).
+    Optional entries: ``reference`` (``data/evaluate_reference``, unless skipped),
+    ``reference_benchmark`` (``data/benchmark_reference``) and ``layer_errors`` (the rows of
+    ``layer_errors_csv``).
     """
     collected: dict[str, Any] = {
         "data": _read_json(data / "fetch" / "fetch.json"),
@@ -56,6 +58,9 @@ def collect(variants: list[str], data: Path = Path("data"),
     reference = data / "evaluate_reference" / "metrics.json"
     if reference.is_file():
         collected[REFERENCE] = _read_json(reference)
+    reference_latency = data / "benchmark_reference" / "latency.json"
+    if reference_latency.is_file():
+        collected["reference_benchmark"] = _read_json(reference_latency)
     if layer_errors_csv is not None and Path(layer_errors_csv).is_file():
         from stages.layer_errors import read_layer_errors
 
@@ -125,20 +130,35 @@ def build_rows(collected: dict[str, Any], variants: list[str]) -> list[dict[str,
         if float32_ok:
             row["compression"] = _round(float32["conversion"]["size_bytes"]
                                         / conversion["size_bytes"], 3)
-        for threads, stats in bench.get("latency", {}).items():
-            row[f"latency_p50_ms_t{threads}"] = _round(stats["p50_ms"], 3)
-            row[f"latency_mean_ms_t{threads}"] = _round(stats["mean_ms"], 3)
-            row[f"latency_p90_ms_t{threads}"] = _round(stats["p90_ms"], 3)
-            if float32_ok:
-                reference = float32["benchmark"]["latency"].get(threads)
-                if reference:
-                    row[f"speedup_t{threads}"] = _round(reference["p50_ms"] / stats["p50_ms"], 3)
+        float32_latency = float32["benchmark"].get("latency", {}) if float32_ok else {}
+        row.update(latency_columns(bench, float32_latency))
         row["notes"] = "; ".join(notes)
         rows.append(row)
     if collected.get(REFERENCE, {}).get("status") == "ok":
-        rows.append(reference_row(collected[REFERENCE], baseline,
-                                  float32["conversion"]["size_bytes"] if float32_ok else None))
+        row = reference_row(collected[REFERENCE], baseline,
+                            float32["conversion"]["size_bytes"] if float32_ok else None)
+        row.update(latency_columns(collected.get("reference_benchmark", {}),
+                                   float32["benchmark"].get("latency", {}) if float32_ok else {}))
+        rows.append(row)
     return rows
+
+
+def latency_columns(benchmark: dict[str, Any], float32_latency: dict[str, Any]
+                    ) -> dict[str, float | None]:
+    """``latency_{p50,mean,p90}_ms_t<threads>`` and ``speedup_t<threads>`` (vs float32's p50).
+
+    ``benchmark`` is a ``latency.json`` (empty or without ``latency``: no columns);
+    ``float32_latency`` the float32 variant's ``latency`` of the same run (empty: no speed-up).
+    """
+    columns: dict[str, float | None] = {}
+    for threads, stats in benchmark.get("latency", {}).items():
+        columns[f"latency_p50_ms_t{threads}"] = _round(stats["p50_ms"], 3)
+        columns[f"latency_mean_ms_t{threads}"] = _round(stats["mean_ms"], 3)
+        columns[f"latency_p90_ms_t{threads}"] = _round(stats["p90_ms"], 3)
+        float32_stats = float32_latency.get(threads)
+        if float32_stats:
+            columns[f"speedup_t{threads}"] = _round(float32_stats["p50_ms"] / stats["p50_ms"], 3)
+    return columns
 
 
 def reference_row(reference: dict[str, Any], baseline: dict[str, Any],

@@ -77,7 +77,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_full_repro_on_real_data(project: Path) -> None:
     output = dvc("repro", cwd=project, timeout=1200)
     expected = {"fetch", "export", "prepare", "evaluate_keras", "layer_errors",
-                "evaluate_reference", "report",
+                "evaluate_reference", "benchmark_reference", "report",
                 *(f"{stage}@{v}" for stage in ("convert", "evaluate", "benchmark")
                   for v in VARIANTS)}
     assert expected <= stages_run(output)
@@ -100,6 +100,12 @@ def test_full_repro_on_real_data(project: Path) -> None:
     assert max(metrics[v]["agreement"] for v in ("int8", "int8_selective")) \
         >= metrics["reference"]["agreement"]
     assert metrics["reference"]["top1"] > 75
+    # the reference row is timed like the variants, with its speed-up against float32
+    for threads in (1, 2):
+        assert metrics["reference"][f"latency_p50_ms_t{threads}"] > 0
+        assert metrics["reference"][f"speedup_t{threads}"] == pytest.approx(
+            metrics["float32"][f"latency_p50_ms_t{threads}"]
+            / metrics["reference"][f"latency_p50_ms_t{threads}"], rel=0.01)
     assert metrics["int8_selective"]["sqnr_db"] > metrics["int8"]["sqnr_db"]
     assert (project / "reports/summary.md").read_text().count("| int16x8 |") == 1
 
@@ -124,7 +130,8 @@ def test_calibration_change_reruns_only_calibrated_variants(project: Path) -> No
 def test_thread_change_reruns_only_benchmark_and_report(project: Path) -> None:
     set_params(project, benchmark={"threads": [2]})
     output = dvc("repro", cwd=project)
-    assert stages_run(output) == {f"benchmark@{v}" for v in VARIANTS} | {"report"}
+    assert stages_run(output) == ({f"benchmark@{v}" for v in VARIANTS}
+                                  | {"benchmark_reference", "report"})
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert "latency_p50_ms_t2" in metrics["int8"] and "latency_p50_ms_t1" not in metrics["int8"]
 

@@ -219,6 +219,36 @@ def test_reference_skipped_or_missing(tmp_path: Path) -> None:
         evaluate_reference(missing, output=tmp_path / "out")
 
 
+def test_reference_latency_in_the_reference_row(background_model: Path, tmp_path: Path) -> None:
+    from stages.benchmark_reference import benchmark_reference
+    from stages.report import latency_columns
+
+    _reference_project(tmp_path, np.zeros((1, 8, 8, 3), dtype=np.uint8), np.array([0]))
+    params = {"reference": {"path": str(background_model), "label_offset": 1},
+              "benchmark": {"threads": [1, 2], "warmup_runs": 1, "min_runs": 7,
+                            "min_seconds": 0.001}}
+    result = benchmark_reference(params, export_dir=tmp_path / "data/export",
+                                 output=tmp_path / "out")
+    assert result["status"] == "ok"
+    assert result["size_bytes"] == background_model.stat().st_size
+    assert set(result["latency"]) == {"1", "2"}
+    for stats in result["latency"].values():
+        assert stats["runs"] >= 7 and 0 < stats["p50_ms"] <= stats["p90_ms"]
+    written = json.loads((tmp_path / "out/latency.json").read_text())
+    assert written["latency"] == result["latency"] and written["machine"]["cores"] >= 1
+    # the row's speed-up is float32's p50 over the reference's p50 of the same thread count
+    p50 = result["latency"]["1"]["p50_ms"]
+    columns = latency_columns(result, {"1": {"p50_ms": 3 * p50}})
+    assert columns["latency_p50_ms_t1"] == pytest.approx(p50, abs=1e-3)
+    assert columns["speedup_t1"] == pytest.approx(3.0, abs=0.01)
+    assert "speedup_t2" not in columns  # float32 was not measured with 2 threads
+
+    skipped = benchmark_reference({"reference": {"path": None}, "benchmark": params["benchmark"]},
+                                  output=tmp_path / "skipped")
+    assert skipped["status"] == "skipped" and "latency" not in skipped
+    assert latency_columns(skipped, {"1": {"p50_ms": 1.0}}) == {}
+
+
 # --- calibration sweep table from `dvc exp show --json` ----------------------------------------
 
 
