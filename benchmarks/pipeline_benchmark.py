@@ -49,29 +49,12 @@ import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script: make the ``benchmarks`` package importable
+    sys.path.insert(0, str(REPO))
+
+from benchmarks.scratch import GIT_ENV, scratch_project, set_params  # noqa: E402
+
 FAST_VARIANTS = ["float32", "float16", "dynamic", "int8"]
-GIT_ENV = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
-           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.com"}
-
-
-def scratch_project(workdir: Path, images: Path, weights: Path) -> Path:
-    """Copy the project's tracked files to ``workdir`` as a fresh git repo, params set."""
-    project = workdir / "litequant"
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True,
-                             check=True).stdout.decode().split("\0")
-    for name in filter(None, tracked):
-        if (REPO / name).is_file():
-            (project / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, project / name)
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["fetch"].update(source="folder", folder=str(images.resolve()))
-    params["model"].update(weights=str(weights.resolve()))
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, **GIT_ENV}
-    for command in (["git", "init", "-q"], ["git", "add", "-A"],
-                    ["git", "commit", "-qm", "bench"]):
-        subprocess.run(command, cwd=project, check=True, env=env)
-    return project
 
 
 def timed_repro(project: Path) -> dict:
@@ -97,12 +80,6 @@ def timed_repro(project: Path) -> dict:
     if process.returncode != 0:
         raise SystemExit(f"dvc repro failed in {project}")
     return {"seconds": end - started, "stages": stages}
-
-
-def set_param(project: Path, section: str, key: str, value) -> None:
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params[section][key] = value
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def tutorial_loop(project: Path, variant: str, rows: list[dict], size: int,
@@ -394,13 +371,16 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="litequant-bench-"))
     results: dict = {}
     try:
-        project = scratch_project(workdir, args.images, args.weights)
+        project = scratch_project(
+            workdir / "litequant",
+            fetch={"source": "folder", "folder": str(args.images.resolve())},
+            model={"weights": str(args.weights.resolve())})
         print(f"scratch project: {project}", file=sys.stderr)
         results["cold_repro"] = timed_repro(project)
         results["noop_repro"] = timed_repro(project)
         params = yaml.safe_load((project / "params.yaml").read_text())
-        set_param(project, "calibration", "num_images",
-                  max(10, params["calibration"]["num_images"] // 2))
+        set_params(project, calibration={
+            "num_images": max(10, params["calibration"]["num_images"] // 2)})
         results["calibration_change_repro"] = timed_repro(project)
 
         sys.path.insert(0, str(project))

@@ -10,20 +10,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conftest import REPO, SHARED_REFERENCE, SHARED_VAL, SHARED_WEIGHTS, needs_shared
+from benchmarks.scratch import GIT_ENV, scratch_project, set_params
+from tests.conftest import SHARED_REFERENCE, SHARED_VAL, SHARED_WEIGHTS, needs_shared
 
 VARIANTS = ["float32", "float16", "dynamic", "int8", "int16x8", "int8_selective"]
 CALIBRATED = ["int8", "int16x8", "int8_selective"]
-GIT_ENV = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
-           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
 
 
 def run(command: list[str], cwd: Path, timeout: int = 900) -> str:
@@ -43,34 +40,16 @@ def stages_run(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
-def set_params(project: Path, **sections: dict) -> None:
-    path = project / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-    for section, values in sections.items():
-        params[section].update(values)
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh git repository with the project's tracked files, params pointed at ../shared."""
-    root = tmp_path_factory.mktemp("e2e") / "litequant"
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True,
-                             check=True).stdout.decode().split("\0")
-    for name in filter(None, tracked):
-        if (REPO / name).is_file():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, root / name)
-    set_params(root,
-               fetch={"source": "folder", "folder": str(SHARED_VAL),
-                      "calibration_size": 100, "evaluation_size": None},
-               model={"weights": str(SHARED_WEIGHTS)},
-               reference={"path": str(SHARED_REFERENCE), "label_offset": 1},
-               benchmark={"threads": [1, 2], "min_runs": 10, "min_seconds": 0.5})
-    run(["git", "init", "-q"], root)
-    run(["git", "add", "-A"], root)
-    run(["git", "commit", "-qm", "project"], root)
-    return root
+    return scratch_project(
+        tmp_path_factory.mktemp("e2e") / "litequant",
+        fetch={"source": "folder", "folder": str(SHARED_VAL),
+               "calibration_size": 100, "evaluation_size": None},
+        model={"weights": str(SHARED_WEIGHTS)},
+        reference={"path": str(SHARED_REFERENCE), "label_offset": 1},
+        benchmark={"threads": [1, 2], "min_runs": 10, "min_seconds": 0.5})
 
 
 @needs_shared
