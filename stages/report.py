@@ -113,12 +113,7 @@ def build_rows(collected: dict[str, Any], variants: list[str]) -> list[dict[str,
             notes.append(bench["note"])
         row: dict[str, Any] = {
             "variant": variant, "status": "ok", "size_bytes": conversion["size_bytes"],
-            "top1": _round(evaluation["top1"]), "top5": _round(evaluation["top5"]),
-            "delta_top1": _round(evaluation["top1"] - baseline["top1"]),
-            "agreement": _round(evaluation["agreement"]),
-            "top5_overlap": _round(evaluation["top5_overlap"]),
-            "kl_divergence": _round(evaluation["kl_divergence"], 6),
-            "sqnr_db": _round(evaluation["sqnr_db"], 2), "images": evaluation["images"],
+            **accuracy_columns(evaluation, baseline),
         }
         row["quantized_output"] = bool(conversion.get("output", {}).get("scale"))
         if calibration:
@@ -141,6 +136,20 @@ def build_rows(collected: dict[str, Any], variants: list[str]) -> list[dict[str,
                                    float32["benchmark"].get("latency", {}) if float32_ok else {}))
         rows.append(row)
     return rows
+
+
+def accuracy_columns(evaluation: dict[str, Any], baseline: dict[str, Any]
+                     ) -> dict[str, float | int | None]:
+    """Accuracy and fidelity columns of an evaluated model (an ``evaluate``-style metrics.json).
+
+    ``delta_top1`` is against ``baseline`` (the float Keras model's metrics of the same run).
+    """
+    return {"top1": _round(evaluation["top1"]), "top5": _round(evaluation["top5"]),
+            "delta_top1": _round(evaluation["top1"] - baseline["top1"]),
+            "agreement": _round(evaluation["agreement"]),
+            "top5_overlap": _round(evaluation["top5_overlap"]),
+            "kl_divergence": _round(evaluation["kl_divergence"], 6),
+            "sqnr_db": _round(evaluation["sqnr_db"], 2), "images": evaluation["images"]}
 
 
 def latency_columns(benchmark: dict[str, Any], float32_latency: dict[str, Any]
@@ -168,12 +177,7 @@ def reference_row(reference: dict[str, Any], baseline: dict[str, Any],
     quantized = (f"{tensor['dtype']} input scale {tensor['scale']:.6g} zero point "
                  f"{tensor['zero_point']}" if tensor["scale"] else f"{tensor['dtype']} input")
     row = {"variant": REFERENCE, "status": "ok", "size_bytes": reference["size_bytes"],
-           "top1": _round(reference["top1"]), "top5": _round(reference["top5"]),
-           "delta_top1": _round(reference["top1"] - baseline["top1"]),
-           "agreement": _round(reference["agreement"]),
-           "top5_overlap": _round(reference["top5_overlap"]),
-           "kl_divergence": _round(reference["kl_divergence"], 6),
-           "sqnr_db": _round(reference["sqnr_db"], 2), "images": reference["images"],
+           **accuracy_columns(reference, baseline),
            "quantized_output": bool(reference["output"]["scale"]),
            "notes": f"external model {Path(reference['path']).name} (sha256 "
                     f"{reference['sha256'][:12]}): {quantized}, "
