@@ -1,7 +1,5 @@
-"""litequant: a DVC pipeline that converts a float Keras image classifier to LiteRT variants
-and measures what each variant costs (accuracy, agreement with float, size, latency).
+"""One thin script per DVC stage: ``python -m stages.<stage> --help`` explains each.
 
-One module per DVC stage (``fetch``, ``export``, ``prepare``, ``convert``, ``evaluate_keras``,
-``evaluate``, ``benchmark``, ``report``) plus a few shared modules (``params``, ``atomic``,
-``imagenet``, ``images``, ``preprocessing``, ``litert``, ``metrics``, ``cli``).
+A stage script reads its own params section(s), calls the :mod:`litequant` library and writes
+its declared outs (paths from :mod:`litequant.layout`). No stage imports another.
 """

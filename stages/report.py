@@ -1,8 +1,9 @@
 """Stage ``report``: one table of what each variant costs, as DVC metrics, Markdown, CSV, plots.
 
-Reads every variant's ``data/convert``, ``data/evaluate``, ``data/benchmark`` output, the
-``keras`` baseline and ``data/fetch/fetch.json`` (``convert.variants`` in ``params.yaml`` says
-which variants), and writes
+Reads every variant's ``data/convert``, ``data/evaluate``, ``data/benchmark`` output (the
+variants of ``convert.variants``), the float Keras model's metrics, ``data/fetch/fetch.json``,
+``data/export/model.json``, the peer model's ``data/evaluate_peer`` and ``data/benchmark_peer``
+and ``reports/layer_errors.csv``, and writes
 
 * ``reports/metrics.json``: DVC metrics, one entry per row (``keras``, then each variant);
 * ``reports/summary.md`` and ``reports/summary.csv``: one row per variant: size, compression vs
@@ -10,374 +11,73 @@ which variants), and writes
   Keras model, agreement, top-5 overlap, KL divergence, SQNR, notes;
 * ``reports/plots/variants.csv``: the plot data (accuracy vs size, latency per variant).
 
-When present, it also reads ``data/evaluate_reference/metrics.json`` and
-``data/benchmark_reference/latency.json`` (an external reference model, one more row) and
-``reports/layer_errors.csv`` (the int8 per-layer errors: the worst layers are listed in
-``summary.md``). Variants calibrated on noise are marked NOT REPRESENTATIVE, and ``summary.md``
-explains why their accuracy collapses.
+Variants calibrated on noise are marked NOT REPRESENTATIVE, and ``summary.md`` explains why their
+accuracy collapses.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-from pathlib import Path
 from typing import Any
 
-from stages import atomic
-from stages.cli import run_stage
-from stages.errors import PipelineError
-from stages.params import load, variant_names
-
-OUTPUT = Path("reports")
-BASELINE = "keras"
-REFERENCE = "reference"
-WORST_LAYERS_SHOWN = 10
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise PipelineError(f"{path} not found: run dvc repro (the report reads every stage)")
-    return json.loads(path.read_text("utf-8"))
+from litequant import atomic, layout
+from litequant.cli import run_stage
+from litequant.params import ConvertParams, read_section
+from litequant.report import (
+    FLOAT_MODEL_ROW,
+    PEER_ROW,
+    build_rows,
+    csv_text,
+    markdown,
+    metrics_document,
+    plot_rows,
+    table_columns,
+)
 
 
-def collect(variants: list[str], data: Path = Path("data"),
-            layer_errors_csv: Path | None = Path("reports/layer_errors.csv")) -> dict[str, Any]:
-    """Gather the per-stage outputs into ``{"data": ..., "keras": ..., variant: ...}``.
-
-    Optional entries: ``reference`` (``data/evaluate_reference``, unless skipped),
-    ``reference_benchmark`` (``data/benchmark_reference``) and ``layer_errors`` (the rows of
-    ``layer_errors_csv``).
-    """
+def collect(variants: list[str]) -> dict[str, Any]:
+    """Every stage output the report reads, keyed as :func:`litequant.report.build_rows` wants."""
     collected: dict[str, Any] = {
-        "data": _read_json(data / "fetch" / "fetch.json"),
-        "model": _read_json(data / "export" / "model.json"),
-        BASELINE: _read_json(data / "evaluate_keras" / "metrics.json"),
+        "data": layout.read_json(layout.FETCH_INFO, "fetch"),
+        "model": layout.read_model_info(layout.MODEL_INFO),
+        FLOAT_MODEL_ROW: layout.read_json(layout.KERAS_METRICS, "evaluate_keras"),
     }
-    reference = data / "evaluate_reference" / "metrics.json"
-    if reference.is_file():
-        collected[REFERENCE] = _read_json(reference)
-    reference_latency = data / "benchmark_reference" / "latency.json"
-    if reference_latency.is_file():
-        collected["reference_benchmark"] = _read_json(reference_latency)
-    if layer_errors_csv is not None and Path(layer_errors_csv).is_file():
-        from stages.layer_errors import read_layer_errors
-
-        collected["layer_errors"] = read_layer_errors(layer_errors_csv)
+    peer = layout.PEER_EVALUATION_DIR / "metrics.json"
+    if peer.is_file():
+        collected[PEER_ROW] = layout.read_json(peer, "evaluate_peer")
+    peer_latency = layout.PEER_BENCHMARK_DIR / "latency.json"
+    if peer_latency.is_file():
+        collected["peer_benchmark"] = layout.read_json(peer_latency, "benchmark_peer")
+    if layout.LAYER_ERRORS_CSV.is_file():
+        collected["layer_errors"] = layout.read_layer_errors(layout.LAYER_ERRORS_CSV)
     for variant in variants:
         collected[variant] = {
-            "conversion": _read_json(data / "convert" / variant / "conversion.json"),
-            "evaluation": _read_json(data / "evaluate" / variant / "metrics.json"),
-            "benchmark": _read_json(data / "benchmark" / variant / "latency.json"),
+            "conversion": layout.read_conversion(layout.CONVERT_DIR / variant),
+            "evaluation": layout.read_json(layout.EVALUATE_DIR / variant / "metrics.json",
+                                           f"evaluate@{variant}"),
+            "benchmark": layout.read_json(layout.BENCHMARK_DIR / variant / "latency.json",
+                                          f"benchmark@{variant}"),
         }
     return collected
 
 
-def _round(value: float | None, digits: int = 4) -> float | None:
-    return None if value is None else round(float(value), digits)
-
-
-def build_rows(collected: dict[str, Any], variants: list[str]) -> list[dict[str, Any]]:
-    """One flat row per model (``keras`` first): the values of every table column."""
-    baseline = collected[BASELINE]
-    float32 = collected.get("float32")
-    float32_ok = float32 is not None and float32["conversion"]["status"] == "ok"
-    rows: list[dict[str, Any]] = [{
-        "variant": BASELINE, "status": "ok", "size_bytes": None,
-        "top1": _round(baseline["top1"]), "top5": _round(baseline["top5"]),
-        "delta_top1": 0.0, "agreement": 100.0, "top5_overlap": 100.0, "kl_divergence": 0.0,
-        "sqnr_db": None, "images": baseline["images"], "notes": "float Keras model (reference)",
-    }]
-    for variant in variants:
-        entry = collected[variant]
-        conversion, evaluation, bench = entry["conversion"], entry["evaluation"], entry["benchmark"]
-        notes = []
-        if conversion["status"] != "ok":
-            rows.append({"variant": variant, "status": "failed",
-                         "notes": f"conversion failed: {conversion.get('error', '')[:200]}"})
-            continue
-        calibration = conversion.get("calibration")
-        if calibration:
-            if calibration["representative"]:
-                notes.append(f"calibrated on {calibration['num_images']} real images")
-            else:
-                notes.append(f"NOT REPRESENTATIVE: calibrated on {calibration['num_images']} "
-                             f"{calibration['source']} noise samples, not images "
-                             "(see Calibration below)")
-        if conversion.get("denylist") is not None:
-            kept = conversion.get("float_keras_layers") or conversion["denylist"]
-            notes.append(f"{len(conversion['denylist'])} worst layer(s) kept float: "
-                         + ", ".join(name or "?" for name in kept))
-        if bench.get("note"):
-            notes.append(bench["note"])
-        row: dict[str, Any] = {
-            "variant": variant, "status": "ok", "size_bytes": conversion["size_bytes"],
-            **accuracy_columns(evaluation, baseline),
-        }
-        row["quantized_output"] = bool(conversion.get("output", {}).get("scale"))
-        if calibration:
-            row["calibration_images"] = calibration["num_images"]
-            row["calibration_representative"] = bool(calibration["representative"])
-        if conversion.get("denylist") is not None:
-            row["float_layers"] = len(conversion["denylist"])
-            row["denylist"] = list(conversion["denylist"])
-        if float32_ok:
-            row["compression"] = _round(float32["conversion"]["size_bytes"]
-                                        / conversion["size_bytes"], 3)
-        float32_latency = float32["benchmark"].get("latency", {}) if float32_ok else {}
-        row.update(latency_columns(bench, float32_latency))
-        row["notes"] = "; ".join(notes)
-        rows.append(row)
-    if collected.get(REFERENCE, {}).get("status") == "ok":
-        row = reference_row(collected[REFERENCE], baseline,
-                            float32["conversion"]["size_bytes"] if float32_ok else None)
-        row.update(latency_columns(collected.get("reference_benchmark", {}),
-                                   float32["benchmark"].get("latency", {}) if float32_ok else {}))
-        rows.append(row)
-    return rows
-
-
-def accuracy_columns(evaluation: dict[str, Any], baseline: dict[str, Any]
-                     ) -> dict[str, float | int | None]:
-    """Accuracy and fidelity columns of an evaluated model (an ``evaluate``-style metrics.json).
-
-    ``delta_top1`` is against ``baseline`` (the float Keras model's metrics of the same run).
-    """
-    return {"top1": _round(evaluation["top1"]), "top5": _round(evaluation["top5"]),
-            "delta_top1": _round(evaluation["top1"] - baseline["top1"]),
-            "agreement": _round(evaluation["agreement"]),
-            "top5_overlap": _round(evaluation["top5_overlap"]),
-            "kl_divergence": _round(evaluation["kl_divergence"], 6),
-            "sqnr_db": _round(evaluation["sqnr_db"], 2), "images": evaluation["images"]}
-
-
-def latency_columns(benchmark: dict[str, Any], float32_latency: dict[str, Any]
-                    ) -> dict[str, float | None]:
-    """``latency_{p50,mean,p90}_ms_t<threads>`` and ``speedup_t<threads>`` (vs float32's p50).
-
-    ``benchmark`` is a ``latency.json`` (empty or without ``latency``: no columns);
-    ``float32_latency`` the float32 variant's ``latency`` of the same run (empty: no speed-up).
-    """
-    columns: dict[str, float | None] = {}
-    for threads, stats in benchmark.get("latency", {}).items():
-        columns[f"latency_p50_ms_t{threads}"] = _round(stats["p50_ms"], 3)
-        columns[f"latency_mean_ms_t{threads}"] = _round(stats["mean_ms"], 3)
-        columns[f"latency_p90_ms_t{threads}"] = _round(stats["p90_ms"], 3)
-        float32_stats = float32_latency.get(threads)
-        if float32_stats:
-            columns[f"speedup_t{threads}"] = _round(float32_stats["p50_ms"] / stats["p50_ms"], 3)
-    return columns
-
-
-def reference_row(reference: dict[str, Any], baseline: dict[str, Any],
-                  float32_size: int | None) -> dict[str, Any]:
-    """The table row of the external reference model (``data/evaluate_reference``)."""
-    tensor = reference["input"]
-    quantized = (f"{tensor['dtype']} input scale {tensor['scale']:.6g} zero point "
-                 f"{tensor['zero_point']}" if tensor["scale"] else f"{tensor['dtype']} input")
-    row = {"variant": REFERENCE, "status": "ok", "size_bytes": reference["size_bytes"],
-           **accuracy_columns(reference, baseline),
-           "quantized_output": bool(reference["output"]["scale"]),
-           "notes": f"external model {Path(reference['path']).name} (sha256 "
-                    f"{reference['sha256'][:12]}): {quantized}, "
-                    f"{reference['output']['shape'][-1]} outputs, label_offset "
-                    f"{reference['label_offset']}"}
-    if float32_size:
-        row["compression"] = _round(float32_size / reference["size_bytes"], 3)
-    return row
-
-
-def metrics_document(rows: list[dict[str, Any]], collected: dict[str, Any]) -> dict[str, Any]:
-    """The DVC metrics: numbers only, keyed by row name (``int8.top1``...)."""
-    data, (height, width) = collected["data"], collected["model"]["input_size"]
-    document: dict[str, Any] = {"data": {
-        "evaluation_images": data["evaluation_images"],
-        "calibration_images": data["calibration_images"],
-        "bad_images": data["bad_image_count"], "synthetic": data["synthetic"],
-        # the model's input size (height): the column that tells resolution sweeps apart
-        "input_size": height, **({"input_width": width} if width != height else {})}}
-    for row in rows:
-        document[row["variant"]] = {key: value for key, value in row.items()
-                                    if key not in ("variant", "notes", "status", "denylist",
-                                                   "quantized_output")
-                                    and value is not None}
-        document[row["variant"]]["failed"] = row["status"] != "ok"
-        if row.get("denylist") is not None:
-            document[row["variant"]]["denylist"] = "; ".join(row["denylist"])
-    return document
-
-
-def _format(value: Any, column: str) -> str:
-    if value is None or value == "":
-        return "–"
-    if column == "size_bytes":
-        return f"{value / 1e6:.2f} MB"
-    if column in ("compression",) or column.startswith("speedup"):
-        return f"{value:.2f}x"
-    if column == "delta_top1":
-        return f"{value:+.2f}"
-    if column == "kl_divergence":
-        return f"{value:.4f}"
-    if isinstance(value, float):
-        return f"{value:.2f}"
-    return str(value)
-
-
-_HEADERS = {"variant": "variant", "size_bytes": "size", "compression": "compression",
-            "top1": "top-1 %", "top5": "top-5 %", "delta_top1": "Δtop-1 vs float",
-            "agreement": "agreement %", "top5_overlap": "top-5 overlap %",
-            "kl_divergence": "KL", "sqnr_db": "SQNR dB", "images": "images", "notes": "notes"}
-
-
-def table_columns(rows: list[dict[str, Any]]) -> list[str]:
-    """Columns present in ``rows``, in reading order (latency columns per thread count)."""
-    threads = sorted({key.rsplit("_t", 1)[1] for row in rows for key in row
-                      if key.startswith("latency_p50_ms_t")}, key=int)
-    latency = [c for t in threads for c in (f"latency_p50_ms_t{t}", f"speedup_t{t}")]
-    return ["variant", "size_bytes", "compression", *latency, "top1", "top5", "delta_top1",
-            "agreement", "top5_overlap", "kl_divergence", "sqnr_db", "images", "notes"]
-
-
-def _header(column: str) -> str:
-    if column.startswith("latency_p50_ms_t"):
-        return f"p50 ms ({column.rsplit('_t', 1)[1]} thr)"
-    if column.startswith("speedup_t"):
-        return f"speed-up ({column.rsplit('_t', 1)[1]} thr)"
-    return _HEADERS[column]
-
-
-def markdown(rows: list[dict[str, Any]], collected: dict[str, Any]) -> str:
-    """``summary.md``: the data/model description, the table, and notes."""
-    data, model = collected["data"], collected["model"]
-    columns = table_columns(rows)
-    lines = []
-    if data["synthetic"]:
-        lines += ["> **SYNTHETIC DATA** — these images are generated noise with random labels; "
-                  "accuracy figures are meaningless (smoke test only).", ""]
-    lines += [f"# litequant summary: {model['name']} {model['input_size'][0]}x"
-              f"{model['input_size'][1]}", "",
-              f"Evaluation: {data['evaluation_images']} images from {data['description']}; "
-              f"calibration split: {data['calibration_images']} other images "
-              f"(disjoint). Preprocessing: `{model['preprocessing']}`.", ""]
-    if data["bad_image_count"]:
-        lines += [f"{data['bad_image_count']} undecodable file(s) were skipped while fetching "
-                  "(listed in data/fetch/fetch.json).", ""]
-    lines.append("| " + " | ".join(_header(c) for c in columns) + " |")
-    lines.append("|" + "|".join("---" if c in ("variant", "notes") else "---:"
-                                for c in columns) + "|")
-    for row in rows:
-        if row["status"] != "ok":
-            lines.append("| " + " | ".join(
-                row["variant"] if c == "variant" else "**FAILED**" if c == "size_bytes"
-                else row["notes"] if c == "notes" else "–" for c in columns) + " |")
-            continue
-        lines.append("| " + " | ".join(_format(row.get(c), c) for c in columns) + " |")
-    lines += ["", "Δtop-1, agreement (same top-1 class), top-5 overlap, KL divergence and SQNR "
-              "are measured against the float Keras model on the same images. Latency: one "
-              "image per invoke, p50 of repeated timed runs after warm-up.", ""]
-    quantized = [row["variant"] for row in rows if row.get("quantized_output")]
-    if quantized:
-        lines += [f"Top-5 overlap of {', '.join(quantized)} (integer outputs) is limited by "
-                  "the output quantization itself: the softmax is stored in 256 steps, so beyond "
-                  "the few likely classes most scores tie at zero and their order is arbitrary. "
-                  "Top-1 agreement, KL divergence and SQNR are the meaningful fidelity measures "
-                  "there.", ""]
-    lines += calibration_section(rows)
-    lines += layer_errors_section(collected.get("layer_errors"), rows)
-    return "\n".join(lines)
-
-
-def calibration_section(rows: list[dict[str, Any]]) -> list[str]:
-    """Why noise-calibrated variants are not representative (with their measured numbers)."""
-    noise = [row for row in rows if row.get("calibration_representative") is False]
-    if not noise:
-        return []
-    lines = ["## Calibration: NOT REPRESENTATIVE runs", "",
-             "These variants were calibrated on random noise instead of images: " + ", ".join(
-                 f"{row['variant']} (top-1 {row['top1']:.2f}%, Δ {row['delta_top1']:+.2f}, "
-                 f"agreement {row['agreement']:.2f}%)" for row in noise) + ".", "",
-             "Why it collapses: full-integer conversion fixes every activation tensor's int8 "
-             "range (scale and zero point) from the minimum and maximum values seen during "
-             "calibration. Noise does not produce the activation statistics of real photos: "
-             "layers that respond to edges, textures and objects see ranges that are too narrow "
-             "(real activations are clipped at the range ends) or too wide (the real values "
-             "fall into a few int8 steps), and the errors compound through the network. "
-             "The figures above are what a tutorial-style noise calibration costs, not what "
-             "int8 can do: calibrate on real images from the calibration split "
-             "(`calibration.source: images`).", ""]
-    return lines
-
-
-def layer_errors_section(layer_rows: list[dict[str, str]] | None,
-                         rows: list[dict[str, Any]]) -> list[str]:
-    """The worst int8 layers of ``reports/layer_errors.csv`` and which ones stay float."""
-    if not layer_rows:
-        return []
-    kept = {name for row in rows for name in row.get("denylist") or []}
-    worst = sorted(layer_rows, key=lambda row: int(row["rank"]))[:WORST_LAYERS_SHOWN]
-    lines = ["## int8 layer-wise error (QuantizationDebugger, calibration images)", "",
-             f"The {len(worst)} worst of {len(layer_rows)} quantized ops of the `int8` recipe, "
-             "by RMSE between the quantized and float op output in units of the output's "
-             "quantization step (about 0.29 is pure rounding noise). All rows: "
-             "`reports/layer_errors.csv`.", "",
-             "| rank | Keras layer | op | RMSE/scale | kept float in int8_selective | "
-             "TFLite tensor |", "|---:|---|---|---:|---|---|"]
-    for row in worst:
-        tensor = row["tensor_name"] if len(row["tensor_name"]) <= 80 else (
-            row["tensor_name"][:77] + "...")
-        lines.append(f"| {row['rank']} | {row['keras_layer'] or '?'} | {row['op']} | "
-                     f"{float(row['rmse_over_scale']):.3f} | "
-                     f"{'yes' if row['tensor_name'] in kept else ''} | `{tensor}` |")
-    lines.append("")
-    return lines
-
-
-def csv_text(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    """Rows as CSV with the given columns (missing values empty)."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore",
-                            lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({c: "" if row.get(c) is None else row.get(c) for c in columns})
-    return buffer.getvalue()
-
-
-def plot_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Plot data: one point per converted variant (size in MB, accuracies, latency)."""
-    threads = sorted({key.rsplit("_t", 1)[1] for row in rows for key in row
-                      if key.startswith("latency_p50_ms_t")}, key=int)
-    points = []
-    for row in rows:
-        if row["status"] != "ok" or row["size_bytes"] is None:
-            continue
-        points.append({"variant": row["variant"], "size_mb": round(row["size_bytes"] / 1e6, 4),
-                       "top1": row["top1"], "agreement": row["agreement"],
-                       "latency_p50_ms": row.get(f"latency_p50_ms_t{threads[-1]}")
-                       if threads else None})
-    return points
-
-
-def report(params: dict[str, Any], data: Path = Path("data"), output: Path = OUTPUT
-           ) -> list[dict[str, Any]]:
+def report(params: ConvertParams) -> list[dict[str, Any]]:
     """Write every report file; returns the table rows."""
-    variants = variant_names(params)
-    collected = collect(variants, data, output / "layer_errors.csv")
+    variants = list(params.variants)
+    collected = collect(variants)
     rows = build_rows(collected, variants)
-    atomic.write_json(output / "metrics.json", metrics_document(rows, collected))
-    atomic.write_text(output / "summary.md", markdown(rows, collected))
-    atomic.write_text(output / "summary.csv", csv_text(rows, table_columns(rows)))
-    points = plot_rows(rows)
-    atomic.write_text(output / "plots" / "variants.csv",
-                      csv_text(points, ["variant", "size_mb", "top1", "agreement",
-                                        "latency_p50_ms"]))
+    atomic.write_json(layout.METRICS, metrics_document(rows, collected))
+    atomic.write_text(layout.SUMMARY_MD, markdown(rows, collected))
+    atomic.write_text(layout.SUMMARY_CSV, csv_text(rows, table_columns(rows)))
+    atomic.write_text(layout.VARIANTS_PLOT_CSV,
+                      csv_text(plot_rows(rows), ["variant", "size_mb", "top1", "agreement",
+                                                 "latency_p50_ms"]))
     print(markdown(rows, collected))
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_stage(__doc__, lambda args: report(load(args.params)), argv=argv)
+    return run_stage(__doc__, lambda args: report(read_section(ConvertParams, args.params)),
+                     argv=argv)
 
 
 if __name__ == "__main__":

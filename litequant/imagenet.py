@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-from stages.errors import PipelineError
+from litequant.errors import PipelineError
 
 NUM_CLASSES = 1000
 
@@ -30,7 +30,7 @@ class ClassTable:
         except KeyError:
             raise PipelineError(
                 f"{synset!r} is not an ImageNet-1k synset (expected a WordNet id such as "
-                "'n01440764', one of the 1000 classes in stages/imagenet_classes.tsv)") from None
+                "'n01440764', one of the 1000 classes in litequant/imagenet_classes.tsv)") from None
 
     def __contains__(self, synset: object) -> bool:
         return synset in self._index
@@ -51,11 +51,12 @@ def _synset_index(synsets: tuple[str, ...]) -> dict[str, int]:
 @lru_cache(maxsize=1)
 def class_table() -> ClassTable:
     """Load the shipped ImageNet-1k class table (validated: 1000 sorted, unique synsets)."""
-    text = resources.files("stages").joinpath("imagenet_classes.tsv").read_text("utf-8")
+    text = resources.files("litequant").joinpath("imagenet_classes.tsv").read_text("utf-8")
     rows = list(csv.DictReader(text.splitlines(), delimiter="\t"))
     synsets = tuple(row["synset"] for row in rows)
     names = tuple(row["name"] for row in rows)
     indices = [int(row["index"]) for row in rows]
     if indices != list(range(NUM_CLASSES)) or list(synsets) != sorted(set(synsets)):
-        raise PipelineError("stages/imagenet_classes.tsv is damaged: expected 1000 sorted synsets")
+        raise PipelineError("litequant/imagenet_classes.tsv is damaged: expected 1000 sorted "
+                            "synsets")
     return ClassTable(synsets=synsets, names=names)

@@ -1,24 +1,18 @@
-"""Thin shell shared by every stage's ``main()``: quiet logging, clear errors, exit codes.
+"""Quiet by default: TensorFlow/absl/LiteRT log lines are silenced unless asked for.
 
-TensorFlow's C++ and absl log spew is silenced unless ``--verbose`` is given or the environment
-variable ``LITEQUANT_VERBOSE=1`` is set. A :class:`~stages.errors.PipelineError` is printed as one
-line (``error: ...``) with its exit code (1; 2 for
-:class:`~stages.errors.UnusableInputError`), never as a traceback wall.
+``--verbose`` on a stage's command line, or ``LITEQUANT_VERBOSE=1`` in the environment, shows
+them. Progress bars (tqdm) appear only on a terminal. Imports nothing of the project.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TypeVar
-
-from stages.errors import PipelineError
 
 T = TypeVar("T")
 
@@ -82,39 +76,3 @@ def progress(items: Iterable[T], description: str, total: int | None = None) -> 
         yield from tqdm(items, desc=description, total=total, leave=False)
     else:
         yield from items
-
-
-def run_stage(description: str, body: Callable[[argparse.Namespace], None],
-              configure: Callable[[argparse.ArgumentParser], None] | None = None,
-              argv: list[str] | None = None) -> int:
-    """Parse ``--help``/``--verbose`` (plus the stage's own arguments), run ``body``, map errors.
-
-    Returns the process exit code: 0 on success, the error's ``exit_code`` on a
-    :class:`PipelineError` (printed as one line on stderr: 1, or 2 for unusable input), 130 on
-    Ctrl-C.
-    """
-    module = Path(sys.argv[0]).stem if argv is None else "stage"
-    parser = argparse.ArgumentParser(
-        prog=f"python -m stages.{module}", description=description,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--verbose", action="store_true",
-                        help="show TensorFlow/absl logs and full tracebacks "
-                             "(or set LITEQUANT_VERBOSE=1)")
-    parser.add_argument("--params", default="params.yaml",
-                        help="params file to read (default: params.yaml)")
-    if configure is not None:
-        configure(parser)
-    args = parser.parse_args(argv)
-    args.verbose = args.verbose or verbose_requested([])
-    silence_tensorflow(args.verbose)
-    try:
-        body(args)
-    except PipelineError as error:
-        if args.verbose:
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return 0

@@ -2,7 +2,7 @@
 
 These are numpy re-implementations of ``keras.applications.*.preprocess_input`` so that stages
 which only run TFLite models never import TensorFlow. ``tests/test_preprocessing.py`` checks them
-against Keras' own functions.
+against Keras' own functions. Numpy only: imports nothing of the project.
 
 Families:
     ``tf``     scale to [-1, 1]: ``x / 127.5 - 1`` (MobileNet, MobileNetV2, Inception, Xception).
@@ -15,8 +15,6 @@ Families:
 from __future__ import annotations
 
 import numpy as np
-
-from stages.errors import PipelineError
 
 FAMILIES = ("tf", "caffe", "torch", "raw")
 
@@ -48,16 +46,6 @@ APPLICATION_FAMILIES: dict[str, str] = {
 }
 
 
-def family_of(application: str) -> str:
-    """The preprocessing family of a ``keras.applications`` class name."""
-    try:
-        return APPLICATION_FAMILIES[application]
-    except KeyError:
-        raise PipelineError(
-            f"model.name: unknown keras.applications classifier {application!r}; supported: "
-            f"{', '.join(sorted(APPLICATION_FAMILIES))}") from None
-
-
 def preprocess(pixels: np.ndarray, family: str) -> np.ndarray:
     """Map decoded pixels to the model's input range.
 
@@ -70,7 +58,7 @@ def preprocess(pixels: np.ndarray, family: str) -> np.ndarray:
     """
     x = np.asarray(pixels, dtype=np.float32)
     if x.shape[-1:] != (3,):
-        raise PipelineError(f"expected RGB pixels with 3 channels last, got shape {x.shape}")
+        raise ValueError(f"expected RGB pixels with 3 channels last, got shape {x.shape}")
     if family == "tf":
         return x / np.float32(127.5) - np.float32(1.0)
     if family == "caffe":
@@ -79,7 +67,7 @@ def preprocess(pixels: np.ndarray, family: str) -> np.ndarray:
         return (x / np.float32(255.0) - _TORCH_MEAN) / _TORCH_STD
     if family == "raw":
         return x
-    raise PipelineError(f"unknown preprocessing family {family!r}; expected one of {FAMILIES}")
+    raise ValueError(f"unknown preprocessing family {family!r}; expected one of {FAMILIES}")
 
 
 def source_channels(family: str) -> tuple[int, int, int]:

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import io
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from litequant.quiet import progress
 
 #: File name endings that are treated as images when scanning folders (case-insensitive).
 IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
@@ -106,3 +109,16 @@ def load_resized(path: str | os.PathLike, size: tuple[int, int],
     box = (left, top, left + crop_w, top + crop_h)
     resized = image.resize((size[1], size[0]), Image.Resampling.BILINEAR, box=box)
     return np.asarray(resized, dtype=np.uint8)
+
+
+def decode_split(paths: list[Path], size: tuple[int, int], description: str) -> np.ndarray:
+    """Decode ``paths`` with :func:`load_resized`, in order, on all cores.
+
+    Returns ``uint8`` ``(N, height, width, 3)``, RGB 0..255. Raises :class:`BadImageError`.
+    """
+    images = np.zeros((len(paths), size[0], size[1], 3), dtype=np.uint8)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        results = pool.map(lambda p: load_resized(p, size), paths)
+        for index, pixels in enumerate(progress(results, description, total=len(paths))):
+            images[index] = pixels
+    return images

@@ -9,12 +9,13 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from stages.cli import native_stderr_silenced
-from stages.errors import PipelineError
-from stages.preprocessing import pixel_table, source_channels
+from litequant.errors import PipelineError
+from litequant.preprocessing import pixel_table, source_channels
+from litequant.quiet import native_stderr_silenced
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,11 @@ class TensorSpec:
     @property
     def quantized(self) -> bool:
         return self.scale != 0.0 and np.issubdtype(self.dtype, np.integer)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready ``dtype``, ``scale``, ``zero_point``, ``shape`` (as in conversion.json)."""
+        return {"dtype": self.dtype.name, "scale": self.scale, "zero_point": self.zero_point,
+                "shape": list(self.shape)}
 
 
 def quantize(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
@@ -62,14 +68,14 @@ def pixels_to_input(pixels: np.ndarray, spec: TensorSpec, family: str) -> np.nda
     """Decoded pixels → the model's input tensor, preprocessed and quantized in one lookup.
 
     Equal to ``quantize(preprocess(pixels, family), spec)`` element for element, but computed
-    by indexing a ``(256, 3)`` table (:func:`stages.preprocessing.pixel_table`, quantized with the
-    input's own scale/zero point), one channel at a time with ``np.take``, so no float copy of the
-    batch is made.
+    by indexing a ``(256, 3)`` table (:func:`litequant.preprocessing.pixel_table`, quantized with
+    the input's own scale/zero point), one channel at a time with ``np.take``, so no float copy
+    of the batch is made.
 
     Args:
         pixels: ``uint8`` ``(..., height, width, 3)``, RGB 0..255.
         spec: the model's input tensor.
-        family: the preprocessing family (:mod:`stages.preprocessing`).
+        family: the preprocessing family (:mod:`litequant.preprocessing`).
 
     Returns:
         array of ``spec.dtype``, same shape as ``pixels``.
@@ -103,16 +109,18 @@ class LiteRTModel:
             fixed batch of 1 are invoked image by image.
     """
 
-    def __init__(self, path: str | os.PathLike, threads: int = 1, batch_size: int = 32) -> None:
+    def __init__(self, path: str | os.PathLike, threads: int = 1, batch_size: int = 32,
+                 model_content: bytes | None = None) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
         self.path = Path(path)
-        if not self.path.is_file():
+        if model_content is None and not self.path.is_file():
             raise PipelineError(f"{self.path}: TFLite model file not found")
+        source = ({"model_content": model_content} if model_content is not None
+                  else {"model_path": str(self.path)})
         try:
             with native_stderr_silenced():
-                self.interpreter = Interpreter(model_path=str(self.path),
-                                               num_threads=int(threads))
+                self.interpreter = Interpreter(**source, num_threads=int(threads))
         except (ValueError, RuntimeError) as error:
             raise PipelineError(f"{self.path}: not a loadable TFLite model ({error})") from None
         inputs = self.interpreter.get_input_details()
@@ -128,6 +136,18 @@ class LiteRTModel:
         self.dynamic_batch = self.input.shape[0] == -1
         self.batch_size = int(batch_size) if self.dynamic_batch else 1
         self._allocated_batch = 0
+
+    def describe(self) -> dict[str, Any]:
+        """``{"input": ..., "output": ...}`` tensor descriptions (:meth:`TensorSpec.describe`)."""
+        return {"input": self.input.describe(), "output": self.output.describe()}
+
+    def smoke_test(self) -> None:
+        """Allocate and invoke once on a zero input: proves LiteRT can run the model.
+
+        Raises ``RuntimeError``/``ValueError`` with LiteRT's message when it cannot.
+        """
+        shape = [1 if d == -1 else d for d in self.input.shape]
+        self.invoke_raw(np.zeros(shape, dtype=self.input.dtype))
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -159,7 +179,7 @@ class LiteRTModel:
             images: ``uint8`` ``(N, height, width, 3)``, RGB 0..255; mapped to the model
                 family's input range and, for an integer input, quantized with the input's own
                 scale and zero point (:func:`pixels_to_input`), one batch at a time.
-            family: the preprocessing family (:mod:`stages.preprocessing`).
+            family: the preprocessing family (:mod:`litequant.preprocessing`).
             on_batch: called with the number of images after each invoke (progress bars).
 
         Returns:

@@ -1,0 +1,144 @@
+"""Where each stage's outputs live (relative to the project root) and how to read them.
+
+Every ``data/...`` and ``reports/...`` path of the pipeline is defined here and nowhere else;
+``dvc.yaml`` declares the same paths (``tests/test_structure.py`` checks that each stage's
+``deps`` are exactly the code it imports and the paths of this module it reads). Readers raise a
+:class:`~litequant.errors.PipelineError` naming the stage to run when an output is missing.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from litequant.errors import PipelineError
+
+# --- stage ``fetch`` ---------------------------------------------------------------------------
+FETCH_DIR = Path("data/fetch")
+#: ``split, path, synset, label, origin`` per image (``path`` relative to :data:`FETCH_DIR`).
+FETCH_MANIFEST = FETCH_DIR / "manifest.csv"
+#: The source, split sizes, skipped and ignored files.
+FETCH_INFO = FETCH_DIR / "fetch.json"
+
+# --- stage ``export`` --------------------------------------------------------------------------
+EXPORT_DIR = Path("data/export")
+KERAS_MODEL = EXPORT_DIR / "model.keras"
+SAVED_MODEL = EXPORT_DIR / "saved_model"
+#: Input size, preprocessing family, number of classes, output kind.
+MODEL_INFO = EXPORT_DIR / "model.json"
+
+# --- stage ``prepare`` -------------------------------------------------------------------------
+PREPARE_DIR = Path("data/prepare")
+CALIBRATION_SPLIT = PREPARE_DIR / "calibration.npz"
+EVALUATION_SPLIT = PREPARE_DIR / "evaluation.npz"
+SPLITS = {"calibration": CALIBRATION_SPLIT, "evaluation": EVALUATION_SPLIT}
+
+# --- stage ``evaluate_keras`` ------------------------------------------------------------------
+KERAS_EVALUATION_DIR = Path("data/evaluate_keras")
+#: ``float32`` ``(N, C)`` softmax outputs of the float Keras model on the evaluation split.
+FLOAT_PROBABILITIES = KERAS_EVALUATION_DIR / "probabilities.npy"
+KERAS_METRICS = KERAS_EVALUATION_DIR / "metrics.json"
+
+# --- per-variant stages ------------------------------------------------------------------------
+CONVERT_DIR = Path("data/convert")
+EVALUATE_DIR = Path("data/evaluate")
+BENCHMARK_DIR = Path("data/benchmark")
+
+
+def convert_dir(variant: str) -> Path:
+    """``data/convert/<variant>``: ``model.tflite`` (when converted) and ``conversion.json``."""
+    return CONVERT_DIR / variant
+
+
+def model_file(variant: str) -> Path:
+    return convert_dir(variant) / "model.tflite"
+
+
+def evaluate_dir(variant: str) -> Path:
+    """``data/evaluate/<variant>``: ``metrics.json``."""
+    return EVALUATE_DIR / variant
+
+
+def benchmark_dir(variant: str) -> Path:
+    """``data/benchmark/<variant>``: ``latency.json``."""
+    return BENCHMARK_DIR / variant
+
+
+# --- the peer model (an external, already-converted .tflite) -----------------------------------
+PEER_EVALUATION_DIR = Path("data/evaluate_peer")
+PEER_BENCHMARK_DIR = Path("data/benchmark_peer")
+
+# --- reports -----------------------------------------------------------------------------------
+REPORTS_DIR = Path("reports")
+LAYER_ERRORS_CSV = REPORTS_DIR / "layer_errors.csv"
+METRICS = REPORTS_DIR / "metrics.json"
+SUMMARY_MD = REPORTS_DIR / "summary.md"
+SUMMARY_CSV = REPORTS_DIR / "summary.csv"
+PLOTS_DIR = REPORTS_DIR / "plots"
+VARIANTS_PLOT_CSV = PLOTS_DIR / "variants.csv"
+CHECK_MD = REPORTS_DIR / "check.md"
+
+
+# --- readers -----------------------------------------------------------------------------------
+
+def read_json(path: Path, stage: str) -> dict[str, Any]:
+    """A stage's JSON output; a missing file names the stage that writes it."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path} not found: run dvc repro {stage} first")
+    return json.loads(path.read_text("utf-8"))
+
+
+def read_model_info(path: Path) -> dict[str, Any]:
+    """``model.json`` of the export stage (``input_size``, ``preprocessing``, ``output`` ...)."""
+    return read_json(path, "export")
+
+
+def read_conversion(folder: Path) -> dict[str, Any]:
+    """``conversion.json`` in a variant's :func:`convert_dir`."""
+    return read_json(Path(folder) / "conversion.json", f"convert@{Path(folder).name}")
+
+
+def load_split(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(images uint8 (N, h, w, 3) RGB 0..255, labels int32 (N,))`` of a prepared split."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path} not found: run the prepare stage first (dvc repro prepare)")
+    with np.load(path) as data:
+        return data["images"], data["labels"]
+
+
+def load_float_probabilities(path: Path, images: int | None = None) -> np.ndarray:
+    """The float Keras model's ``float32`` ``(N, C)`` probabilities on the evaluation split.
+
+    With ``images``, checks that they belong to a split of that many images.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path} not found: run dvc repro evaluate_keras first")
+    probabilities = np.load(path)
+    if images is not None and len(probabilities) != images:
+        raise PipelineError(f"{path.parent} is out of date with {PREPARE_DIR}: run dvc repro")
+    return probabilities
+
+
+def read_manifest(path: Path) -> list[dict[str, str]]:
+    """The rows of the fetch stage's ``manifest.csv``."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path} not found: run the fetch stage first (dvc repro fetch)")
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def read_layer_errors(path: Path) -> list[dict[str, str]]:
+    """The rows of ``layer_errors.csv`` (strings), in execution order."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path} not found: run dvc repro layer_errors first")
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))

@@ -1,0 +1,276 @@
+"""The float Keras classifier, saved for conversion and as the accuracy baseline (stage ``export``).
+
+:func:`export` takes the ``model`` params and writes ``data/export/``:
+
+* ``model.keras``: the float Keras model;
+* ``saved_model/``: a TensorFlow SavedModel (``model.export``) with a dynamic batch dimension,
+  which ``convert`` reads with ``TFLiteConverter.from_saved_model``;
+* ``model.json``: the input size, preprocessing family, number of classes and whether the output
+  is already a probability distribution (softmax) or logits.
+
+``model.source`` is ``applications`` (a ``keras.applications`` classifier named by
+``model.name``, with ``model.alpha``, ``model.input_size`` and ``model.weights``: ``imagenet``
+for the normal Keras download, a local ``.weights.h5`` file, or ``random`` for tests) or the path
+of a user's model: a ``.keras`` file or a TensorFlow SavedModel directory (its ``serving_default``
+signature; no ``model.keras`` is written for it and ``evaluate_keras`` runs the SavedModel). A
+user model's input size is read from the model (``model.input_size`` applies to
+``keras.applications`` only) and its preprocessing is ``model.preprocessing`` (``auto`` works for
+``.keras`` files saved from ``keras.applications``, which keep Keras' default model names).
+User ``.keras`` files are loaded with Keras' safe mode on, so they can never execute embedded
+code (Lambda layers with pickled functions are refused).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from litequant import atomic
+from litequant.errors import PipelineError
+from litequant.imagenet import NUM_CLASSES
+from litequant.metrics import softmax
+from litequant.offline import OFFLINE_HELP, network_reachable
+from litequant.params import ModelParams
+from litequant.preprocessing import APPLICATION_FAMILIES, preprocess
+from litequant.quiet import progress
+
+WEIGHTS_HOST = "storage.googleapis.com"
+
+#: Applications whose constructor takes ``alpha`` (width multiplier).
+_ALPHA_APPLICATIONS = {"MobileNet", "MobileNetV2", "MobileNetV3Small", "MobileNetV3Large"}
+
+#: Keras' default model names (``model.name``) → the preprocessing family, used to pick the
+#: family of a user ``.keras`` file saved from ``keras.applications`` when
+#: ``model.preprocessing`` is ``auto``.
+_NAME_FAMILIES = (
+    (re.compile(r"^mobilenetv2_"), "tf"),
+    (re.compile(r"^mobilenet_"), "tf"),
+    (re.compile(r"^mobilenetv3"), "raw"),
+    (re.compile(r"^efficientnet"), "raw"),
+    (re.compile(r"^resnet(50|101|152)$"), "caffe"),
+    (re.compile(r"^resnet\d+v2$"), "tf"),
+    (re.compile(r"^densenet"), "torch"),
+)
+
+
+def _keras():
+    import keras
+
+    return keras
+
+
+def _weights_argument(params: ModelParams) -> str | None:
+    if params.weights == "random":
+        _keras().utils.set_random_seed(0)  # random weights, but the same ones every run
+        return None
+    if params.weights == "imagenet":
+        cached = Path.home() / ".keras" / "models"
+        if not network_reachable(WEIGHTS_HOST) and not any(cached.glob("*.h5")):
+            raise PipelineError(
+                f"export: model.weights is 'imagenet' but {WEIGHTS_HOST} is unreachable (no "
+                f"network) and no Keras weights are cached in {cached}.\n{OFFLINE_HELP}")
+        return "imagenet"
+    path = Path(params.weights)
+    if not path.is_file():
+        raise PipelineError(f"model.weights: {path} not found (expected 'imagenet', 'random' or "
+                            "the path of a Keras .weights.h5 file)")
+    if not path.name.endswith(".h5"):
+        raise PipelineError(f"model.weights: {path} is not a Keras weights file (*.weights.h5)")
+    return str(path)
+
+
+def build_application(params: ModelParams):
+    """A ``keras.applications`` classifier with a softmax output over the 1000 classes."""
+    keras = _keras()
+    constructor = getattr(keras.applications, params.application, None)
+    if constructor is None:
+        raise PipelineError(f"model.name: keras.applications has no {params.application!r}")
+    size = params.input_size or 224
+    kwargs: dict[str, Any] = {"input_shape": (size, size, 3), "classes": NUM_CLASSES,
+                              "classifier_activation": "softmax",
+                              "weights": _weights_argument(params)}
+    if params.application in _ALPHA_APPLICATIONS:
+        kwargs["alpha"] = params.alpha
+    try:
+        return constructor(**kwargs)
+    except ValueError as error:
+        raise PipelineError(f"model: keras.applications.{params.application} refused "
+                            f"alpha={params.alpha}, input_size={size}, weights={params.weights}: "
+                            f"{str(error).splitlines()[0]}") from None
+    except Exception as error:
+        message = str(error).splitlines()[0] if str(error) else repr(error)
+        if "URL fetch failure" in message or "Name or service" in message:
+            raise PipelineError(f"export: could not download ImageNet weights for "
+                                f"{params.application} ({message}).\n{OFFLINE_HELP}") from None
+        raise
+
+
+def load_user_model(path: str):
+    """Load a user's ``.keras`` file with safe mode on (no embedded code is executed)."""
+    keras = _keras()
+    model_path = Path(path)
+    if not model_path.exists():
+        raise PipelineError(f"model.source: {model_path} not found (expected 'applications' or "
+                            "the path of a .keras file)")
+    if model_path.suffix != ".keras":
+        raise PipelineError(f"model.source: {model_path} is not a .keras file")
+    try:
+        return keras.models.load_model(model_path, compile=False, safe_mode=True)
+    except Exception as error:
+        text = str(error)
+        if "safe_mode" in text:
+            raise PipelineError(
+                f"model.source: {model_path} embeds Python code (a Lambda layer with a "
+                "serialized function); refused, because user models are loaded in Keras safe "
+                "mode so a model file never runs code. Rebuild the model without Lambda layers "
+                "(built-in or registered custom layers only)") from None
+        # Keras nests the root cause as "... Exception encountered: <cause>"; show that.
+        cause = text.rsplit("Exception encountered:", 1)[-1].strip()
+        message = cause.splitlines()[0] if cause else repr(error)
+        raise PipelineError(f"model.source: cannot load {model_path} as a Keras model "
+                            f"({message})") from None
+
+
+def load_saved_model(path: str):
+    """Wrap a SavedModel directory's ``serving_default`` signature as a one-input Keras model.
+
+    The signature must take one image tensor ``(batch, height, width, 3)`` with a fixed height
+    and width and return one tensor of class scores ``(batch, 1000)``.
+    """
+    import tensorflow as tf
+
+    keras = _keras()
+    directory = Path(path)
+    try:
+        signature = tf.saved_model.load(str(directory)).signatures["serving_default"]
+    except KeyError:
+        raise PipelineError(f"model.source: SavedModel {directory} has no 'serving_default' "
+                            "signature") from None
+    except Exception as error:
+        message = str(error).splitlines()[0] if str(error) else repr(error)
+        raise PipelineError(f"model.source: cannot load {directory} as a SavedModel "
+                            f"({message})") from None
+    inputs = signature.structured_input_signature[1]
+    if len(inputs) != 1 or len(signature.structured_outputs) != 1:
+        raise PipelineError(f"model.source: SavedModel {directory} must take one image input "
+                            f"and return one output, its serving_default signature takes "
+                            f"{sorted(inputs)} and returns {sorted(signature.structured_outputs)}")
+    (spec,) = inputs.values()
+    image = keras.Input(shape=tuple(spec.shape[1:]), batch_size=None, dtype=spec.dtype.name)
+    outputs = keras.layers.TFSMLayer(str(directory), call_endpoint="serving_default")(image)
+    if isinstance(outputs, dict):
+        (outputs,) = outputs.values()
+    # the prefix keeps model.preprocessing 'auto' from guessing a family from a folder name
+    return keras.Model(image, outputs, name=f"saved_model_{directory.name}")
+
+
+def describe(model, params: ModelParams) -> dict[str, Any]:
+    """Check the model is an ImageNet classifier on ``HxWx3`` images and describe it.
+
+    Returns the ``model.json`` content: ``name``, ``source``, ``input_size`` ``[h, w]``,
+    ``preprocessing`` family, ``num_classes``, ``output`` (``probabilities`` or ``logits``).
+    """
+    where = (f"model.source: {params.source}" if params.source != "applications"
+             else f"model.name: {params.application}")
+    input_shape = tuple(model.inputs[0].shape) if len(model.inputs) == 1 else None
+    if input_shape is None or len(input_shape) != 4 or input_shape[-1] != 3 \
+            or None in input_shape[1:3]:
+        raise PipelineError(f"{where}: expected one image input of shape (batch, height, width, "
+                            f"3) with a fixed size, got {[tuple(i.shape) for i in model.inputs]}")
+    output_shape = tuple(model.outputs[0].shape) if len(model.outputs) == 1 else None
+    if output_shape is None or output_shape[-1] != NUM_CLASSES or len(output_shape) != 2:
+        raise PipelineError(f"{where}: expected one output of {NUM_CLASSES} ImageNet classes, "
+                            f"got {[tuple(o.shape) for o in model.outputs]}; the label space of "
+                            "this pipeline is ImageNet-1k")
+    if params.source == "applications":
+        family = APPLICATION_FAMILIES[params.application] if params.preprocessing == "auto" \
+            else params.preprocessing
+    elif params.preprocessing != "auto":
+        family = params.preprocessing
+    else:
+        family = next((f for pattern, f in _NAME_FAMILIES if pattern.match(model.name)), None)
+        if family is None:
+            raise PipelineError(
+                f"model.preprocessing: cannot tell the preprocessing of {params.source} "
+                f"(model name {model.name!r}); set model.preprocessing to one of tf, caffe, "
+                "torch, raw")
+    probe = np.random.default_rng(0).uniform(-1, 1, (2, *input_shape[1:])).astype(np.float32)
+    scores = np.asarray(model(probe, training=False))
+    is_distribution = bool(np.all(scores >= 0) and np.allclose(scores.sum(-1), 1.0, atol=1e-3))
+    return {
+        "name": model.name if params.source != "applications" else params.application,
+        "source": params.source,
+        "input_size": [int(input_shape[1]), int(input_shape[2])],
+        "preprocessing": family,
+        "num_classes": NUM_CLASSES,
+        "output": "probabilities" if is_distribution else "logits",
+        "parameters": int(model.count_params()),
+    }
+
+
+def export(params: ModelParams, output: Path) -> dict[str, Any]:
+    """Build or load the float model and write ``output`` (see module docstring)."""
+    saved_model = params.source != "applications" and Path(params.source).is_dir()
+    if params.source == "applications":
+        model = build_application(params)
+    elif saved_model:
+        model = load_saved_model(params.source)
+    else:
+        model = load_user_model(params.source)
+    info = describe(model, params)
+    info["format"] = "saved_model" if saved_model else "keras"
+    if params.source != "applications" and params.input_size not in (None, *info["input_size"]):
+        print(f"export: model.input_size={params.input_size} is ignored for a user model; its "
+              f"input size is {info['input_size'][0]}x{info['input_size'][1]}")
+    with atomic.output_folder(output) as tmp:
+        if not saved_model:  # a SavedModel is kept as one; a TFSMLayer is not safe-mode loadable
+            model.save(tmp / "model.keras")
+        model.export(str(tmp / "saved_model"), format="tf_saved_model", verbose=False)
+        atomic.write_json(tmp / "model.json", info)
+    print(f"export: {info['name']} {info['input_size'][0]}x{info['input_size'][1]}, "
+          f"{info['parameters']:,} parameters, preprocessing '{info['preprocessing']}'")
+    return info
+
+
+def load_exported(info: dict[str, Any], keras_model: Path, saved_model: Path):
+    """The exported float model, ready to call: ``model.keras`` (safe mode), or for a user
+    SavedModel (``info["format"] == "saved_model"``) its ``serving_default`` signature."""
+    keras = _keras()
+    if info.get("format") == "saved_model":
+        if not saved_model.is_dir():
+            raise PipelineError(f"{saved_model} not found: run the export stage first")
+        return keras.layers.TFSMLayer(str(saved_model), call_endpoint="serving_default")
+    if not keras_model.is_file():
+        raise PipelineError(f"{keras_model} not found: run the export stage first")
+    return keras.models.load_model(keras_model, compile=False, safe_mode=True)
+
+
+#: Images per call of the float Keras model.
+KERAS_BATCH_SIZE = 32
+
+
+def keras_probabilities(model, images: np.ndarray, family: str, output_kind: str) -> np.ndarray:
+    """Run the float model on the evaluation images.
+
+    Args:
+        model: the float model (:func:`load_exported`).
+        images: ``uint8`` ``(N, h, w, 3)``, RGB 0..255.
+        family: the preprocessing family (:mod:`litequant.preprocessing`).
+        output_kind: ``probabilities`` (kept) or ``logits`` (softmaxed).
+
+    Returns:
+        ``float32`` ``(N, C)`` probabilities, rows summing to 1.
+    """
+    batches = []
+    starts = range(0, len(images), KERAS_BATCH_SIZE)
+    for start in progress(starts, "keras", total=len(starts)):
+        x = preprocess(images[start:start + KERAS_BATCH_SIZE], family)
+        scores = model(x, training=False)
+        if isinstance(scores, dict):  # a SavedModel signature names its one output
+            (scores,) = scores.values()
+        batches.append(np.asarray(scores, dtype=np.float32))
+    scores = np.concatenate(batches, axis=0)
+    return scores if output_kind == "probabilities" else softmax(scores)

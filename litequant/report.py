@@ -1,0 +1,314 @@
+"""The report's tables: one row per variant of what it costs, as DVC metrics, Markdown, CSV, plots.
+
+Stage ``report`` gathers every stage's output (:func:`build_rows` takes them as a ``collected``
+mapping) and writes
+
+* ``reports/metrics.json``: DVC metrics, one entry per row (``keras``, then each variant);
+* ``reports/summary.md`` and ``reports/summary.csv``: one row per variant: size, compression vs
+  float32, latency p50 per thread count, speed-up vs float32, top-1, top-5, Δtop-1 vs the float
+  Keras model, agreement, top-5 overlap, KL divergence, SQNR, notes;
+* ``reports/plots/variants.csv``: the plot data (accuracy vs size, latency per variant).
+
+A peer model (an external ``.tflite``) is one more row; the int8 per-layer errors list the worst
+layers in ``summary.md``. Variants calibrated on noise are marked NOT REPRESENTATIVE, and
+``summary.md`` explains why their accuracy collapses."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from litequant.variants import FLOAT_VARIANT
+
+#: The row of the float Keras model, which every variant is compared with.
+FLOAT_MODEL_ROW = "keras"
+#: The row of the peer model (``peer.path``).
+PEER_ROW = "peer"
+WORST_LAYERS_SHOWN = 10
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def build_rows(collected: dict[str, Any], variants: list[str]) -> list[dict[str, Any]]:
+    """One flat row per model (``keras`` first): the values of every table column."""
+    float_model = collected[FLOAT_MODEL_ROW]
+    float32 = collected.get(FLOAT_VARIANT)
+    float32_ok = float32 is not None and float32["conversion"]["status"] == "ok"
+    rows: list[dict[str, Any]] = [{
+        "variant": FLOAT_MODEL_ROW, "status": "ok", "size_bytes": None,
+        "top1": _round(float_model["top1"]), "top5": _round(float_model["top5"]),
+        "delta_top1": 0.0, "agreement": 100.0, "top5_overlap": 100.0, "kl_divergence": 0.0,
+        "sqnr_db": None, "images": float_model["images"], "notes": "float Keras model",
+    }]
+    for variant in variants:
+        entry = collected[variant]
+        conversion, evaluation, bench = entry["conversion"], entry["evaluation"], entry["benchmark"]
+        notes = []
+        if conversion["status"] != "ok":
+            rows.append({"variant": variant, "status": "failed",
+                         "notes": f"conversion failed: {conversion.get('error', '')[:200]}"})
+            continue
+        calibration = conversion.get("calibration")
+        if calibration:
+            if calibration["representative"]:
+                notes.append(f"calibrated on {calibration['num_images']} real images")
+            else:
+                notes.append(f"NOT REPRESENTATIVE: calibrated on {calibration['num_images']} "
+                             f"{calibration['source']} noise samples, not images "
+                             "(see Calibration below)")
+        if conversion.get("denylist") is not None:
+            kept = conversion.get("float_keras_layers") or conversion["denylist"]
+            notes.append(f"{len(conversion['denylist'])} worst layer(s) kept float: "
+                         + ", ".join(name or "?" for name in kept))
+        if bench.get("note"):
+            notes.append(bench["note"])
+        row: dict[str, Any] = {
+            "variant": variant, "status": "ok", "size_bytes": conversion["size_bytes"],
+            **accuracy_columns(evaluation, float_model),
+        }
+        row["quantized_output"] = bool(conversion.get("output", {}).get("scale"))
+        if calibration:
+            row["calibration_images"] = calibration["num_images"]
+            row["calibration_representative"] = bool(calibration["representative"])
+        if conversion.get("denylist") is not None:
+            row["float_layers"] = len(conversion["denylist"])
+            row["denylist"] = list(conversion["denylist"])
+        if float32_ok:
+            row["compression"] = _round(float32["conversion"]["size_bytes"]
+                                        / conversion["size_bytes"], 3)
+        float32_latency = float32["benchmark"].get("latency", {}) if float32_ok else {}
+        row.update(latency_columns(bench, float32_latency))
+        row["notes"] = "; ".join(notes)
+        rows.append(row)
+    if collected.get(PEER_ROW, {}).get("status") == "ok":
+        row = peer_row(collected[PEER_ROW], float_model,
+                       float32["conversion"]["size_bytes"] if float32_ok else None)
+        row.update(latency_columns(collected.get("peer_benchmark", {}),
+                                   float32["benchmark"].get("latency", {}) if float32_ok else {}))
+        rows.append(row)
+    return rows
+
+
+def accuracy_columns(evaluation: dict[str, Any], float_model: dict[str, Any]
+                     ) -> dict[str, float | int | None]:
+    """Accuracy and fidelity columns of an evaluated model (an ``evaluate``-style metrics.json).
+
+    ``delta_top1`` is against ``float_model`` (the float Keras model's metrics, same run).
+    """
+    return {"top1": _round(evaluation["top1"]), "top5": _round(evaluation["top5"]),
+            "delta_top1": _round(evaluation["top1"] - float_model["top1"]),
+            "agreement": _round(evaluation["agreement"]),
+            "top5_overlap": _round(evaluation["top5_overlap"]),
+            "kl_divergence": _round(evaluation["kl_divergence"], 6),
+            "sqnr_db": _round(evaluation["sqnr_db"], 2), "images": evaluation["images"]}
+
+
+def latency_columns(benchmark: dict[str, Any], float32_latency: dict[str, Any]
+                    ) -> dict[str, float | None]:
+    """``latency_{p50,mean,p90}_ms_t<threads>`` and ``speedup_t<threads>`` (vs float32's p50).
+
+    ``benchmark`` is a ``latency.json`` (empty or without ``latency``: no columns);
+    ``float32_latency`` the float32 variant's ``latency`` of the same run (empty: no speed-up).
+    """
+    columns: dict[str, float | None] = {}
+    for threads, stats in benchmark.get("latency", {}).items():
+        columns[f"latency_p50_ms_t{threads}"] = _round(stats["p50_ms"], 3)
+        columns[f"latency_mean_ms_t{threads}"] = _round(stats["mean_ms"], 3)
+        columns[f"latency_p90_ms_t{threads}"] = _round(stats["p90_ms"], 3)
+        float32_stats = float32_latency.get(threads)
+        if float32_stats:
+            columns[f"speedup_t{threads}"] = _round(float32_stats["p50_ms"] / stats["p50_ms"], 3)
+    return columns
+
+
+def peer_row(peer: dict[str, Any], float_model: dict[str, Any],
+             float32_size: int | None) -> dict[str, Any]:
+    """The table row of the peer model (``data/evaluate_peer``)."""
+    tensor = peer["input"]
+    quantized = (f"{tensor['dtype']} input scale {tensor['scale']:.6g} zero point "
+                 f"{tensor['zero_point']}" if tensor["scale"] else f"{tensor['dtype']} input")
+    row = {"variant": PEER_ROW, "status": "ok", "size_bytes": peer["size_bytes"],
+           **accuracy_columns(peer, float_model),
+           "quantized_output": bool(peer["output"]["scale"]),
+           "notes": f"peer model {Path(peer['path']).name} (sha256 "
+                    f"{peer['sha256'][:12]}): {quantized}, "
+                    f"{peer['output']['shape'][-1]} outputs, label_offset "
+                    f"{peer['label_offset']}"}
+    if float32_size:
+        row["compression"] = _round(float32_size / peer["size_bytes"], 3)
+    return row
+
+
+def metrics_document(rows: list[dict[str, Any]], collected: dict[str, Any]) -> dict[str, Any]:
+    """The DVC metrics: numbers only, keyed by row name (``int8.top1``...)."""
+    data, (height, width) = collected["data"], collected["model"]["input_size"]
+    document: dict[str, Any] = {"data": {
+        "evaluation_images": data["evaluation_images"],
+        "calibration_images": data["calibration_images"],
+        "bad_images": data["bad_image_count"], "synthetic": data["synthetic"],
+        # the model's input size (height): the column that tells resolution sweeps apart
+        "input_size": height, **({"input_width": width} if width != height else {})}}
+    for row in rows:
+        document[row["variant"]] = {key: value for key, value in row.items()
+                                    if key not in ("variant", "notes", "status", "denylist",
+                                                   "quantized_output")
+                                    and value is not None}
+        document[row["variant"]]["failed"] = row["status"] != "ok"
+        if row.get("denylist") is not None:
+            document[row["variant"]]["denylist"] = "; ".join(row["denylist"])
+    return document
+
+
+def _format(value: Any, column: str) -> str:
+    if value is None or value == "":
+        return "–"
+    if column == "size_bytes":
+        return f"{value / 1e6:.2f} MB"
+    if column in ("compression",) or column.startswith("speedup"):
+        return f"{value:.2f}x"
+    if column == "delta_top1":
+        return f"{value:+.2f}"
+    if column == "kl_divergence":
+        return f"{value:.4f}"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
+
+
+_HEADERS = {"variant": "variant", "size_bytes": "size", "compression": "compression",
+            "top1": "top-1 %", "top5": "top-5 %", "delta_top1": "Δtop-1 vs float",
+            "agreement": "agreement %", "top5_overlap": "top-5 overlap %",
+            "kl_divergence": "KL", "sqnr_db": "SQNR dB", "images": "images", "notes": "notes"}
+
+
+def table_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """Columns present in ``rows``, in reading order (latency columns per thread count)."""
+    threads = sorted({key.rsplit("_t", 1)[1] for row in rows for key in row
+                      if key.startswith("latency_p50_ms_t")}, key=int)
+    latency = [c for t in threads for c in (f"latency_p50_ms_t{t}", f"speedup_t{t}")]
+    return ["variant", "size_bytes", "compression", *latency, "top1", "top5", "delta_top1",
+            "agreement", "top5_overlap", "kl_divergence", "sqnr_db", "images", "notes"]
+
+
+def _header(column: str) -> str:
+    if column.startswith("latency_p50_ms_t"):
+        return f"p50 ms ({column.rsplit('_t', 1)[1]} thr)"
+    if column.startswith("speedup_t"):
+        return f"speed-up ({column.rsplit('_t', 1)[1]} thr)"
+    return _HEADERS[column]
+
+
+def markdown(rows: list[dict[str, Any]], collected: dict[str, Any]) -> str:
+    """``summary.md``: the data/model description, the table, and notes."""
+    data, model = collected["data"], collected["model"]
+    columns = table_columns(rows)
+    lines = []
+    if data["synthetic"]:
+        lines += ["> **SYNTHETIC DATA** — these images are generated noise with random labels; "
+                  "accuracy figures are meaningless (smoke test only).", ""]
+    lines += [f"# litequant summary: {model['name']} {model['input_size'][0]}x"
+              f"{model['input_size'][1]}", "",
+              f"Evaluation: {data['evaluation_images']} images from {data['description']}; "
+              f"calibration split: {data['calibration_images']} other images "
+              f"(disjoint). Preprocessing: `{model['preprocessing']}`.", ""]
+    if data["bad_image_count"]:
+        lines += [f"{data['bad_image_count']} undecodable file(s) were skipped while fetching "
+                  "(listed in data/fetch/fetch.json).", ""]
+    lines.append("| " + " | ".join(_header(c) for c in columns) + " |")
+    lines.append("|" + "|".join("---" if c in ("variant", "notes") else "---:"
+                                for c in columns) + "|")
+    for row in rows:
+        if row["status"] != "ok":
+            lines.append("| " + " | ".join(
+                row["variant"] if c == "variant" else "**FAILED**" if c == "size_bytes"
+                else row["notes"] if c == "notes" else "–" for c in columns) + " |")
+            continue
+        lines.append("| " + " | ".join(_format(row.get(c), c) for c in columns) + " |")
+    lines += ["", "Δtop-1, agreement (same top-1 class), top-5 overlap, KL divergence and SQNR "
+              "are measured against the float Keras model on the same images. Latency: one "
+              "image per invoke, p50 of repeated timed runs after warm-up.", ""]
+    quantized = [row["variant"] for row in rows if row.get("quantized_output")]
+    if quantized:
+        lines += [f"Top-5 overlap of {', '.join(quantized)} (integer outputs) is limited by "
+                  "the output quantization itself: the softmax is stored in 256 steps, so beyond "
+                  "the few likely classes most scores tie at zero and their order is arbitrary. "
+                  "Top-1 agreement, KL divergence and SQNR are the meaningful fidelity measures "
+                  "there.", ""]
+    lines += calibration_section(rows)
+    lines += layer_errors_section(collected.get("layer_errors"), rows)
+    return "\n".join(lines)
+
+
+def calibration_section(rows: list[dict[str, Any]]) -> list[str]:
+    """Why noise-calibrated variants are not representative (with their measured numbers)."""
+    noise = [row for row in rows if row.get("calibration_representative") is False]
+    if not noise:
+        return []
+    lines = ["## Calibration: NOT REPRESENTATIVE runs", "",
+             "These variants were calibrated on random noise instead of images: " + ", ".join(
+                 f"{row['variant']} (top-1 {row['top1']:.2f}%, Δ {row['delta_top1']:+.2f}, "
+                 f"agreement {row['agreement']:.2f}%)" for row in noise) + ".", "",
+             "Why it collapses: full-integer conversion fixes every activation tensor's int8 "
+             "range (scale and zero point) from the minimum and maximum values seen during "
+             "calibration. Noise does not produce the activation statistics of real photos: "
+             "layers that respond to edges, textures and objects see ranges that are too narrow "
+             "(real activations are clipped at the range ends) or too wide (the real values "
+             "fall into a few int8 steps), and the errors compound through the network. "
+             "The figures above are what a tutorial-style noise calibration costs, not what "
+             "int8 can do: calibrate on real images from the calibration split "
+             "(`calibration.source: images`).", ""]
+    return lines
+
+
+def layer_errors_section(layer_rows: list[dict[str, str]] | None,
+                         rows: list[dict[str, Any]]) -> list[str]:
+    """The worst int8 layers of ``reports/layer_errors.csv`` and which ones stay float."""
+    if not layer_rows:
+        return []
+    kept = {name for row in rows for name in row.get("denylist") or []}
+    worst = sorted(layer_rows, key=lambda row: int(row["rank"]))[:WORST_LAYERS_SHOWN]
+    lines = ["## int8 layer-wise error (QuantizationDebugger, calibration images)", "",
+             f"The {len(worst)} worst of {len(layer_rows)} quantized ops of the `int8` recipe, "
+             "by RMSE between the quantized and float op output in units of the output's "
+             "quantization step (about 0.29 is pure rounding noise). All rows: "
+             "`reports/layer_errors.csv`.", "",
+             "| rank | Keras layer | op | RMSE/scale | kept float in int8_selective | "
+             "TFLite tensor |", "|---:|---|---|---:|---|---|"]
+    for row in worst:
+        tensor = row["tensor_name"] if len(row["tensor_name"]) <= 80 else (
+            row["tensor_name"][:77] + "...")
+        lines.append(f"| {row['rank']} | {row['keras_layer'] or '?'} | {row['op']} | "
+                     f"{float(row['rmse_over_scale']):.3f} | "
+                     f"{'yes' if row['tensor_name'] in kept else ''} | `{tensor}` |")
+    lines.append("")
+    return lines
+
+
+def csv_text(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """Rows as CSV with the given columns (missing values empty)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore",
+                            lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: "" if row.get(c) is None else row.get(c) for c in columns})
+    return buffer.getvalue()
+
+
+def plot_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Plot data: one point per converted variant (size in MB, accuracies, latency)."""
+    threads = sorted({key.rsplit("_t", 1)[1] for row in rows for key in row
+                      if key.startswith("latency_p50_ms_t")}, key=int)
+    points = []
+    for row in rows:
+        if row["status"] != "ok" or row["size_bytes"] is None:
+            continue
+        points.append({"variant": row["variant"], "size_mb": round(row["size_bytes"] / 1e6, 4),
+                       "top1": row["top1"], "agreement": row["agreement"],
+                       "latency_p50_ms": row.get(f"latency_p50_ms_t{threads[-1]}")
+                       if threads else None})
+    return points

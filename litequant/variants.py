@@ -1,0 +1,111 @@
+"""The variant registry: every LiteRT variant the pipeline can build, in one place.
+
+Each :class:`Variant` says how it is built (the tool and, for TensorFlow's converter, how the
+converter is configured), whether it needs calibration images, which params section and which
+extra file its ``convert@<name>`` stage depends on (the ``params``/``deps`` wiring that
+``params.yaml`` repeats for DVC, checked against this registry by :mod:`litequant.params`), and
+notes about its kernels. Imports nothing of the project; TensorFlow is imported only when a
+converter is configured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+#: The variant every size and latency ratio is taken against (measured in the same run).
+FLOAT_VARIANT = "float32"
+
+#: The file ``int8_selective`` takes its layer ranking from (``layout.LAYER_ERRORS_CSV``).
+LAYER_ERRORS_DEP = "reports/layer_errors.csv"
+#: The extra dependency of every other variant (already a dependency of each convert stage).
+EXPORT_DEP = "data/export"
+#: The calibration split the calibrated variants read (``layout.CALIBRATION_SPLIT``).
+CALIBRATION_DEP = "data/prepare/calibration.npz"
+
+
+def _float16(converter: Any) -> None:
+    import tensorflow as tf
+
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]
+
+
+def _dynamic(converter: Any) -> None:
+    import tensorflow as tf
+
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+
+
+def _int8(converter: Any) -> None:
+    import tensorflow as tf
+
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+
+
+def _int16x8(converter: Any) -> None:
+    import tensorflow as tf
+
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    converter.inference_input_type = tf.int16
+    converter.inference_output_type = tf.int16
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One LiteRT variant.
+
+    Attributes:
+        name: the key in ``convert.variants`` and in every report.
+        description: one line for tables and ``--help``.
+        needs_calibration: converted with representative images (``calibration`` params).
+        configure: sets up a ``tf.lite.TFLiteConverter`` (``None`` for a plain conversion).
+        tool: what builds the ``.tflite`` file.
+        kernel_note: what to expect of its CPU kernels (shown in the report), or ``""``.
+        keeps_layers_float: ``int8`` except the worst layers of ``reports/layer_errors.csv``.
+    """
+
+    name: str
+    description: str
+    needs_calibration: bool
+    configure: Callable[[Any], None] | None
+    tool: str = "TFLiteConverter"
+    kernel_note: str = ""
+    keeps_layers_float: bool = False
+
+    @property
+    def params_section(self) -> str:
+        """The params its conversion depends on besides its own entry (DVC ``params:``)."""
+        return "calibration" if self.needs_calibration else f"convert.variants.{self.name}"
+
+    @property
+    def extra_dep(self) -> str:
+        """The one file or folder its conversion depends on besides the export (DVC ``deps:``)."""
+        return LAYER_ERRORS_DEP if self.keeps_layers_float else EXPORT_DEP
+
+    @property
+    def calibration_dep(self) -> str:
+        """The calibration data its conversion reads (the export again when none)."""
+        return CALIBRATION_DEP if self.needs_calibration else EXPORT_DEP
+
+
+VARIANTS: dict[str, Variant] = {variant.name: variant for variant in (
+    Variant("float32", "plain conversion: float32 weights and activations", False, None),
+    Variant("float16", "float16 weights (dequantized to float32 at load)", False, _float16),
+    Variant("dynamic", "dynamic range: int8 weights, activations quantized on the fly", False,
+            _dynamic),
+    Variant("int8", "full integer: int8 weights and activations, int8 input and output", True,
+            _int8),
+    Variant("int16x8", "16-bit activations, 8-bit weights, int16 input and output", True,
+            _int16x8,
+            kernel_note="int16x8 ops run on TFLite reference kernels (no optimised CPU "
+                        "implementation): expect it to be tens of times slower"),
+    Variant("int8_selective", "int8 except the worst layers of the int8 layer-error ranking, "
+            "kept float", True, _int8, keeps_layers_float=True),
+)}
