@@ -117,7 +117,7 @@ _POOL_IMAGES: dict[str, np.ndarray] = {}
 
 def _timed_invokes(job: tuple[str, int, int, str, int]) -> float:
     """Worker: seconds inside ``invoke`` for images ``[lo, hi)``, batches prepared beforehand."""
-    from stages.litert import LiteRTModel
+    from litequant.litert import LiteRTModel
 
     path, lo, hi, family, batch_size = job
     model = LiteRTModel(path, threads=1, batch_size=batch_size)
@@ -138,7 +138,7 @@ def pure_invoke_seconds(model_path: Path, images: np.ndarray, family: str, batch
     """Seconds spent in ``invoke`` alone, laid out as the evaluate stage runs it.
 
     ``workers`` processes with one single-threaded interpreter each invoke on their half of the
-    images at the same time (as :func:`stages.litert.predict_parallel` does), every batch
+    images at the same time (as :func:`litequant.litert.predict_parallel` does), every batch
     already preprocessed and quantized; the result is the slowest worker's invoke time, i.e. the
     wall time of the evaluation if it did nothing but invoke.
     """
@@ -172,7 +172,7 @@ def per_image_invoke_ms(model_path: Path, images: np.ndarray, family: str, runti
         interpreter = Interpreter(model_path=str(model_path), num_threads=1)
     interpreter.allocate_tensors()
     detail = interpreter.get_input_details()[0]
-    from stages.litert import _spec, pixels_to_input
+    from litequant.litert import _spec, pixels_to_input
 
     inputs = pixels_to_input(images, _spec(detail), family)
     interpreter.set_tensor(detail["index"], inputs[:1])
@@ -278,19 +278,17 @@ def measure_evaluation(project: Path, prepare_stage_s: float, repeats: int) -> d
     Every figure is the median of ``repeats`` interleaved measurements (variant by variant, all
     ways in turn), so a background hiccup hits one sample, not one side of a ratio.
     """
+    from litequant import layout
+    from litequant.images import decode_split
+    from litequant.params import EvaluateParams, read_section
     from stages import evaluate as evaluate_stage
-    from stages.export import read_model_info
-    from stages.fetch import read_manifest
-    from stages.params import evaluate_params, load
-    from stages.prepare import decode_split, load_split
 
-    params = load()
-    settings = evaluate_params(params)
-    rows = [r for r in read_manifest() if r["split"] == "evaluation"]
-    images, _ = load_split("evaluation")
-    calibration_count = len(load_split("calibration")[1])
+    settings = read_section(EvaluateParams)
+    rows = [r for r in layout.read_manifest(layout.FETCH_MANIFEST) if r["split"] == "evaluation"]
+    images, _ = layout.load_split(layout.EVALUATION_SPLIT)
+    calibration_count = len(layout.load_split(layout.CALIBRATION_SPLIT)[1])
     size = images.shape[1]
-    family = read_model_info()["preprocessing"]
+    family = layout.read_model_info(layout.MODEL_INFO)["preprocessing"]
     paths = [project / "data/fetch" / row["path"] for row in rows]
     decode = [0.0] * repeats
     samples: dict[str, dict[str, list[float]]] = {v: {} for v in FAST_VARIANTS}
@@ -307,7 +305,7 @@ def measure_evaluation(project: Path, prepare_stage_s: float, repeats: int) -> d
             measured.setdefault("stage_wall_s", []).append(time.perf_counter() - begin)
             begin = time.perf_counter()
             with contextlib.redirect_stdout(io.StringIO()):  # the stage's one-line summary
-                evaluate_stage.evaluate(variant, params)
+                evaluate_stage.evaluate(variant, settings)
             measured.setdefault("in_process_s", []).append(time.perf_counter() - begin)
             measured.setdefault("pure_invoke_s", []).append(pure_invoke_seconds(
                 model_path, images, family, settings.batch_size, settings.threads))
