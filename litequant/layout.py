@@ -58,6 +58,15 @@ def model_file(variant: str) -> Path:
     return convert_dir(variant) / "model.tflite"
 
 
+#: The float32 variant's model, which the ai-edge-quantizer variants are built from.
+FLOAT32_MODEL = CONVERT_DIR / "float32" / "model.tflite"
+
+
+def recipe_file(variant: str) -> Path:
+    """``data/convert/<variant>/recipe.json``: the ai-edge-quantizer recipe a variant used."""
+    return convert_dir(variant) / "recipe.json"
+
+
 def evaluate_dir(variant: str) -> Path:
     """``data/evaluate/<variant>``: ``metrics.json``."""
     return EVALUATE_DIR / variant

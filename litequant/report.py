@@ -20,7 +20,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from litequant.variants import FLOAT_VARIANT
+from litequant.variants import EDGE_QUANTIZER, FLOAT_VARIANT, TF_CONVERTER
 
 #: The row of the float Keras model, which every variant is compared with.
 FLOAT_MODEL_ROW = "keras"
@@ -49,7 +49,7 @@ def build_rows(collected: dict[str, Any], variants: list[str]) -> list[dict[str,
         conversion, evaluation, bench = entry["conversion"], entry["evaluation"], entry["benchmark"]
         notes = []
         if conversion["status"] != "ok":
-            rows.append({"variant": variant, "status": "failed",
+            rows.append({"variant": variant, "tool": conversion.get("tool"), "status": "failed",
                          "notes": f"conversion failed: {conversion.get('error', '')[:200]}"})
             continue
         calibration = conversion.get("calibration")
@@ -66,9 +66,13 @@ def build_rows(collected: dict[str, Any], variants: list[str]) -> list[dict[str,
                          + ", ".join(name or "?" for name in kept))
         if bench.get("note"):
             notes.append(bench["note"])
+        if conversion.get("tool") == EDGE_QUANTIZER:
+            ranges = conversion.get("calibration_ranges")
+            notes.append(f"built from float32 by ai-edge-quantizer (recipe.json beside the "
+                         f"model{f'; {ranges} min/max activation ranges' if ranges else ''})")
         row: dict[str, Any] = {
-            "variant": variant, "status": "ok", "size_bytes": conversion["size_bytes"],
-            **accuracy_columns(evaluation, float_model),
+            "variant": variant, "tool": conversion.get("tool", TF_CONVERTER), "status": "ok",
+            "size_bytes": conversion["size_bytes"], **accuracy_columns(evaluation, float_model),
         }
         row["quantized_output"] = bool(conversion.get("output", {}).get("scale"))
         if calibration:
@@ -131,7 +135,8 @@ def peer_row(peer: dict[str, Any], float_model: dict[str, Any],
     tensor = peer["input"]
     quantized = (f"{tensor['dtype']} input scale {tensor['scale']:.6g} zero point "
                  f"{tensor['zero_point']}" if tensor["scale"] else f"{tensor['dtype']} input")
-    row = {"variant": PEER_ROW, "status": "ok", "size_bytes": peer["size_bytes"],
+    row = {"variant": PEER_ROW, "tool": "external .tflite", "status": "ok",
+           "size_bytes": peer["size_bytes"],
            **accuracy_columns(peer, float_model),
            "quantized_output": bool(peer["output"]["scale"]),
            "notes": f"peer model {Path(peer['path']).name} (sha256 "
@@ -154,8 +159,8 @@ def metrics_document(rows: list[dict[str, Any]], collected: dict[str, Any]) -> d
         "input_size": height, **({"input_width": width} if width != height else {})}}
     for row in rows:
         document[row["variant"]] = {key: value for key, value in row.items()
-                                    if key not in ("variant", "notes", "status", "denylist",
-                                                   "quantized_output")
+                                    if key not in ("variant", "tool", "notes", "status",
+                                                   "denylist", "quantized_output")
                                     and value is not None}
         document[row["variant"]]["failed"] = row["status"] != "ok"
         if row.get("denylist") is not None:
@@ -179,7 +184,8 @@ def _format(value: Any, column: str) -> str:
     return str(value)
 
 
-_HEADERS = {"variant": "variant", "size_bytes": "size", "compression": "compression",
+_HEADERS = {"variant": "variant", "tool": "built by", "size_bytes": "size",
+            "compression": "compression",
             "top1": "top-1 %", "top5": "top-5 %", "delta_top1": "Δtop-1 vs float",
             "agreement": "agreement %", "top5_overlap": "top-5 overlap %",
             "kl_divergence": "KL", "sqnr_db": "SQNR dB", "images": "images", "notes": "notes"}
@@ -190,7 +196,7 @@ def table_columns(rows: list[dict[str, Any]]) -> list[str]:
     threads = sorted({key.rsplit("_t", 1)[1] for row in rows for key in row
                       if key.startswith("latency_p50_ms_t")}, key=int)
     latency = [c for t in threads for c in (f"latency_p50_ms_t{t}", f"speedup_t{t}")]
-    return ["variant", "size_bytes", "compression", *latency, "top1", "top5", "delta_top1",
+    return ["variant", "tool", "size_bytes", "compression", *latency, "top1", "top5", "delta_top1",
             "agreement", "top5_overlap", "kl_divergence", "sqnr_db", "images", "notes"]
 
 

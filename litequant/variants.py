@@ -23,6 +23,11 @@ LAYER_ERRORS_DEP = "reports/layer_errors.csv"
 EXPORT_DEP = "data/export"
 #: The calibration split the calibrated variants read (``layout.CALIBRATION_SPLIT``).
 CALIBRATION_DEP = "data/prepare/calibration.npz"
+#: What ai-edge-quantizer variants are built from: the float32 variant (``layout.FLOAT32_DIR``).
+FLOAT32_DEP = "data/convert/float32"
+
+TF_CONVERTER = "TFLiteConverter"
+EDGE_QUANTIZER = "ai-edge-quantizer"
 
 
 def _float16(converter: Any) -> None:
@@ -66,7 +71,9 @@ class Variant:
         description: one line for tables and ``--help``.
         needs_calibration: converted with representative images (``calibration`` params).
         configure: sets up a ``tf.lite.TFLiteConverter`` (``None`` for a plain conversion).
-        tool: what builds the ``.tflite`` file.
+        tool: what builds the ``.tflite`` file: TensorFlow's converter from the SavedModel, or
+            ai-edge-quantizer from the ``float32`` variant (the recipe named like the variant in
+            :data:`litequant.edge_quantizer.EDGE_QUANTIZER_VARIANTS`).
         kernel_note: what to expect of its CPU kernels (shown in the report), or ``""``.
         keeps_layers_float: ``int8`` except the worst layers of ``reports/layer_errors.csv``.
     """
@@ -75,7 +82,7 @@ class Variant:
     description: str
     needs_calibration: bool
     configure: Callable[[Any], None] | None
-    tool: str = "TFLiteConverter"
+    tool: str = TF_CONVERTER
     kernel_note: str = ""
     keeps_layers_float: bool = False
 
@@ -87,6 +94,8 @@ class Variant:
     @property
     def extra_dep(self) -> str:
         """The one file or folder its conversion depends on besides the export (DVC ``deps:``)."""
+        if self.tool == EDGE_QUANTIZER:
+            return FLOAT32_DEP
         return LAYER_ERRORS_DEP if self.keeps_layers_float else EXPORT_DEP
 
     @property
@@ -108,4 +117,17 @@ VARIANTS: dict[str, Variant] = {variant.name: variant for variant in (
                         "implementation): expect it to be tens of times slower"),
     Variant("int8_selective", "int8 except the worst layers of the int8 layer-error ranking, "
             "kept float", True, _int8, keeps_layers_float=True),
+    Variant("weight_only_int8", "int8 weights dequantized at load, float compute (ai-edge-"
+            "quantizer): dynamic's size at float32 speed", False, None, tool=EDGE_QUANTIZER),
+    Variant("weight_only_int4", "int4 weights (int8 where int4 is unsupported), float compute",
+            False, None, tool=EDGE_QUANTIZER,
+            kernel_note="int4 weights: dequantized on every invoke in ai-edge-litert 2.3, "
+                        "several times slower than float32"),
+    Variant("dynamic_int4", "dynamic range with int4 weights (int8 where unsupported)", False,
+            None, tool=EDGE_QUANTIZER,
+            kernel_note="int4 hybrid kernels in ai-edge-litert 2.3: several times slower than "
+                        "float32"),
+    Variant("static_int8_minmax", "full integer int8 by ai-edge-quantizer, min/max ranges "
+            "calibrated over all images, int8 input and output", True, None,
+            tool=EDGE_QUANTIZER),
 )}

@@ -19,6 +19,14 @@ Variants (``litequant.variants``):
                   (stage ``layer_errors``), which stay float (the converter's denylist);
                   int8 input and output.
 
+Built by ai-edge-quantizer from ``data/convert/float32/model.tflite`` (no TensorFlow is
+imported; the recipe used is written beside the model as ``recipe.json``):
+    ``weight_only_int8``  int8 weights with explicit DEQUANTIZE, float compute and I/O;
+    ``weight_only_int4``  the same with int4 weights where the library supports int4;
+    ``dynamic_int4``      int4 weights, activations quantized on the fly;
+    ``static_int8_minmax``  full integer int8, activation ranges the min/max over every
+                  calibration image, int8 input and output.
+
 Calibrated variants use ``calibration.num_images`` images of the calibration split (disjoint
 from evaluation) with exactly the evaluation preprocessing, or, for ``calibration.source``
 ``random_normal``/``random_uniform``, the noise many tutorials feed (the result is marked as not
@@ -33,8 +41,12 @@ TensorFlow's C++ code) is recorded that way instead of stopping ``dvc repro``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
 from typing import Any
+
+import numpy as np
 
 from litequant import atomic, layout
 from litequant.cli import die_with_parent, run_stage, run_supervised
@@ -49,7 +61,8 @@ from litequant.errors import PipelineError
 from litequant.layer_errors import worst_layers
 from litequant.litert import LiteRTModel
 from litequant.params import CalibrationParams, ConvertParams, load, section
-from litequant.variants import VARIANTS
+from litequant.quiet import native_stderr_silenced
+from litequant.variants import EDGE_QUANTIZER, VARIANTS
 
 
 def write_failure(record: dict[str, Any]) -> dict[str, Any]:
@@ -75,6 +88,8 @@ def convert(variant: str, params_path: str) -> dict[str, Any]:
         calibration_images, _ = layout.load_split(layout.CALIBRATION_SPLIT)
         representative = calibration_inputs(calibration_images, calibration,
                                             info["preprocessing"])
+    if recipe.tool == EDGE_QUANTIZER:
+        return convert_edge(variant, record, representative)
     if not layout.SAVED_MODEL.is_dir():
         raise PipelineError(f"{layout.SAVED_MODEL} not found: run the export stage first")
     try:
@@ -91,6 +106,32 @@ def convert(variant: str, params_path: str) -> dict[str, Any]:
         raise
     except Exception as error:  # the converter raises many types; record it, keep going
         return write_failure(failure(record, "the converter failed", error))
+    return write_model(variant, record, model_bytes)
+
+
+def convert_edge(variant: str, record: dict[str, Any], representative: np.ndarray | None
+                 ) -> dict[str, Any]:
+    """Build an ai-edge-quantizer variant from the float32 variant's model (no TensorFlow)."""
+    from litequant.edge_quantizer import CALIBRATION_RANGES, quantize, recipe_json
+
+    float32 = layout.read_conversion(layout.FLOAT32_MODEL.parent)
+    if float32["status"] != "ok":
+        return write_failure(failure(record, "no float32 model to quantize",
+                                     RuntimeError(float32.get("error", "float32 failed"))))
+    record["built_from"] = layout.FLOAT32_MODEL.as_posix()
+    record["calibration_ranges"] = CALIBRATION_RANGES[0] if representative is not None else None
+    try:
+        with native_stderr_silenced(), contextlib.redirect_stderr(io.StringIO()):
+            model_bytes, used = quantize(layout.FLOAT32_MODEL.read_bytes(), variant,
+                                         representative)
+    except Exception as error:  # ai-edge-quantizer raises many types; record it, keep going
+        return write_failure(failure(record, "ai-edge-quantizer failed", error))
+    return write_model(variant, record, model_bytes, recipe_json(used))
+
+
+def write_model(variant: str, record: dict[str, Any], model_bytes: bytes,
+                recipe: str | None = None) -> dict[str, Any]:
+    """Check that LiteRT runs ``model_bytes``, then write the model, its record (and recipe)."""
     try:
         model = LiteRTModel(layout.model_file(variant), model_content=model_bytes)
         model.smoke_test()
@@ -99,10 +140,12 @@ def convert(variant: str, params_path: str) -> dict[str, Any]:
     record.update(status="ok", size_bytes=len(model_bytes), **model.describe())
     with atomic.output_folder(layout.convert_dir(variant)) as tmp:
         (tmp / layout.model_file(variant).name).write_bytes(model_bytes)
+        if recipe is not None:
+            atomic.write_text(tmp / layout.recipe_file(variant).name, recipe)
         atomic.write_json(tmp / "conversion.json", record)
-    calibrated = (f", calibrated on {calibration.num_images} {calibration.source}"
-                  if calibration else "")
-    print(f"convert: {variant}: {len(model_bytes):,} bytes{calibrated}")
+    calibrated = (f", calibrated on {record['calibration']['num_images']} "
+                  f"{record['calibration']['source']}" if record["calibration"] else "")
+    print(f"convert: {variant}: {len(model_bytes):,} bytes by {record['tool']}{calibrated}")
     return record
 
 
