@@ -18,7 +18,8 @@ SHARED = REPO.parent / "shared"
 SHARED_VAL = SHARED / "imagenet-sample" / "val"
 SHARED_WEIGHTS = SHARED / "models" / "mobilenet_v2_1.0_224_imagenet.weights.h5"
 SHARED_KERAS = SHARED / "models" / "mobilenet_v2_1.0_224_imagenet.keras"
-SHARED_REFERENCE = SHARED / "models" / "reference" / "mobilenet_v2_1.0_224_quant.tflite"
+#: Google's quantization-aware-trained int8 MobileNetV2: the peer model (``peer.path``).
+SHARED_PEER = SHARED / "models" / "reference" / "mobilenet_v2_1.0_224_quant.tflite"
 
 #: Real ImageNet synsets used for generated test folders.
 TEST_SYNSETS = ("n01440764", "n01443537", "n01484850", "n01491361", "n01494475")
@@ -52,9 +53,28 @@ def image_folder(tmp_path: Path) -> Path:
     return write_image_folder(tmp_path / "images")
 
 
+def repo_params() -> dict:
+    """The repository's ``params.yaml`` as plain data (a fresh copy each call)."""
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def params_section(model, **overrides):
+    """Section ``model.name`` of the repo's ``params.yaml`` with ``overrides``, validated.
+
+    Every key of a section is required (defaults live in ``params.yaml`` only), so tests start
+    from the repository's values and change what they need, e.g.
+    ``params_section(FetchParams, source="folder", folder=str(path))``.
+    """
+    from litequant.params import section
+
+    params = repo_params()
+    params[model.name].update(overrides)
+    return section(params, model)
+
+
 def tiny_params(folder: Path | None, **overrides: dict) -> dict:
     """Params for a fast run: MobileNetV2 alpha 0.35 at 96x96 with random weights."""
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = repo_params()
     params["fetch"].update(source="folder" if folder else "synthetic",
                            folder=str(folder) if folder else None,
                            calibration_size=8, evaluation_size=12)
@@ -119,15 +139,18 @@ def write_user_model_project(root: Path, folder: Path, model, variants: list[str
 def run_front_stages(project: Path, baseline: bool = True) -> None:
     """Run fetch, export, prepare (and, with ``baseline``, evaluate_keras) in ``project``,
     in this process; the working directory is restored afterwards."""
-    from stages import evaluate_keras, export, fetch, prepare
-    from stages.params import fetch_params, load, model_params
+    from litequant import layout
+    from litequant.fetching import fetch
+    from litequant.models import export
+    from litequant.params import FetchParams, ModelParams, load, section
+    from stages import evaluate_keras, prepare
 
     previous = Path.cwd()
     os.chdir(project)
     try:
         params = load()
-        fetch.fetch(fetch_params(params))
-        export.export(model_params(params))
+        fetch(section(params, FetchParams), layout.FETCH_DIR)
+        export(section(params, ModelParams), layout.EXPORT_DIR)
         prepare.prepare()
         if baseline:
             evaluate_keras.evaluate_keras()
@@ -137,17 +160,17 @@ def run_front_stages(project: Path, baseline: bool = True) -> None:
 
 def run_variant_stages(project: Path, variants: list[str] | tuple[str, ...]) -> None:
     """In ``project``: convert, evaluate and benchmark each variant, then the report."""
+    from litequant.params import BenchmarkParams, ConvertParams, EvaluateParams, load, section
     from stages import benchmark, convert, evaluate, report
-    from stages.params import load
 
     previous = Path.cwd()
     os.chdir(project)
     try:
         params = load()
         for variant in variants:
-            convert.convert(variant, params)
-            evaluate.evaluate(variant, params)
-            benchmark.benchmark(variant, params)
-        report.report(params)
+            convert.convert(variant, "params.yaml")
+            evaluate.evaluate(variant, section(params, EvaluateParams))
+            benchmark.benchmark(variant, section(params, BenchmarkParams))
+        report.report(section(params, ConvertParams))
     finally:
         os.chdir(previous)

@@ -20,19 +20,21 @@ import pytest
 import yaml
 from PIL import Image
 
-from stages import fetch
-from stages.errors import PipelineError
-from stages.images import BadImageError, decode_rgb, load_resized
-from stages.params import (
-    benchmark_params,
-    calibration_params,
-    evaluate_params,
-    fetch_params,
+from litequant.errors import PipelineError
+from litequant.fetching import fetch, scan_folder
+from litequant.images import BadImageError, decode_rgb, load_resized
+from litequant.layout import read_manifest
+from litequant.params import (
+    BenchmarkParams,
+    CalibrationParams,
+    ConvertParams,
+    EvaluateParams,
+    FetchParams,
+    ModelParams,
     load,
-    model_params,
-    variant_names,
+    section,
 )
-from tests.conftest import REPO, TEST_SYNSETS, tiny_params, write_image
+from tests.conftest import REPO, TEST_SYNSETS, params_section, tiny_params, write_image
 
 # --- generated image corpus ----------------------------------------------------------------------
 
@@ -195,16 +197,16 @@ def corpus_folder(root: Path) -> tuple[Path, list[str], list[str]]:
     return root, sorted(bad), ignored
 
 
-def folder_fetch_params(folder: Path, **overrides) -> fetch.FetchParams:
-    section = {"source": "folder", "folder": str(folder), "calibration_size": 5,
-               "evaluation_size": None, "seed": 0, **overrides}
-    return fetch_params({"fetch": section})
+def folder_fetch_params(folder: Path, **overrides) -> FetchParams:
+    values = {"source": "folder", "folder": str(folder), "calibration_size": 5,
+              "evaluation_size": None, "seed": 0, **overrides}
+    return params_section(FetchParams, **values)
 
 
 def test_bad_images_are_skipped_counted_and_named(tmp_path: Path,
                                                   capsys: pytest.CaptureFixture) -> None:
     folder, bad, ignored = corpus_folder(tmp_path / "images")
-    summary = fetch.fetch(folder_fetch_params(folder), tmp_path / "out")
+    summary = fetch(folder_fetch_params(folder), tmp_path / "out")
     good = 3 * len(TEST_SYNSETS) + len(VALID_CASES)
     assert summary["bad_image_count"] == len(BAD_CASES)
     assert sorted(b["path"] for b in summary["bad_images"]) == bad
@@ -224,7 +226,7 @@ def test_bad_images_are_skipped_counted_and_named(tmp_path: Path,
 def test_on_bad_image_fail_stops_naming_every_bad_file(tmp_path: Path) -> None:
     folder, bad, _ = corpus_folder(tmp_path / "images")
     with pytest.raises(PipelineError) as error:
-        fetch.fetch(folder_fetch_params(folder, on_bad_image="fail"), tmp_path / "out")
+        fetch(folder_fetch_params(folder, on_bad_image="fail"), tmp_path / "out")
     message = str(error.value)
     assert "fetch.on_bad_image" in message and "\n" not in message
     assert all(path in message for path in bad)
@@ -238,7 +240,7 @@ def test_too_few_decodable_images_names_the_sizes(tmp_path: Path) -> None:
         (folder / TEST_SYNSETS[1] / f"bad_{i}.JPEG").parent.mkdir(parents=True, exist_ok=True)
         (folder / TEST_SYNSETS[1] / f"bad_{i}.JPEG").write_bytes(TRUNCATED)
     with pytest.raises(PipelineError, match="fetch.evaluation_size") as error:
-        fetch.fetch(folder_fetch_params(folder, calibration_size=2, evaluation_size=3),
+        fetch(folder_fetch_params(folder, calibration_size=2, evaluation_size=3),
                     tmp_path / "out")
     assert "undecodable files were skipped" in str(error.value)
 
@@ -296,7 +298,7 @@ def test_bad_folders_stop_naming_the_path_and_what_was_expected(case: str,
     make, expected = FOLDER_ERRORS[case]
     folder = make(tmp_path / "images")
     with pytest.raises(PipelineError) as error:
-        fetch.fetch(folder_fetch_params(folder, evaluation_size=10), tmp_path / "out")
+        fetch(folder_fetch_params(folder, evaluation_size=10), tmp_path / "out")
     message = str(error.value)
     assert expected in message and "\n" not in message
     if case != "fewer_images_than_sizes":
@@ -316,11 +318,11 @@ def test_symlinks_non_ascii_names_and_empty_class_folders_work(tmp_path: Path) -
     (folder / TEST_SYNSETS[1] / "dangling.JPEG").symlink_to(real / "gone.JPEG")
     write_image(folder / TEST_SYNSETS[1] / "chat_noir_été_猫.JPEG", seed=7)
     (folder / TEST_SYNSETS[2]).mkdir()  # an empty class folder is simply unused
-    summary = fetch.fetch(folder_fetch_params(folder, calibration_size=2), tmp_path / "out")
+    summary = fetch(folder_fetch_params(folder, calibration_size=2), tmp_path / "out")
     assert summary["calibration_images"] + summary["evaluation_images"] == 6
     assert [b["path"] for b in summary["bad_images"]] == [
         str(folder / TEST_SYNSETS[1] / "dangling.JPEG")]
-    rows = fetch.read_manifest(tmp_path / "out")
+    rows = read_manifest(tmp_path / "out" / "manifest.csv")
     by_name = {Path(row["path"]).name: row for row in rows}
     assert by_name["chat_noir_été_猫.JPEG"]["synset"] == TEST_SYNSETS[1]
     assert by_name["linked.JPEG"]["synset"] == TEST_SYNSETS[1]
@@ -347,60 +349,67 @@ def test_fetch_on_a_bad_folder_prints_one_error_line_and_exits_1(tmp_path: Path)
 
 # --- params ---------------------------------------------------------------------------------
 
+def variant_entry(name: str) -> dict:
+    """The repository's ``convert.variants`` entry of ``name`` (its DVC wiring)."""
+    return dict(load(REPO / "params.yaml")["convert"]["variants"][name])
+
+
 PARAM_ERRORS = {
-    # (section, key, bad value, reader, expected key in the message)
+    # (section, key, bad value, params model, expected key in the message)
     "unknown_variant": ("convert", "variants",
-                        {"int8": {"params": "calibration", "deps": "data/export"},
-                         "int4": {"params": "calibration", "deps": "data/export"}},
-                        variant_names, "convert.variants.int4"),
-    "variant_not_a_mapping": ("convert", "variants", {"int8": "yes"}, variant_names,
+                        {"int8": variant_entry("int8"), "int4": variant_entry("int8")},
+                        ConvertParams, "convert.variants.int4"),
+    "variant_not_a_mapping": ("convert", "variants", {"int8": "yes"}, ConvertParams,
                               "convert.variants.int8"),
-    "zero_calibration_size": ("fetch", "calibration_size", 0, fetch_params,
+    "zero_calibration_size": ("fetch", "calibration_size", 0, FetchParams,
                               "fetch.calibration_size"),
-    "negative_evaluation_size": ("fetch", "evaluation_size", -5, fetch_params,
+    "negative_evaluation_size": ("fetch", "evaluation_size", -5, FetchParams,
                                  "fetch.evaluation_size"),
-    "string_size": ("fetch", "calibration_size", "100", fetch_params, "fetch.calibration_size"),
-    "float_seed": ("fetch", "seed", 1.5, fetch_params, "fetch.seed"),
-    "bool_size": ("fetch", "evaluation_size", True, fetch_params, "fetch.evaluation_size"),
-    "bad_policy": ("fetch", "on_bad_image", "ignore", fetch_params, "fetch.on_bad_image"),
-    "folder_not_a_string": ("fetch", "folder", 5, fetch_params, "fetch.folder"),
-    "misspelt_key": ("fetch", "on_bad_imag", "fail", fetch_params, "fetch.on_bad_imag"),
-    "zero_input_size": ("model", "input_size", 0, model_params, "model.input_size"),
-    "string_alpha": ("model", "alpha", "wide", model_params, "model.alpha"),
-    "negative_alpha": ("model", "alpha", -1.0, model_params, "model.alpha"),
-    "zero_num_images": ("calibration", "num_images", 0, calibration_params,
+    "string_size": ("fetch", "calibration_size", "100", FetchParams, "fetch.calibration_size"),
+    "float_seed": ("fetch", "seed", 1.5, FetchParams, "fetch.seed"),
+    "bool_size": ("fetch", "evaluation_size", True, FetchParams, "fetch.evaluation_size"),
+    "bad_policy": ("fetch", "on_bad_image", "ignore", FetchParams, "fetch.on_bad_image"),
+    "folder_not_a_string": ("fetch", "folder", 5, FetchParams, "fetch.folder"),
+    "misspelt_key": ("fetch", "on_bad_imag", "fail", FetchParams, "fetch.on_bad_imag"),
+    "zero_input_size": ("model", "input_size", 0, ModelParams, "model.input_size"),
+    "string_alpha": ("model", "alpha", "wide", ModelParams, "model.alpha"),
+    "negative_alpha": ("model", "alpha", -1.0, ModelParams, "model.alpha"),
+    "unknown_application": ("model", "name", "MobileNetV9", ModelParams, "model.name"),
+    "zero_num_images": ("calibration", "num_images", 0, CalibrationParams,
                         "calibration.num_images"),
-    "bad_calibration_source": ("calibration", "source", "noise", calibration_params,
+    "bad_calibration_source": ("calibration", "source", "noise", CalibrationParams,
                                "calibration.source"),
-    "zero_batch": ("evaluate", "batch_size", 0, evaluate_params, "evaluate.batch_size"),
-    "negative_threads": ("evaluate", "threads", -2, evaluate_params, "evaluate.threads"),
-    "thread_list_of_strings": ("benchmark", "threads", ["a"], benchmark_params,
+    "zero_batch": ("evaluate", "batch_size", 0, EvaluateParams, "evaluate.batch_size"),
+    "negative_threads": ("evaluate", "threads", -2, EvaluateParams, "evaluate.threads"),
+    "thread_list_of_strings": ("benchmark", "threads", ["a"], BenchmarkParams,
                                "benchmark.threads"),
-    "negative_seconds": ("benchmark", "min_seconds", -1, benchmark_params,
+    "zero_thread_count": ("benchmark", "threads", [1, 0], BenchmarkParams,
+                          "benchmark.threads"),
+    "negative_seconds": ("benchmark", "min_seconds", -1, BenchmarkParams,
                          "benchmark.min_seconds"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(PARAM_ERRORS))
 def test_bad_params_are_refused_naming_the_key(case: str) -> None:
-    section, key, value, reader, named = PARAM_ERRORS[case]
+    name, key, value, model, named = PARAM_ERRORS[case]
     params = tiny_params(Path("/nonexistent/images"))
-    params[section][key] = value
+    params[name][key] = value
     with pytest.raises(PipelineError) as error:
-        reader(params)
-    assert named in str(error.value)
+        section(params, model)
+    assert named in str(error.value) and "\n" not in str(error.value)
 
 
 def test_default_params_pass_every_check() -> None:
     params = load(REPO / "params.yaml")
-    for reader in (fetch_params, model_params, calibration_params, evaluate_params,
-                   benchmark_params, variant_names):
-        reader(params)
+    for model in (FetchParams, ModelParams, CalibrationParams, EvaluateParams, BenchmarkParams,
+                  ConvertParams):
+        section(params, model)
 
 
 def test_section_not_a_mapping_and_invalid_yaml_name_the_problem(tmp_path: Path) -> None:
     with pytest.raises(PipelineError, match="section 'fetch'"):
-        fetch_params({"fetch": 3})
+        section({"fetch": 3}, FetchParams)
     broken = tmp_path / "params.yaml"
     broken.write_text("fetch:\n  seed: [1, 2\n")
     with pytest.raises(PipelineError, match="not valid YAML") as error:
@@ -418,14 +427,11 @@ def test_params_yaml_is_loaded_with_safe_load(tmp_path: Path) -> None:
 
 
 def test_calibration_larger_than_the_pool_names_both_keys(tmp_path: Path) -> None:
-    from stages import atomic
-    from stages.convert import calibration_inputs
+    from litequant.conversion import calibration_inputs
 
-    atomic.write_npz(tmp_path / "calibration.npz", images=np.zeros((4, 8, 8, 3), np.uint8),
-                     labels=np.zeros(4, np.int32))
-    params = calibration_params({"calibration": {"num_images": 8}})
+    params = params_section(CalibrationParams, num_images=8)
     with pytest.raises(PipelineError) as error:
-        calibration_inputs(params, "tf", tmp_path)
+        calibration_inputs(np.zeros((4, 8, 8, 3), np.uint8), params, "tf")
     assert "calibration.num_images=8" in str(error.value)
     assert "fetch.calibration_size" in str(error.value)
 
@@ -443,5 +449,5 @@ def test_unreadable_class_folder_names_it(tmp_path: Path, monkeypatch: pytest.Mo
 
     monkeypatch.setattr(Path, "iterdir", iterdir)
     with pytest.raises(PipelineError, match="Permission denied") as error:
-        fetch.scan_folder(folder)
+        scan_folder(folder)
     assert f"fetch.folder: cannot list {locked}" in str(error.value)

@@ -13,11 +13,20 @@ from pathlib import Path
 
 import pytest
 
-from stages import benchmark, convert, evaluate, evaluate_keras, export, report
-from stages.errors import PipelineError
-from stages.params import ModelParams, load
+from litequant.errors import PipelineError
+from litequant.models import describe, load_user_model
+from litequant.params import (
+    BenchmarkParams,
+    ConvertParams,
+    EvaluateParams,
+    ModelParams,
+    load,
+    section,
+)
+from stages import benchmark, convert, evaluate, evaluate_keras, report
 from tests.conftest import (
     REPO,
+    params_section,
     run_front_stages,
     small_classifier,
     write_user_model_project,
@@ -25,13 +34,13 @@ from tests.conftest import (
 
 
 def user_params(path: Path, preprocessing: str = "tf") -> ModelParams:
-    return ModelParams(source=str(path), name="MobileNetV2", alpha=1.0, input_size=None,
-                       weights="random", preprocessing=preprocessing)
+    return params_section(ModelParams, source=str(path), name="MobileNetV2", alpha=1.0,
+                          input_size=None, weights="random", preprocessing=preprocessing)
 
 
 def test_missing_model_file_names_the_key_and_path(tmp_path: Path) -> None:
     with pytest.raises(PipelineError) as error:
-        export.load_user_model(str(tmp_path / "nope.keras"))
+        load_user_model(str(tmp_path / "nope.keras"))
     assert "model.source" in str(error.value) and str(tmp_path / "nope.keras") in str(error.value)
 
 
@@ -46,7 +55,7 @@ def test_files_that_are_not_keras_models_are_refused(tmp_path: Path, name: str, 
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(PipelineError) as error:
-        export.load_user_model(str(path))
+        load_user_model(str(path))
     message = str(error.value)
     assert expected in message and "model.source" in message and str(path) in message
     assert "\n" not in message
@@ -63,9 +72,9 @@ def test_models_that_are_not_imagenet_image_classifiers_are_refused(
         tmp_path: Path, input_shape: tuple, outputs: int, expected: str) -> None:
     path = tmp_path / "model.keras"
     small_classifier(input_shape, outputs).save(path)
-    model = export.load_user_model(str(path))  # a valid Keras file ...
+    model = load_user_model(str(path))  # a valid Keras file ...
     with pytest.raises(PipelineError) as error:  # ... but not a model this pipeline can use
-        export.describe(model, user_params(path))
+        describe(model, user_params(path))
     assert expected in str(error.value) and f"model.source: {path}" in str(error.value)
 
 
@@ -91,7 +100,7 @@ def test_keras_file_with_embedded_code_is_refused_and_never_executed(
     lambda_model().save(path)
     marker.unlink()  # building the model ran the code once; from now on it must not run
     with pytest.raises(PipelineError) as error:
-        export.load_user_model(str(path))
+        load_user_model(str(path))
     assert "safe mode" in str(error.value) and f"model.source: {path}" in str(error.value)
     assert not marker.exists()
     # control: the same file loaded with safe mode off does run the embedded code
@@ -142,9 +151,9 @@ def test_unconvertible_variant_is_recorded_failed_while_others_complete(
         # int16x8 through the command DVC runs (a supervised child converts): exit code 0
         assert convert.main([variant] if variant == "int16x8" else [variant, "--in-process"]) \
             == 0
-        evaluate.evaluate(variant, params)
-        benchmark.benchmark(variant, params)
-    report.report(params)
+        evaluate.evaluate(variant, section(params, EvaluateParams))
+        benchmark.benchmark(variant, section(params, BenchmarkParams))
+    report.report(section(params, ConvertParams))
 
     failed = json.loads(Path("data/convert/int16x8/conversion.json").read_text())
     assert failed["status"] == "failed"

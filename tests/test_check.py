@@ -18,18 +18,20 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages import (
-    benchmark,
-    check,
-    convert,
-    evaluate,
-    evaluate_keras,
-    export,
-    fetch,
-    prepare,
-    report,
+from litequant import gate, layout
+from litequant.fetching import fetch
+from litequant.models import export
+from litequant.params import (
+    BenchmarkParams,
+    CheckParams,
+    ConvertParams,
+    EvaluateParams,
+    FetchParams,
+    ModelParams,
+    load,
+    section,
 )
-from stages.params import check_params, fetch_params, load, model_params
+from stages import benchmark, check, convert, evaluate, evaluate_keras, prepare, report
 from tests.conftest import REPO, SHARED_VAL, SHARED_WEIGHTS, needs_shared, tiny_params
 
 #: Evaluation images: enough that int8 with real calibration stays within a few points of the
@@ -45,11 +47,13 @@ def _git(project: Path, *args: str) -> str:
 
 
 def _run_variants(params: dict, variants: tuple[str, ...]) -> None:
+    """Convert, evaluate and benchmark ``variants``, then the report (in the current directory,
+    whose ``params.yaml`` is ``params``)."""
     for variant in variants:
-        convert.convert(variant, params)
-        evaluate.evaluate(variant, params)
-        benchmark.benchmark(variant, params)
-    report.report(params)
+        convert.convert(variant, "params.yaml")
+        evaluate.evaluate(variant, section(params, EvaluateParams))
+        benchmark.benchmark(variant, section(params, BenchmarkParams))
+    report.report(section(params, ConvertParams))
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +85,8 @@ def states(tmp_path_factory: pytest.TempPathFactory) -> dict:
         (project / ".gitignore").write_text("/data/\n")
 
         loaded = load()
-        fetch.fetch(fetch_params(loaded))
-        export.export(model_params(loaded))
+        fetch(section(loaded, FetchParams), layout.FETCH_DIR)
+        export(section(loaded, ModelParams), layout.EXPORT_DIR)
         prepare.prepare()
         evaluate_keras.evaluate_keras()
         _run_variants(loaded, VARIANTS)
@@ -190,17 +194,17 @@ def test_gate_exit_code_2_on_unusable_input(states: dict, capsys: pytest.Capture
 @pytest.mark.slow  # shares the module's states fixture (built once)
 def test_latency_is_compared_as_a_ratio_to_float32_of_the_same_run(states: dict) -> None:
     first = states["first"]
-    limits = check_params(yaml.safe_load((REPO / "params.yaml").read_text()))
+    limits = section(yaml.safe_load((REPO / "params.yaml").read_text()), CheckParams)
     key = f"latency_p50_ms_t{limits.latency_threads}"
     # a baseline measured on a machine 3x slower for every variant: the ratios are unchanged
     slower_machine = copy.deepcopy(first)
     for variant in VARIANTS:
         slower_machine[variant][key] *= 3
-    checks = check.run_checks(first, slower_machine, limits)
+    checks = gate.run_checks(first, slower_machine, limits)
     assert all(c.ok for c in checks)
     # a baseline where only int8 was twice as fast relative to float32: int8 regressed
     faster_int8 = copy.deepcopy(first)
     faster_int8["int8"][key] /= 2
-    failing = [c for c in check.run_checks(first, faster_int8, limits) if not c.ok]
+    failing = [c for c in gate.run_checks(first, faster_int8, limits) if not c.ok]
     assert [(c.variant, c.metric) for c in failing] == [("int8", "p50 latency / float32 (1 thr)")]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.scratch import GIT_ENV, scratch_project, set_params
-from tests.conftest import SHARED_REFERENCE, SHARED_VAL, SHARED_WEIGHTS, needs_shared
+from tests.conftest import SHARED_PEER, SHARED_VAL, SHARED_WEIGHTS, needs_shared
 
 VARIANTS = ["float32", "float16", "dynamic", "int8", "int16x8", "int8_selective"]
 CALIBRATED = ["int8", "int16x8", "int8_selective"]
@@ -48,7 +48,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         fetch={"source": "folder", "folder": str(SHARED_VAL),
                "calibration_size": 100, "evaluation_size": None},
         model={"weights": str(SHARED_WEIGHTS)},
-        reference={"path": str(SHARED_REFERENCE), "label_offset": 1},
+        peer={"path": str(SHARED_PEER), "label_offset": 1},
         benchmark={"threads": [1, 2], "min_runs": 10, "min_seconds": 0.5})
 
 
@@ -56,7 +56,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_full_repro_on_real_data(project: Path) -> None:
     output = dvc("repro", cwd=project, timeout=1200)
     expected = {"fetch", "export", "prepare", "evaluate_keras", "layer_errors",
-                "evaluate_reference", "benchmark_reference", "report",
+                "evaluate_peer", "benchmark_peer", "report",
                 *(f"{stage}@{v}" for stage in ("convert", "evaluate", "benchmark")
                   for v in VARIANTS)}
     assert expected <= stages_run(output)
@@ -73,18 +73,18 @@ def test_full_repro_on_real_data(project: Path) -> None:
         assert metrics[variant]["images"] == 200
     assert metrics["int8"]["compression"] > 3.0
     # issue 3: the best int8-family variant is within 0.5 points of float and agrees with it
-    # at least as well as Google's quantization-aware-trained reference model does
+    # at least as well as Google's quantization-aware-trained peer model does
     best = max(("int8", "int8_selective"), key=lambda v: metrics[v]["top1"])
     assert metrics[best]["top1"] >= keras_top1 - 0.5
     assert max(metrics[v]["agreement"] for v in ("int8", "int8_selective")) \
-        >= metrics["reference"]["agreement"]
-    assert metrics["reference"]["top1"] > 75
-    # the reference row is timed like the variants, with its speed-up against float32
+        >= metrics["peer"]["agreement"]
+    assert metrics["peer"]["top1"] > 75
+    # the peer row is timed like the variants, with its speed-up against float32
     for threads in (1, 2):
-        assert metrics["reference"][f"latency_p50_ms_t{threads}"] > 0
-        assert metrics["reference"][f"speedup_t{threads}"] == pytest.approx(
+        assert metrics["peer"][f"latency_p50_ms_t{threads}"] > 0
+        assert metrics["peer"][f"speedup_t{threads}"] == pytest.approx(
             metrics["float32"][f"latency_p50_ms_t{threads}"]
-            / metrics["reference"][f"latency_p50_ms_t{threads}"], rel=0.01)
+            / metrics["peer"][f"latency_p50_ms_t{threads}"], rel=0.01)
     assert metrics["int8_selective"]["sqnr_db"] > metrics["int8"]["sqnr_db"]
     assert (project / "reports/summary.md").read_text().count("| int16x8 |") == 1
 
@@ -110,7 +110,7 @@ def test_thread_change_reruns_only_benchmark_and_report(project: Path) -> None:
     set_params(project, benchmark={"threads": [2]})
     output = dvc("repro", cwd=project)
     assert stages_run(output) == ({f"benchmark@{v}" for v in VARIANTS}
-                                  | {"benchmark_reference", "report"})
+                                  | {"benchmark_peer", "report"})
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert "latency_p50_ms_t2" in metrics["int8"] and "latency_p50_ms_t1" not in metrics["int8"]
 

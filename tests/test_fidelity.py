@@ -1,4 +1,4 @@
-"""Fidelity metrics, the layer-error report, int8_selective, the reference row, the sweep table.
+"""Fidelity metrics, the layer-error report, int8_selective, the peer row, the sweep table.
 
 Expected values are computed by hand in the comments, never copied from the code's output.
 """
@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 
 from benchmarks import calibration_sweep
-from stages import metrics
-from stages.errors import PipelineError
-from stages.layer_errors import keras_layers_of, layer_rows
-from stages.params import reference_params
-from stages.report import calibration_section
+from litequant import layout, metrics
+from litequant.errors import PipelineError
+from litequant.layer_errors import keras_layers_of, layer_rows, worst_layers
+from litequant.params import BenchmarkParams, EvaluateParams, PeerParams
+from litequant.report import PEER_ROW, calibration_section, latency_columns, peer_row
+from tests.conftest import params_section
 
 # --- metric functions against hand-computed values ---------------------------------------------
 
@@ -109,6 +110,14 @@ def test_layer_rows_rank_by_rmse_over_scale() -> None:
     assert rows[1]["zero_point"] == 3 and rows[0]["num_elements"] == 100
 
 
+def test_worst_layers_follow_the_rank_and_refuse_too_many() -> None:
+    rows = [{"rank": "2", "tensor_name": "b"}, {"rank": "1", "tensor_name": "a"},
+            {"rank": "3", "tensor_name": "c"}]
+    assert [row["tensor_name"] for row in worst_layers(rows, 2)] == ["a", "b"]
+    with pytest.raises(PipelineError, match="int8_selective.float_layers=4"):
+        worst_layers(rows, 4)
+
+
 # --- report: noise calibration is explained ----------------------------------------------------
 
 
@@ -124,7 +133,7 @@ def test_noise_calibrated_rows_get_an_explanation() -> None:
     assert calibration_section(rows[1:]) == []
 
 
-# --- reference row: uint8 input and a background class, on a tiny model ------------------------
+# --- peer row: uint8 input and a background class, on a tiny model -----------------------------
 
 
 @pytest.fixture(scope="module")
@@ -160,91 +169,97 @@ def background_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.uint8
     converter.inference_output_type = tf.uint8
-    path = tmp_path_factory.mktemp("reference") / "background.tflite"
+    path = tmp_path_factory.mktemp("peer") / "background.tflite"
     path.write_bytes(converter.convert())
     return path
 
 
-def _reference_project(root: Path, images: np.ndarray, labels: np.ndarray) -> None:
-    """The upstream outputs evaluate_reference reads (model.json, evaluation.npz, baseline)."""
-    (root / "data/export").mkdir(parents=True)
-    (root / "data/export/model.json").write_text(json.dumps({"preprocessing": "tf"}))
-    (root / "data/prepare").mkdir(parents=True)
-    np.savez(root / "data/prepare/evaluation.npz", images=images, labels=labels)
-    (root / "data/evaluate_keras").mkdir(parents=True)
-    np.save(root / "data/evaluate_keras/probabilities.npy",
-            np.eye(1000, dtype=np.float32)[labels])
+def _peer_project(root: Path, monkeypatch: pytest.MonkeyPatch, images: np.ndarray,
+                  labels: np.ndarray) -> None:
+    """The upstream outputs evaluate_peer reads (model.json, evaluation.npz, the float model's
+    probabilities) at their layout paths in ``root``, which becomes the working directory."""
+    monkeypatch.chdir(root)
+    layout.EXPORT_DIR.mkdir(parents=True)
+    layout.MODEL_INFO.write_text(json.dumps({"preprocessing": "tf"}))
+    layout.PREPARE_DIR.mkdir(parents=True)
+    np.savez(layout.EVALUATION_SPLIT, images=images, labels=labels)
+    layout.KERAS_EVALUATION_DIR.mkdir(parents=True)
+    np.save(layout.FLOAT_PROBABILITIES, np.eye(1000, dtype=np.float32)[labels])
 
 
-def test_reference_row_handles_uint8_input_and_background_offset(
-        background_model: Path, tmp_path: Path) -> None:
-    from stages.evaluate_reference import evaluate_reference
+def peer_params(**values) -> PeerParams:
+    return params_section(PeerParams, **values)
+
+
+EVALUATE = {"threads": 1, "batch_size": 2}
+
+
+def test_peer_row_handles_uint8_input_and_background_offset(
+        background_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stages.evaluate_peer import evaluate_peer
 
     images = np.zeros((3, 8, 8, 3), dtype=np.uint8)
     for colour in range(3):
         images[colour, :, :, colour] = 255  # red, green, blue
     labels = np.array([0, 1, 2], dtype=np.int32)
-    _reference_project(tmp_path, images, labels)
-    settings = reference_params({"reference": {"path": str(background_model),
-                                               "label_offset": 1}})
-    result = evaluate_reference(settings, export_dir=tmp_path / "data/export",
-                                prepare_dir=tmp_path / "data/prepare",
-                                baseline_dir=tmp_path / "data/evaluate_keras",
-                                output=tmp_path / "out")
+    _peer_project(tmp_path, monkeypatch, images, labels)
+    settings = peer_params(path=str(background_model), label_offset=1)
+    result = evaluate_peer(settings, params_section(EvaluateParams, **EVALUATE))
     # the model's own conventions are recorded: uint8 in, 1001 uint8 outputs
     assert result["input"]["dtype"] == "uint8" and result["input"]["scale"] > 0
     assert result["output"]["shape"][-1] == 1001 and result["label_offset"] == 1
     # red -> class 0, green -> class 1, blue -> class 2 only if the background output is dropped
     # and the [-1, 1] inputs are quantized with the model's own scale and zero point
     assert result["top1"] == 100.0 and result["agreement"] == 100.0
-    written = json.loads((tmp_path / "out/metrics.json").read_text())
+    written = json.loads((layout.PEER_EVALUATION_DIR / "metrics.json").read_text())
     assert written["top1"] == 100.0 and len(written["sha256"]) == 64
+    # the report's peer row
+    row = peer_row(written, {"top1": 50.0, "top5": 60.0}, 4 * written["size_bytes"])
+    assert row["variant"] == PEER_ROW == "peer" and row["delta_top1"] == 50.0
+    assert row["compression"] == 4.0 and "label_offset 1" in row["notes"]
 
-    without_offset = reference_params({"reference": {"path": str(background_model)}})
+    without_offset = peer_params(path=str(background_model), label_offset=0)
     with pytest.raises(PipelineError, match="1001 outputs after label_offset 0"):
-        evaluate_reference(without_offset, export_dir=tmp_path / "data/export",
-                           prepare_dir=tmp_path / "data/prepare",
-                           baseline_dir=tmp_path / "data/evaluate_keras",
-                           output=tmp_path / "out2")
+        evaluate_peer(without_offset, params_section(EvaluateParams, **EVALUATE))
+    assert json.loads((layout.PEER_EVALUATION_DIR / "metrics.json").read_text()) == written
 
 
-def test_reference_skipped_or_missing(tmp_path: Path) -> None:
-    from stages.evaluate_reference import evaluate_reference
+def test_peer_skipped_or_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stages.evaluate_peer import evaluate_peer
 
-    skipped = evaluate_reference(reference_params({"reference": {"path": None}}),
-                                 output=tmp_path / "out")
-    assert skipped == {"status": "skipped"}
-    missing = reference_params({"reference": {"path": str(tmp_path / "nope.tflite")}})
-    with pytest.raises(PipelineError, match="reference.path"):
-        evaluate_reference(missing, output=tmp_path / "out")
+    _peer_project(tmp_path, monkeypatch, np.zeros((1, 8, 8, 3), np.uint8), np.array([0]))
+    evaluate = params_section(EvaluateParams, **EVALUATE)
+    assert evaluate_peer(peer_params(path=None), evaluate) == {"status": "skipped"}
+    assert json.loads((layout.PEER_EVALUATION_DIR / "metrics.json").read_text()) == {
+        "status": "skipped"}
+    missing = peer_params(path=str(tmp_path / "nope.tflite"))
+    with pytest.raises(PipelineError, match="peer.path"):
+        evaluate_peer(missing, evaluate)
 
 
-def test_reference_latency_in_the_reference_row(background_model: Path, tmp_path: Path) -> None:
-    from stages.benchmark_reference import benchmark_reference
-    from stages.report import latency_columns
+def test_peer_latency_in_the_peer_row(background_model: Path, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from stages.benchmark_peer import benchmark_peer
 
-    _reference_project(tmp_path, np.zeros((1, 8, 8, 3), dtype=np.uint8), np.array([0]))
-    params = {"reference": {"path": str(background_model), "label_offset": 1},
-              "benchmark": {"threads": [1, 2], "warmup_runs": 1, "min_runs": 7,
-                            "min_seconds": 0.001}}
-    result = benchmark_reference(params, export_dir=tmp_path / "data/export",
-                                 output=tmp_path / "out")
-    assert result["status"] == "ok"
+    _peer_project(tmp_path, monkeypatch, np.zeros((1, 8, 8, 3), dtype=np.uint8), np.array([0]))
+    settings = params_section(BenchmarkParams, threads=[1, 2], warmup_runs=1, min_runs=7,
+                              min_seconds=0.001)
+    result = benchmark_peer(peer_params(path=str(background_model), label_offset=1), settings)
+    assert result["status"] == "ok" and result["variant"] == "peer"
     assert result["size_bytes"] == background_model.stat().st_size
     assert set(result["latency"]) == {"1", "2"}
     for stats in result["latency"].values():
         assert stats["runs"] >= 7 and 0 < stats["p50_ms"] <= stats["p90_ms"]
-    written = json.loads((tmp_path / "out/latency.json").read_text())
+    written = json.loads((layout.PEER_BENCHMARK_DIR / "latency.json").read_text())
     assert written["latency"] == result["latency"] and written["machine"]["cores"] >= 1
-    # the row's speed-up is float32's p50 over the reference's p50 of the same thread count
+    # the row's speed-up is float32's p50 over the peer's p50 of the same thread count
     p50 = result["latency"]["1"]["p50_ms"]
     columns = latency_columns(result, {"1": {"p50_ms": 3 * p50}})
     assert columns["latency_p50_ms_t1"] == pytest.approx(p50, abs=1e-3)
     assert columns["speedup_t1"] == pytest.approx(3.0, abs=0.01)
     assert "speedup_t2" not in columns  # float32 was not measured with 2 threads
 
-    skipped = benchmark_reference({"reference": {"path": None}, "benchmark": params["benchmark"]},
-                                  output=tmp_path / "skipped")
+    skipped = benchmark_peer(peer_params(path=None), settings)
     assert skipped["status"] == "skipped" and "latency" not in skipped
     assert latency_columns(skipped, {"1": {"p50_ms": 1.0}}) == {}
 

@@ -17,9 +17,12 @@ import numpy as np
 import pytest
 import yaml
 
-from stages import evaluate_keras, export, fetch, prepare
-from stages.params import fetch_params, load, model_params
-from tests.conftest import run_variant_stages, tiny_params, write_image_folder
+from litequant import layout
+from litequant.fetching import fetch
+from litequant.models import export
+from litequant.params import FetchParams, ModelParams, load, section
+from stages import evaluate_keras, prepare
+from tests.conftest import params_section, run_variant_stages, tiny_params, write_image_folder
 
 VARIANTS = ("float32", "int8")
 
@@ -40,7 +43,7 @@ def fetched(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("families")
     folder = write_image_folder(root / "images", per_class=2)
     params = tiny_params(folder, fetch={"calibration_size": 4, "evaluation_size": 6})
-    fetch.fetch(fetch_params(params), root / "fetch")
+    fetch(section(params, FetchParams), root / "fetch")
     return root / "fetch"
 
 
@@ -56,7 +59,7 @@ def run_pipeline(project: Path, fetched: Path, variants: tuple[str, ...] = VARIA
     os.chdir(project)
     try:
         params = load()
-        export.export(model_params(params))
+        export(section(params, ModelParams), layout.EXPORT_DIR)
         prepare.prepare()
         evaluate_keras.evaluate_keras()
     finally:
@@ -128,11 +131,13 @@ def test_user_keras_file_and_saved_model_give_the_applications_results(
 def test_saved_model_needs_an_explicit_preprocessing(tmp_path: Path) -> None:
     import keras
 
-    from stages.errors import PipelineError
+    from litequant.errors import PipelineError
 
     keras.utils.set_random_seed(0)
     model = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None)
     model.export(str(tmp_path / "mobilenet_v2_sm"), format="tf_saved_model", verbose=False)
-    params = model_params({"model": {"source": str(tmp_path / "mobilenet_v2_sm")}})
+    params = params_section(ModelParams, source=str(tmp_path / "mobilenet_v2_sm"))
+    assert params.preprocessing == "auto"
     with pytest.raises(PipelineError, match="model.preprocessing"):
-        export.export(params, tmp_path / "export")
+        export(params, tmp_path / "export")
+    assert not (tmp_path / "export").exists()

@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages import (
-    fetch,
-    layer_errors,
-)
-from stages.params import calibration_params, fetch_params, load
+from litequant.fetching import fetch
+from litequant.params import CalibrationParams, CheckParams, FetchParams, load, section
+from stages import layer_errors
+from tests.conftest import params_section
 
 VARIANTS = ["float32", "float16", "dynamic", "int8", "int16x8", "int8_selective"]
 
@@ -29,7 +28,10 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = write_image_folder(root / "images")
     project = root / "project"
     project.mkdir()
-    (project / "params.yaml").write_text(yaml.safe_dump(tiny_params(folder), sort_keys=False))
+    params = tiny_params(folder)
+    # only the variants this module runs (params.yaml may list more, e.g. newer tools')
+    params["convert"]["variants"] = {v: params["convert"]["variants"][v] for v in VARIANTS}
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run_front_stages(project)
     previous = Path.cwd()
     import os
@@ -37,7 +39,7 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     os.chdir(project)
     try:
         params = load()
-        layer_errors.layer_errors(calibration_params(params))
+        layer_errors.layer_errors(section(params, CalibrationParams))
     finally:
         os.chdir(previous)
     run_variant_stages(project, VARIANTS)
@@ -58,14 +60,14 @@ def test_fetch_splits_are_disjoint_sized_and_labelled(pipeline_run: Path) -> Non
 
 
 def test_fetch_is_deterministic_and_seeded(image_folder: Path, tmp_path: Path) -> None:
-    params = fetch_params({"fetch": {"source": "folder", "folder": str(image_folder),
-                                     "calibration_size": 5, "evaluation_size": 10, "seed": 3}})
-    fetch.fetch(params, tmp_path / "a")
-    fetch.fetch(params, tmp_path / "b")
+    params = params_section(FetchParams, source="folder", folder=str(image_folder),
+                            calibration_size=5, evaluation_size=10, seed=3)
+    fetch(params, tmp_path / "a")
+    fetch(params, tmp_path / "b")
     assert (tmp_path / "a/manifest.csv").read_text() == (tmp_path / "b/manifest.csv").read_text()
-    other = fetch_params({"fetch": {"source": "folder", "folder": str(image_folder),
-                                    "calibration_size": 5, "evaluation_size": 10, "seed": 4}})
-    fetch.fetch(other, tmp_path / "c")
+    other = params_section(FetchParams, source="folder", folder=str(image_folder),
+                           calibration_size=5, evaluation_size=10, seed=4)
+    fetch(other, tmp_path / "c")
     assert (tmp_path / "a/manifest.csv").read_text() != (tmp_path / "c/manifest.csv").read_text()
 
 
@@ -182,18 +184,18 @@ def test_layer_errors_name_real_layers_and_int8_selective_keeps_the_worst_float(
 
 def test_check_gate_fails_on_the_failed_variant_and_marks_new_ones(
         pipeline_run: Path, tmp_path: Path) -> None:
-    from stages import check
+    from litequant import gate
 
-    params = load(pipeline_run / "params.yaml")
+    limits = section(load(pipeline_run / "params.yaml"), CheckParams)
     metrics = json.loads((pipeline_run / "reports/metrics.json").read_text())
-    with pytest.raises(check.GateFailed, match="int16x8 status"):
-        check.check(params, "", metrics=pipeline_run / "reports/metrics.json",
-                    output=tmp_path / "check.md")
+    with pytest.raises(gate.GateFailed, match="int16x8 status"):
+        gate.check(limits, "", "main", pipeline_run / "reports/metrics.json",
+                   tmp_path / "check.md")
     table = (tmp_path / "check.md").read_text()
     assert "| int16x8 | status | – | failed | – | must not fail | **FAIL** |" in table
     # against a baseline without the int8 row, int8 is new: same-run checks only
     baseline = {name: row for name, row in metrics.items() if name != "int8"}
-    rows = [c for c in check.run_checks(metrics, baseline, check.check_params(params))
+    rows = [c for c in gate.run_checks(metrics, baseline, limits)
             if c.variant == "int8"]
     assert [c.metric for c in rows] == ["top1 vs float (keras, same run)", "baseline"]
     assert "new variant" in rows[1].note

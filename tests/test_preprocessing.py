@@ -7,7 +7,7 @@ import importlib
 import numpy as np
 import pytest
 
-from stages.preprocessing import APPLICATION_FAMILIES, preprocess
+from litequant.preprocessing import APPLICATION_FAMILIES, preprocess
 
 
 def _keras_preprocess_input(application: str):

@@ -1,5 +1,5 @@
 """Issue 6 acceptance: CMYK, grayscale and EXIF-rotated copies of real ../shared photos get the
-same top-1 from the real float MobileNetV2 as the original photo (decoded by stages.images)."""
+same top-1 from the real float MobileNetV2 as the original photo (decoded by litequant.images)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from stages.imagenet import class_table
-from stages.images import load_resized
-from stages.preprocessing import preprocess
+from litequant.imagenet import class_table
+from litequant.images import load_resized
+from litequant.preprocessing import preprocess
 from tests.conftest import SHARED_KERAS, SHARED_VAL, needs_shared
 
 #: Photos whose class does not hinge on colour (a grayscale copy genuinely loses the colour,

@@ -3,7 +3,7 @@
 ``tfds.testing.mock_data`` replaces the stored examples with random ones generated from each
 dataset's real feature spec (its real label names included). The metadata a prepared dataset has
 on disk (``dataset_info.json`` with split sizes) is written by tfds itself from the builder's
-info, so ``stages.fetch`` takes exactly the code path of a prepared dataset.
+info, so ``litequant.fetching`` takes exactly the code path of a prepared dataset.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from stages import fetch
-from stages.errors import PipelineError
-from stages.imagenet import class_table
-from stages.params import fetch_params
+from litequant.errors import PipelineError
+from litequant.fetching import fetch
+from litequant.imagenet import class_table
+from litequant.offline import OFFLINE_HELP, network_reachable
+from litequant.params import FetchParams
+from tests.conftest import params_section
 
 #: Imagenette's 10 classes: WordNet synset → (ImageNet-1k index, a word of the class name).
 IMAGENETTE = {
@@ -66,7 +68,7 @@ def fetch_mocked(tmp_path: Path, name: str, splits: dict[str, int], **fetch_valu
               "calibration_size": 4, "evaluation_size": 6, **fetch_values}
     with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES, data_dir=str(data_dir),
                                 policy=tfds.testing.MockPolicy.USE_FILES):
-        fetch.fetch(fetch_params({"fetch": values}), tmp_path / "fetch")
+        fetch(params_section(FetchParams, **values), tmp_path / "fetch")
         examples = {split: mocked_examples(name, data_dir, split) for split in splits}
     with (tmp_path / "fetch" / "manifest.csv").open() as handle:
         return list(csv.DictReader(handle)), examples
@@ -132,34 +134,34 @@ def test_imagenet2012_with_manual_dir(tmp_path: Path) -> None:
 
 
 def test_imagenet2012_unprepared_asks_for_the_manual_dir(tmp_path: Path) -> None:
-    params = fetch_params({"fetch": {"source": "tfds", "tfds_name": "imagenet2012",
-                                     "tfds_data_dir": str(tmp_path), "calibration_size": 4}})
+    params = params_section(FetchParams, **{"source": "tfds", "tfds_name": "imagenet2012",
+                                     "tfds_data_dir": str(tmp_path), "calibration_size": 4})
     with pytest.raises(PipelineError, match="fetch.tfds_manual_dir.*ILSVRC2012_img_val.tar"):
-        fetch.fetch(params, tmp_path / "fetch")
-    missing = fetch_params({"fetch": {"source": "tfds", "tfds_name": "imagenet2012",
+        fetch(params, tmp_path / "fetch")
+    missing = params_section(FetchParams, **{"source": "tfds", "tfds_name": "imagenet2012",
                                       "tfds_data_dir": str(tmp_path), "calibration_size": 4,
-                                      "tfds_manual_dir": str(tmp_path / "nowhere")}})
+                                      "tfds_manual_dir": str(tmp_path / "nowhere")})
     with pytest.raises(PipelineError, match="fetch.tfds_manual_dir: .*nowhere is not a folder"):
-        fetch.fetch(missing, tmp_path / "fetch")
+        fetch(missing, tmp_path / "fetch")
 
 
 def test_unknown_tfds_name_is_one_line(tmp_path: Path) -> None:
-    params = fetch_params({"fetch": {"source": "tfds", "tfds_name": "imagenette/999px",
-                                     "tfds_data_dir": str(tmp_path), "calibration_size": 4}})
+    params = params_section(FetchParams, **{"source": "tfds", "tfds_name": "imagenette/999px",
+                                     "tfds_data_dir": str(tmp_path), "calibration_size": 4})
     with pytest.raises(PipelineError, match="fetch.tfds_name: 'imagenette/999px'"):
-        fetch.fetch(params, tmp_path / "fetch")
+        fetch(params, tmp_path / "fetch")
 
 
-@pytest.mark.skipif(fetch.network_reachable("storage.googleapis.com"),
+@pytest.mark.skipif(network_reachable("storage.googleapis.com"),
                     reason="the download host is reachable: this checks the offline failure")
 def test_default_source_unprepared_and_offline_fails_within_seconds(tmp_path: Path) -> None:
     import tensorflow_datasets  # noqa: F401  (import time is not the stage's doing)
 
-    params = fetch_params({"fetch": {"source": "tfds", "tfds_data_dir": str(tmp_path),
-                                     "calibration_size": 4}})
+    params = params_section(FetchParams, **{"source": "tfds", "tfds_data_dir": str(tmp_path),
+                                     "calibration_size": 4})
     start = time.monotonic()
     with pytest.raises(PipelineError) as raised:
-        fetch.fetch(params, tmp_path / "fetch")
+        fetch(params, tmp_path / "fetch")
     assert time.monotonic() - start < 15
     assert "imagenet_v2/matched-frequency" in str(raised.value)
-    assert fetch.OFFLINE_HELP in str(raised.value)
+    assert OFFLINE_HELP in str(raised.value)
