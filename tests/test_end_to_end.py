@@ -15,12 +15,16 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from benchmarks.scratch import GIT_ENV, scratch_project, set_params
-from tests.conftest import SHARED_PEER, SHARED_VAL, SHARED_WEIGHTS, needs_shared
+from litequant.variants import VARIANTS as REGISTRY
+from tests.conftest import REPO, SHARED_PEER, SHARED_VAL, SHARED_WEIGHTS, needs_shared
 
-VARIANTS = ["float32", "float16", "dynamic", "int8", "int16x8", "int8_selective"]
-CALIBRATED = ["int8", "int16x8", "int8_selective"]
+#: Every variant of the repository's params.yaml (the scratch project keeps them all).
+VARIANTS = list(yaml.safe_load((REPO / "params.yaml").read_text())["convert"]["variants"])
+#: The variants whose conversion depends on the ``calibration`` params.
+CALIBRATED = [v for v in VARIANTS if REGISTRY[v].needs_calibration]
 
 
 def run(command: list[str], cwd: Path, timeout: int = 900) -> str:
