@@ -5,8 +5,8 @@
 For each model (``../shared/models/mobilenet_v2_1.0_224_imagenet.keras``,
 ``mobilenet_v1_0.5_160_imagenet.keras``): the 300 shared photos are split with a seeded
 permutation into 100 calibration and 200 evaluation images (87.5% central crop + bilinear resize,
-:func:`litequant.images.load_resized`; ``tf`` preprocessing x/127.5 - 1; label = row of the synset in
-``classes.tsv``). The ``.keras`` model is converted with ``tf.lite.TFLiteConverter`` to
+:func:`litequant.images.load_resized`; ``tf`` preprocessing x/127.5 - 1; label = row of the synset
+in ``classes.tsv``). The ``.keras`` model is converted with ``tf.lite.TFLiteConverter`` to
 ``float32``, ``dynamic`` and ``int8`` (int8 I/O, the 100 calibration images), as the pipeline's
 convert stage does; then every :data:`litequant.edge_quantizer.EDGE_QUANTIZER_VARIANTS` entry is
 built from the ``float32`` bytes (timed; static int8 with the default ``global``

@@ -237,7 +237,9 @@ def read_section(model: type[S], path: str | os.PathLike = PARAMS_FILE) -> S:
 
 def _describe(error: ValidationError, model: type[Section]) -> str:
     """The first problem of a validation error as ``<section>.<key>: <what is wrong>``."""
-    problem = error.errors(include_url=False)[0]
+    problems = error.errors(include_url=False)
+    # a misspelt key (``pth:``) also makes the real one (``path``) missing: name the typo
+    problem = next((p for p in problems if p["type"] == "extra_forbidden"), problems[0])
     location = [str(part) for part in problem["loc"]]
     # a union (``int | None``) reports each alternative: keep the key path, drop the type names
     location = [part for part in location if part not in ("int", "float", "str", "none",

@@ -225,12 +225,13 @@ def markdown(rows: list[dict[str, Any]], collected: dict[str, Any]) -> str:
         lines += [f"{data['bad_image_count']} undecodable file(s) were skipped while fetching "
                   "(listed in data/fetch/fetch.json).", ""]
     lines.append("| " + " | ".join(_header(c) for c in columns) + " |")
-    lines.append("|" + "|".join("---" if c in ("variant", "notes") else "---:"
+    lines.append("|" + "|".join("---" if c in ("variant", "tool", "notes") else "---:"
                                 for c in columns) + "|")
     for row in rows:
         if row["status"] != "ok":
             lines.append("| " + " | ".join(
-                row["variant"] if c == "variant" else "**FAILED**" if c == "size_bytes"
+                row["variant"] if c == "variant" else row.get("tool") or "–" if c == "tool"
+                else "**FAILED**" if c == "size_bytes"
                 else row["notes"] if c == "notes" else "–" for c in columns) + " |")
             continue
         lines.append("| " + " | ".join(_format(row.get(c), c) for c in columns) + " |")

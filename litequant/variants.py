@@ -121,8 +121,8 @@ VARIANTS: dict[str, Variant] = {variant.name: variant for variant in (
             "quantizer): dynamic's size at float32 speed", False, None, tool=EDGE_QUANTIZER),
     Variant("weight_only_int4", "int4 weights (int8 where int4 is unsupported), float compute",
             False, None, tool=EDGE_QUANTIZER,
-            kernel_note="int4 weights: dequantized on every invoke in ai-edge-litert 2.3, "
-                        "several times slower than float32"),
+            kernel_note="int4 weight-only models run several times slower than float32 in "
+                        "ai-edge-litert 2.3"),
     Variant("dynamic_int4", "dynamic range with int4 weights (int8 where unsupported)", False,
             None, tool=EDGE_QUANTIZER,
             kernel_note="int4 hybrid kernels in ai-edge-litert 2.3: several times slower than "

@@ -30,7 +30,8 @@ def benchmark_peer(params: PeerParams, benchmark: BenchmarkParams) -> dict[str, 
 
 def _run(params_path: str) -> dict[str, Any]:
     params = load(params_path)
-    return benchmark_peer(section(params, PeerParams), section(params, BenchmarkParams))
+    return benchmark_peer(section(params, PeerParams, params_path),
+                          section(params, BenchmarkParams, params_path))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -76,11 +76,12 @@ def write_failure(record: dict[str, Any]) -> dict[str, Any]:
 def convert(variant: str, params_path: str) -> dict[str, Any]:
     """Convert one variant and write ``data/convert/<variant>/``; returns ``conversion.json``."""
     params = load(params_path)
-    entry = section(params, ConvertParams).variants.get(variant)
+    entry = section(params, ConvertParams, params_path).variants.get(variant)
     if entry is None:
         raise PipelineError(f"variant {variant!r} is not listed in params.yaml convert.variants")
     recipe = VARIANTS[variant]
-    calibration = section(params, CalibrationParams) if recipe.needs_calibration else None
+    calibration = (section(params, CalibrationParams, params_path)
+                   if recipe.needs_calibration else None)
     info = layout.read_model_info(layout.MODEL_INFO)
     record = conversion_record(variant, calibration)
     representative = None
@@ -155,7 +156,7 @@ def convert_in_child(variant: str, params_path: str, verbose: bool) -> None:
                             params_path, "--in-process", *(["--verbose"] if verbose else [])])
     if crash is not None:
         params = load(params_path)
-        calibration = (section(params, CalibrationParams)
+        calibration = (section(params, CalibrationParams, params_path)
                        if VARIANTS[variant].needs_calibration else None)
         write_failure(failure(conversion_record(variant, calibration), "the converter crashed",
                               RuntimeError(f"the conversion process was killed by {crash}")))
@@ -173,7 +174,7 @@ def _run(args: argparse.Namespace) -> None:
         die_with_parent()
         convert(args.variant, args.params)
     else:
-        section(load(args.params), ConvertParams)  # bad params: one line here, no child
+        section(load(args.params), ConvertParams, args.params)  # bad params: one line, no child
         convert_in_child(args.variant, args.params, args.verbose)
 
 

@@ -47,7 +47,8 @@ def evaluate_peer(params: PeerParams, evaluate: EvaluateParams) -> dict[str, Any
 
 def _run(params_path: str) -> dict[str, Any]:
     params = load(params_path)
-    return evaluate_peer(section(params, PeerParams), section(params, EvaluateParams))
+    return evaluate_peer(section(params, PeerParams, params_path),
+                         section(params, EvaluateParams, params_path))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -140,10 +140,6 @@ def test_wrong_type_is_refused_naming_the_key(name: str) -> None:
     assert repr(WRONG_TYPES[name][1]) in message  # the offending value is shown
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "litequant.params._describe reports only the first pydantic error; for a key renamed by a "
-    "typo pydantic lists the missing real key before the extra one, so the message says "
-    "'peer.path is missing' and never names 'peer.pth'"))
 @pytest.mark.parametrize("name, key, typo", [("peer", "path", "pth"),
                                              ("check", "max_size_growth", "max_size_grwth"),
                                              ("convert", "variants", "varients")])
