@@ -76,6 +76,9 @@ class Variant:
             :data:`litequant.edge_quantizer.EDGE_QUANTIZER_VARIANTS`).
         kernel_note: what to expect of its CPU kernels (shown in the report), or ``""``.
         keeps_layers_float: ``int8`` except the worst layers of ``reports/layer_errors.csv``.
+        regrids_weights: ``int8`` whose weight scales are then re-chosen per channel by
+            reconstruction error (:mod:`litequant.weight_grid`), from the float32 variant's
+            weights.
     """
 
     name: str
@@ -85,6 +88,7 @@ class Variant:
     tool: str = TF_CONVERTER
     kernel_note: str = ""
     keeps_layers_float: bool = False
+    regrids_weights: bool = False
 
     @property
     def params_section(self) -> str:
@@ -94,7 +98,7 @@ class Variant:
     @property
     def extra_dep(self) -> str:
         """The one file or folder its conversion depends on besides the export (DVC ``deps:``)."""
-        if self.tool == EDGE_QUANTIZER:
+        if self.tool == EDGE_QUANTIZER or self.regrids_weights:
             return FLOAT32_DEP
         return LAYER_ERRORS_DEP if self.keeps_layers_float else EXPORT_DEP
 
@@ -117,6 +121,9 @@ VARIANTS: dict[str, Variant] = {variant.name: variant for variant in (
                         "implementation): expect it to be tens of times slower"),
     Variant("int8_selective", "int8 except the worst layers of the int8 layer-error ranking, "
             "kept float", True, _int8, keeps_layers_float=True),
+    Variant("int8_grid", "int8 with per-channel weight scales chosen by reconstruction error "
+            "(better rounding than round-to-nearest), int8 input and output", True, _int8,
+            regrids_weights=True),
     Variant("weight_only_int8", "int8 weights dequantized at load, float compute (ai-edge-"
             "quantizer): dynamic's size at float32 speed", False, None, tool=EDGE_QUANTIZER),
     Variant("weight_only_int4", "int4 weights (int8 where int4 is unsupported), float compute",

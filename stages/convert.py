@@ -18,6 +18,11 @@ Variants (``litequant.variants``):
                   layers with the largest quantization error in ``reports/layer_errors.csv``
                   (stage ``layer_errors``), which stay float (the converter's denylist);
                   int8 input and output.
+    ``int8_grid`` ``int8``, then every weight op's int8 weights and per-channel scales are
+                  re-chosen from the float32 variant's weights: the scale ``max|w|/k``
+                  (``k`` in 64..127) with the smallest reconstruction error, instead of the
+                  converter's fixed ``max|w|/127`` (:mod:`litequant.weight_grid`); same ops,
+                  size and speed as ``int8``.
 
 Built by ai-edge-quantizer from ``data/convert/float32/model.tflite`` (no TensorFlow is
 imported; the recipe used is written beside the model as ``recipe.json``):
@@ -63,6 +68,7 @@ from litequant.litert import LiteRTModel
 from litequant.params import CalibrationParams, ConvertParams, load, section
 from litequant.quiet import native_stderr_silenced
 from litequant.variants import EDGE_QUANTIZER, VARIANTS
+from litequant.weight_grid import regrid
 
 
 def write_failure(record: dict[str, Any]) -> dict[str, Any]:
@@ -103,6 +109,9 @@ def convert(variant: str, params_path: str) -> dict[str, Any]:
                                             record["denylist"])
         else:
             model_bytes = convert_variant(layout.SAVED_MODEL, variant, representative)
+        if recipe.regrids_weights:
+            model_bytes, record["weight_grid"] = regrid(model_bytes, float32_model_bytes())
+            record["built_from"] = layout.FLOAT32_MODEL.as_posix()
     except PipelineError:
         raise
     except Exception as error:  # the converter raises many types; record it, keep going
@@ -110,21 +119,27 @@ def convert(variant: str, params_path: str) -> dict[str, Any]:
     return write_model(variant, record, model_bytes)
 
 
+def float32_model_bytes() -> bytes:
+    """The float32 variant's model, which ai-edge-quantizer variants and ``int8_grid`` start from.
+
+    Raises ``RuntimeError`` (recorded as this variant's failure) when float32 did not convert.
+    """
+    float32 = layout.read_conversion(layout.FLOAT32_MODEL.parent)
+    if float32["status"] != "ok":
+        raise RuntimeError(f"no float32 model to start from ({float32.get('error', 'failed')})")
+    return layout.FLOAT32_MODEL.read_bytes()
+
+
 def convert_edge(variant: str, record: dict[str, Any], representative: np.ndarray | None
                  ) -> dict[str, Any]:
     """Build an ai-edge-quantizer variant from the float32 variant's model (no TensorFlow)."""
     from litequant.edge_quantizer import CALIBRATION_RANGES, quantize, recipe_json
 
-    float32 = layout.read_conversion(layout.FLOAT32_MODEL.parent)
-    if float32["status"] != "ok":
-        return write_failure(failure(record, "no float32 model to quantize",
-                                     RuntimeError(float32.get("error", "float32 failed"))))
     record["built_from"] = layout.FLOAT32_MODEL.as_posix()
     record["calibration_ranges"] = CALIBRATION_RANGES[0] if representative is not None else None
     try:
         with native_stderr_silenced(), contextlib.redirect_stderr(io.StringIO()):
-            model_bytes, used = quantize(layout.FLOAT32_MODEL.read_bytes(), variant,
-                                         representative)
+            model_bytes, used = quantize(float32_model_bytes(), variant, representative)
     except Exception as error:  # ai-edge-quantizer raises many types; record it, keep going
         return write_failure(failure(record, "ai-edge-quantizer failed", error))
     return write_model(variant, record, model_bytes, recipe_json(used))

@@ -3,7 +3,9 @@
 ``python -m tests.structure`` prints, for every stage script, its import depth (the longest
 chain of project modules it imports, itself included), the project files it imports (what its
 ``dvc.yaml`` code ``deps`` must be) and the ``litequant.layout`` paths it names (what its data
-``deps`` and ``outs`` must cover). ``tests/test_structure.py`` asserts the same facts.
+``deps`` and ``outs`` must cover). ``tests/test_structure.py`` asserts the same facts;
+``python -m tests.structure --write-deps`` rewrites the code ``deps`` of every stage in
+``dvc.yaml`` from the imports.
 
 Imports are read with ``ast`` from every ``import``/``from ... import`` statement, including
 lazy ones inside functions; only modules of this project (``stages``, ``litequant``) count.
@@ -106,7 +108,41 @@ def layout_paths(stage: str, key: str = "${key}") -> set[str]:
     return paths
 
 
+def write_code_deps(dvc_yaml: Path = REPO / "dvc.yaml") -> None:
+    """Rewrite the code part of every stage's ``deps`` in ``dvc.yaml`` from :func:`code_files`
+    (the stage's own script first, then the library files in order; data deps are kept)."""
+    import re
+
+    lines = dvc_yaml.read_text("utf-8").split("\n")
+    out: list[str] = []
+    stage = None
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        match = re.match(r"^\s+cmd: python -m stages\.(\w+)", line)
+        stage = match.group(1) if match else stage
+        out.append(line)
+        index += 1
+        if line.strip() != "deps:" or stage is None:
+            continue
+        indent = " " * (len(lines[index]) - len(lines[index].lstrip()))
+        listed = []
+        while index < len(lines) and lines[index].strip().startswith("- "):
+            listed.append(lines[index].strip()[2:])
+            index += 1
+        own = f"stages/{stage}.py"
+        code = [own] + sorted(code_files(f"stages.{stage}") - {own})
+        data = [d for d in listed if not d.startswith(PACKAGES)]
+        out += [f"{indent}- {dep}" for dep in code + data]
+    dvc_yaml.write_text("\n".join(out), "utf-8")
+
+
 def main() -> None:
+    import sys
+
+    if "--write-deps" in sys.argv:
+        write_code_deps()
+        return
     print(f"{'stage':<24} {'depth':>5}  imports")
     for stage in stage_modules():
         own = sorted(m for m in closure(stage) if m != stage)

@@ -1,0 +1,277 @@
+"""Per-channel int8 weight scales chosen by reconstruction error ("grid" weight rounding).
+
+TensorFlow's converter quantizes every weight tensor symmetrically per output channel with
+``scale = max|w| / 127`` and rounds to nearest. That fixed rule re-rounds weights which already
+lie on a coarser uniform grid (the dequantized weights of a quantization-aware-trained model,
+``w = s * (q - z)``, typically per-tensor) onto a *misaligned* grid and loses information.
+
+:func:`choose_scales` picks, per output channel, the scale ``max|w| / k`` for the integer
+``k`` in ``[min_levels, 127]`` that minimises the squared reconstruction error
+``sum((w - s * round(w / s))**2)`` (ties: the largest ``k``, i.e. the converter's own rule).
+No value is ever clipped (``|w / s| <= k <= 127``). If a channel's weights lie on a symmetric
+grid of step ``s0`` with ``max|w| = k0 * s0`` and ``k0`` in range, the error at ``k0`` is zero
+and that grid is recovered exactly; for ordinary float weights the rule can only lower the
+weight error against ``k = 127`` (the same candidate is always tried). It is the "MSE-optimal
+scale without clipping" rule (cf. ai-edge-quantizer's ``DEQUANTIZED_WEIGHT_RECOVERY``, which
+requires an exact grid and does not support depthwise convolutions).
+
+:func:`regrid` applies the chosen scales to a model the converter already made full-integer:
+the ``int8`` weights and per-channel scales of every ``CONV_2D``, ``DEPTHWISE_CONV_2D`` and
+``FULLY_CONNECTED`` op are rewritten from the float weights of the float32 conversion of the
+same SavedModel, and the ``int32`` biases are requantized to ``input_scale * weight_scale``.
+Activation ranges, ops and sizes are unchanged, so the model runs at int8 speed.
+
+Imports numpy, ai-edge-litert's flatbuffer tools and the standard library only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+INT8_MAX = 127
+#: The smallest number of positive levels tried (``scale = max|w| / k``).
+DEFAULT_MIN_LEVELS = 64
+WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+SCALE_RULES = ("max", "mse")
+
+
+def choose_scales(weights: np.ndarray, axis: int, min_levels: int = DEFAULT_MIN_LEVELS
+                  ) -> np.ndarray:
+    """Per-channel symmetric int8 scales minimising the rounding error (no clipping).
+
+    Args:
+        weights: float weights, any shape; ``axis`` is the channel axis.
+        axis: the quantized (output-channel) axis.
+        min_levels: the smallest ``k`` tried, in ``[1, 127]``.
+
+    Returns:
+        ``float64`` ``(channels,)`` scales ``max|w_c| / k_c`` (``0`` for an all-zero channel).
+    """
+    if not 1 <= min_levels <= INT8_MAX:
+        raise ValueError(f"min_levels must be in [1, {INT8_MAX}], got {min_levels}")
+    w = np.moveaxis(np.asarray(weights, dtype=np.float64), axis, 0)
+    w = w.reshape(w.shape[0], -1)
+    peak = np.max(np.abs(w), axis=1)
+    safe = np.where(peak > 0, peak, 1.0)
+    best_error = np.full(len(w), np.inf)
+    best = safe / INT8_MAX
+    for k in range(INT8_MAX, min_levels - 1, -1):
+        scale = safe / k
+        error = np.sum((w - scale[:, None] * np.round(w / scale[:, None])) ** 2, axis=1)
+        better = error < best_error * (1 - 1e-9) - 1e-30  # ties keep the larger k
+        best_error = np.where(better, error, best_error)
+        best = np.where(better, scale, best)
+    return np.where(peak > 0, best, 0.0)
+
+
+def quantize_with(weights: np.ndarray, scales: np.ndarray, axis: int) -> np.ndarray:
+    """``int8`` ``round(w / scale)`` clipped to ``[-127, 127]`` (zero-scale channels: 0)."""
+    shape = [1] * np.ndim(weights)
+    shape[axis] = -1
+    s = np.asarray(scales, dtype=np.float64).reshape(shape)
+    safe = np.where(s > 0, s, 1.0)
+    q = np.clip(np.round(np.asarray(weights, np.float64) / safe), -INT8_MAX, INT8_MAX)
+    return np.where(s > 0, q, 0).astype(np.int8)
+
+
+def fake_quantize(weights: np.ndarray, axis: int, rule: str = "max",
+                  min_levels: int = DEFAULT_MIN_LEVELS) -> np.ndarray:
+    """``weights`` as int8 rounding with ``rule`` (``max``: the converter's, ``mse``:
+    :func:`choose_scales`) leaves them, dequantized (same shape, ``float64``)."""
+    w = np.asarray(weights, dtype=np.float64)
+    if rule == "max":
+        peak = np.max(np.abs(np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)), axis=1)
+        scales = peak / INT8_MAX
+    elif rule == "mse":
+        scales = choose_scales(w, axis, min_levels)
+    else:
+        raise ValueError(f"unknown scale rule {rule!r}; expected one of {SCALE_RULES}")
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    return quantize_with(w, scales, axis).astype(np.float64) * scales.reshape(shape)
+
+
+# --- rewriting a converted full-integer model ----------------------------------------------------
+
+def _read(model_bytes: bytes):
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    return flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))
+
+
+def _op_name(model, op) -> str:
+    from ai_edge_litert import schema_py_generated as schema
+
+    code = model.operatorCodes[op.opcodeIndex]
+    builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+    names = {v: k for k, v in schema.BuiltinOperator.__dict__.items() if not k.startswith("_")}
+    return names.get(builtin, str(builtin))
+
+
+def _name(tensor) -> str:
+    name = tensor.name
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def _weighted_ops(model) -> list[tuple[str, Any]]:
+    """``(op name, op)`` of every weight op of subgraph 0 in execution order."""
+    graph = model.subgraphs[0]
+    return [(name, op) for op in graph.operators
+            if (name := _op_name(model, op)) in WEIGHT_OPS]
+
+
+def _buffer_array(model, tensor, dtype) -> np.ndarray:
+    data = model.buffers[tensor.buffer].data
+    if data is None:
+        raise ValueError(f"tensor {_name(tensor)} has no constant data")
+    return np.frombuffer(np.asarray(data, dtype=np.uint8).tobytes(), dtype=dtype).reshape(
+        tuple(tensor.shape))
+
+
+def regrid(int8_model: bytes, float_model: bytes, min_levels: int = DEFAULT_MIN_LEVELS
+           ) -> tuple[bytes, dict[str, Any]]:
+    """Rewrite the int8 weights of a full-integer model with :func:`choose_scales` scales.
+
+    Args:
+        int8_model: a ``.tflite`` the converter made full-integer (int8 per-channel weights,
+            int32 biases of scale ``input_scale * weight_scale``).
+        float_model: the float32 conversion of the same SavedModel: its weight ops, in the same
+            order and with the same weight shapes, hold the float (BN-folded) weights.
+        min_levels: the smallest ``k`` tried (:func:`choose_scales`).
+
+    Returns:
+        ``(model bytes, summary)``; ``summary`` has ``rule``, ``min_levels``, ``ops`` (rewritten),
+        ``skipped`` (weight ops left as they were, e.g. kept float), ``exact_channels`` (channels
+        whose chosen grid reproduces the float weights to 1e-3 of the scale),
+        ``channels``, ``mean_levels`` (mean chosen ``k``) and the relative weight error before
+        and after (``weight_rel_error_max_rule``, ``weight_rel_error``).
+
+    Raises:
+        ValueError: the two models' weight ops do not correspond.
+    """
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    quantized = _read(int8_model)
+    reference = _read(float_model)
+    q_ops = _weighted_ops(quantized)
+    f_ops = _weighted_ops(reference)
+    if [n for n, _ in q_ops] != [n for n, _ in f_ops]:
+        raise ValueError(f"the int8 and float32 models have different weight ops "
+                         f"({len(q_ops)} against {len(f_ops)})")
+    q_tensors = quantized.subgraphs[0].tensors
+    f_tensors = reference.subgraphs[0].tensors
+    rewritten, skipped, channels, exact = 0, [], 0, 0
+    levels: list[float] = []
+    err_before = err_after = power = 0.0
+    for (_, q_op), (_, f_op) in zip(q_ops, f_ops, strict=True):
+        weight = q_tensors[q_op.inputs[1]]
+        params = weight.quantization
+        if (weight.type != 9 or params is None or params.scale is None  # 9: INT8
+                or len(params.scale) == 0):
+            skipped.append(_name(q_tensors[q_op.outputs[0]]))
+            continue
+        w = _buffer_array(reference, f_tensors[f_op.inputs[1]], np.float32).astype(np.float64)
+        if w.shape != tuple(weight.shape):
+            raise ValueError(f"weight shapes differ for {_name(weight)}: {w.shape} against "
+                             f"{tuple(weight.shape)}")
+        axis = int(params.quantizedDimension)
+        old_scales = np.asarray(params.scale, dtype=np.float64)
+        if len(old_scales) != w.shape[axis]:  # per-tensor weights: leave them
+            skipped.append(_name(q_tensors[q_op.outputs[0]]))
+            continue
+        scales = choose_scales(w, axis, min_levels)
+        q = quantize_with(w, scales, axis)
+        shape = [1] * w.ndim
+        shape[axis] = -1
+        approx = q.astype(np.float64) * scales.reshape(shape)
+        moved = np.moveaxis(w - approx, axis, 0).reshape(w.shape[axis], -1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            exact += int(np.sum(np.max(np.abs(moved), axis=1)
+                                <= 1e-3 * np.where(scales > 0, scales, 1.0)))
+        channels += len(scales)
+        peak = np.max(np.abs(np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)), axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            levels.extend(np.where(scales > 0, peak / np.where(scales > 0, scales, 1), 0))
+        err_before += float(np.sum((w - fake_quantize(w, axis, "max")) ** 2))
+        err_after += float(np.sum((w - approx) ** 2))
+        power += float(np.sum(w ** 2))
+        quantized.buffers[weight.buffer].data = np.frombuffer(q.tobytes(), dtype=np.uint8)
+        new_scales = np.where(scales > 0, scales, old_scales)
+        params.scale = new_scales.astype(np.float32).tolist()
+        params.zeroPoint = [0] * len(new_scales)
+        if len(q_op.inputs) > 2 and q_op.inputs[2] >= 0:
+            _requantize_bias(quantized, q_tensors[q_op.inputs[2]], old_scales, new_scales)
+        rewritten += 1
+    summary = {"rule": "mse", "min_levels": min_levels, "ops": rewritten, "skipped": skipped,
+               "channels": channels, "exact_channels": exact,
+               "mean_levels": float(np.mean(levels)) if levels else None,
+               "weight_rel_error_max_rule": (err_before / power) ** 0.5 if power else 0.0,
+               "weight_rel_error": (err_after / power) ** 0.5 if power else 0.0}
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(quantized)), summary
+
+
+def _requantize_bias(model, bias, old_weight_scales: np.ndarray,
+                     new_weight_scales: np.ndarray) -> None:
+    """Requantize an ``int32`` bias of scale ``input_scale * weight_scale`` to new scales."""
+    params = bias.quantization
+    if bias.type != 2 or params is None or params.scale is None:  # 2: INT32
+        return
+    old = np.asarray(params.scale, dtype=np.float64)
+    if len(old) != len(new_weight_scales):
+        return
+    safe_old_w = np.where(old_weight_scales > 0, old_weight_scales, 1.0)
+    new = old * new_weight_scales / safe_old_w
+    values = _buffer_array(model, bias, np.int32).astype(np.float64) * old
+    safe = np.where(new > 0, new, 1.0)
+    ints = np.clip(np.round(values / safe), -2 ** 31, 2 ** 31 - 1).astype(np.int32)
+    model.buffers[bias.buffer].data = np.frombuffer(ints.tobytes(), dtype=np.uint8)
+    params.scale = new.astype(np.float32).tolist()
+    params.zeroPoint = [0] * len(new)
+
+
+def weight_op_outputs(model_bytes: bytes) -> list[tuple[str, str]]:
+    """``(op name, output tensor name)`` of every weight op of a ``.tflite``, in order."""
+    model = _read(model_bytes)
+    tensors = model.subgraphs[0].tensors
+    return [(name, _name(tensors[op.outputs[0]])) for name, op in _weighted_ops(model)]
+
+
+def restore_float_biases(model_bytes: bytes, float_model: bytes) -> tuple[bytes, list[str]]:
+    """Give the weight ops a selective model keeps float the biases of ``float_model``.
+
+    A bias-corrected model's corrections are for int8 weight rounding; in an op that stays float
+    that rounding does not happen and the correction would itself be an error. ``float_model``
+    is the float32 conversion of the *uncorrected* SavedModel (same weight ops, same order).
+
+    Returns:
+        ``(model bytes, output tensor names of the ops whose bias was restored)``.
+    """
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = _read(model_bytes)
+    reference = _read(float_model)
+    ops, f_ops = _weighted_ops(model), _weighted_ops(reference)
+    if [n for n, _ in ops] != [n for n, _ in f_ops]:
+        raise ValueError("the selective and float32 models have different weight ops")
+    tensors, f_tensors = model.subgraphs[0].tensors, reference.subgraphs[0].tensors
+    restored = []
+    for (_, op), (_, f_op) in zip(ops, f_ops, strict=True):
+        if len(op.inputs) < 3 or op.inputs[2] < 0:
+            continue
+        bias = tensors[op.inputs[2]]
+        if bias.type != 0 or model.buffers[bias.buffer].data is None:  # 0: FLOAT32
+            continue
+        if len(f_op.inputs) < 3 or f_op.inputs[2] < 0:  # the converter drops an all-zero bias
+            values = np.zeros(tuple(bias.shape), np.float32)
+        else:
+            f_bias = f_tensors[f_op.inputs[2]]
+            if f_bias.type != 0:
+                continue
+            values = _buffer_array(reference, f_bias, np.float32)
+        if values.shape != tuple(bias.shape):
+            continue
+        model.buffers[bias.buffer].data = np.frombuffer(values.tobytes(), dtype=np.uint8)
+        restored.append(_name(tensors[op.outputs[0]]))
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), restored
