@@ -40,11 +40,18 @@ def _place_labels(axes: Any, points: list[tuple[float, float, str]]) -> None:
                 label.remove()
             label = axes.annotate(name, (x, y), xytext=(dx, dy), textcoords="offset points",
                                   fontsize=8, ha="left" if dx > 0 else "right",
-                                  va="bottom" if dy > 0 else "top")
-            box = label.get_window_extent(renderer)
+                                  va="bottom" if dy > 0 else "top",
+                                  arrowprops={"arrowstyle": "-", "color": "#999999",
+                                              "linewidth": 0.5, "shrinkA": 0, "shrinkB": 3})
+            from matplotlib.text import Text
+
+            box = Text.get_window_extent(label, renderer)  # the text alone, not the leader
             bounds = (box.x0, box.y0, box.x1, box.y1)
-            if not any(bounds[0] < t[2] and t[0] < bounds[2] and bounds[1] < t[3]
-                       and t[1] < bounds[3] for t in taken):
+            frame = axes.get_window_extent(renderer)
+            inside = (frame.x0 <= bounds[0] and bounds[2] <= frame.x1 and frame.y0 <= bounds[1]
+                      and bounds[3] <= frame.y1)
+            if inside and not any(bounds[0] < t[2] and t[0] < bounds[2] and bounds[1] < t[3]
+                                  and t[1] < bounds[3] for t in taken):
                 break
         taken.append(bounds)
 
@@ -66,7 +73,14 @@ def _panel(axes: Any, points: list[dict[str, Any]], x: str, y: str, x_title: str
         axes.text(0.5, 0.5, "no data", ha="center", va="center", transform=axes.transAxes)
         return
     if log:
+        from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
+
         axes.set_xscale("log")
+        low, high = _zoom([d[0] for d in drawn], log)
+        nice = [m * 10.0 ** e for e in range(-2, 5) for m in (1, 2, 5)]
+        axes.xaxis.set_major_locator(FixedLocator([v for v in nice if low <= v <= high]))
+        axes.xaxis.set_major_formatter(ScalarFormatter())
+        axes.xaxis.set_minor_formatter(NullFormatter())
     axes.scatter([d[0] for d in drawn], [d[1] for d in drawn], s=22, color="#1f77b4", zorder=3)
     ys = [d[1] for d in drawn] + ([reference] if reference is not None else [])
     axes.set_xlim(*_zoom([d[0] for d in drawn], log))
@@ -87,9 +101,11 @@ def figure_png(points: list[dict[str, Any]], x: str, x_title: str, title: str,
     import matplotlib
 
     matplotlib.use("Agg")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(12, 5), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)  # the renderer that measures the labels
     left, right = figure.subplots(1, 2)
     _panel(left, points, x, "top1", x_title, "top-1 accuracy (%)", float_top1, log)
     _panel(right, points, x, "agreement", x_title, "top-1 agreement with the float model (%)",
