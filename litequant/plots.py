@@ -45,6 +45,7 @@ def _place_labels(axes: Any, points: list[tuple[float, float, str]]) -> None:
                                               "linewidth": 0.5, "shrinkA": 0, "shrinkB": 3})
             from matplotlib.text import Text
 
+            label.update_positions(renderer)
             box = Text.get_window_extent(label, renderer)  # the text alone, not the leader
             bounds = (box.x0, box.y0, box.x1, box.y1)
             frame = axes.get_window_extent(renderer)
@@ -66,12 +67,13 @@ def _zoom(values: list[float], log: bool = False) -> tuple[float, float]:
 
 
 def _panel(axes: Any, points: list[dict[str, Any]], x: str, y: str, x_title: str, y_title: str,
-           reference: float | None = None, log: bool = False) -> None:
+           reference: float | None = None, log: bool = False) -> list[tuple[float, float, str]]:
+    """Draw the points and axes of one panel; returns the points to label (after layout)."""
     drawn = [(float(p[x]), float(p[y]), p["variant"]) for p in points
              if p.get(x) not in (None, "") and p.get(y) not in (None, "")]
     if not drawn:
         axes.text(0.5, 0.5, "no data", ha="center", va="center", transform=axes.transAxes)
-        return
+        return []
     if log:
         from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 
@@ -92,7 +94,7 @@ def _panel(axes: Any, points: list[dict[str, Any]], x: str, y: str, x_title: str
     axes.set_xlabel(x_title)
     axes.set_ylabel(y_title)
     axes.grid(True, which="both", linewidth=0.3, alpha=0.6)
-    _place_labels(axes, drawn)
+    return drawn
 
 
 def figure_png(points: list[dict[str, Any]], x: str, x_title: str, title: str,
@@ -107,10 +109,15 @@ def figure_png(points: list[dict[str, Any]], x: str, x_title: str, title: str,
     figure = Figure(figsize=(12, 5), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)  # the renderer that measures the labels
     left, right = figure.subplots(1, 2)
-    _panel(left, points, x, "top1", x_title, "top-1 accuracy (%)", float_top1, log)
-    _panel(right, points, x, "agreement", x_title, "top-1 agreement with the float model (%)",
-           None, log)
+    labels = [(left, _panel(left, points, x, "top1", x_title, "top-1 accuracy (%)", float_top1,
+                            log)),
+              (right, _panel(right, points, x, "agreement", x_title,
+                             "top-1 agreement with the float model (%)", None, log))]
     figure.suptitle(title)
+    figure.canvas.draw()  # lays the axes out, so labels are placed where they will be drawn
+    figure.set_layout_engine("none")
+    for axes, drawn in labels:
+        _place_labels(axes, drawn)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", metadata={"Software": None})
     return buffer.getvalue()
