@@ -381,19 +381,24 @@ def plot_threads(rows: list[dict[str, Any]]) -> list[str]:
 
 def plot_columns(rows: list[dict[str, Any]]) -> list[str]:
     """The columns of ``reports/plots/variants.csv``."""
-    return ["variant", "size_mb", "top1", "agreement",
+    return ["variant", "size_mb", "top1", "agreement", "latency_p50_ms", "threads",
             *(f"latency_p50_ms_t{threads}" for threads in plot_threads(rows))]
 
 
 def plot_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Plot data: one point per converted variant and the peer model (size in MB, top-1 and
-    agreement in %, p50 latency in ms per thread count); the float Keras model has no file."""
+    agreement in %, p50 latency in ms per thread count, and ``latency_p50_ms`` at ``threads``,
+    the smallest thread count measured: what the latency plots show); the float Keras model
+    has no file."""
+    threads = plot_threads(rows)
     points = []
     for row in rows:
         if row["status"] != "ok" or row["size_bytes"] is None:
             continue
         points.append({"variant": row["variant"], "size_mb": round(row["size_bytes"] / 1e6, 4),
                        "top1": row["top1"], "agreement": row["agreement"],
+                       "latency_p50_ms": row.get(f"latency_p50_ms_t{threads[0]}")
+                       if threads else None, "threads": int(threads[0]) if threads else None,
                        **{f"latency_p50_ms_t{threads}": row.get(f"latency_p50_ms_t{threads}")
                           for threads in plot_threads(rows)}})
     return points
