@@ -37,8 +37,9 @@ def _metrics(run: int) -> dict:
 
 def _run(project: Path, *command: str) -> str:
     # a terminal as wide as the table needs: DVC's table would otherwise be cut to 80 columns
-    env = {**os.environ, "COLUMNS": "5000", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    env = {**os.environ, "COLUMNS": "5000", "GIT_AUTHOR_NAME": "t",
+           "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@example.com"}
     done = subprocess.run(command, cwd=project, capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     return done.stdout
