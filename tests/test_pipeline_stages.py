@@ -135,7 +135,7 @@ def test_benchmark_measures_every_variant_in_one_recorded_session(pipeline_run: 
     session = document["session"]
     assert session["id"] and session["started_utc"] <= session["finished_utc"]
     assert session["cores"] >= 1 and session["ai_edge_litert"] and session["host"]
-    assert list(document["models"]) == [*VARIANTS, "peer"]
+    assert set(document["models"]) == {*VARIANTS, "peer"}
     assert document["models"]["peer"]["status"] == "skipped"  # peer.path is null
     assert document["models"]["int16x8"]["status"] == "failed"  # its conversion failed
     stats = document["models"]["int8"]["latency"]["1"]
