@@ -146,7 +146,7 @@ def test_benchmark_measures_every_variant_in_one_recorded_session(pipeline_run: 
 
 def test_report_has_a_row_per_variant(pipeline_run: Path) -> None:
     metrics = json.loads((pipeline_run / "reports/variants.json").read_text())
-    assert set(VARIANTS) | {"keras", "data"} == set(metrics)
+    assert set(VARIANTS) | {"keras", "data", "latency_session"} == set(metrics)
     assert metrics["float32"]["compression"] == 1.0
     assert metrics["int8"]["compression"] > 2.5
     rows = list(csv.DictReader((pipeline_run / "reports/summary.csv").open()))
