@@ -236,7 +236,8 @@ def import_seconds(module: str, project: Path) -> dict:
 def measure_latency(project: Path, repeats: int) -> dict:
     """The benchmark stage's p50 against the plain LiteRT loop, interleaved.
 
-    The stage runs as DVC runs it (``python -m stages.benchmark <variant>``), then the plain loop
+    The stage runs as DVC runs it (``python -m stages.benchmark``: every variant in one
+    session), then the plain loop
     times the same model in a fresh process, ``repeats`` times in turn, so both sides see the
     same machine load. Ratios are given of the medians and of the best (lowest) p50 of each side:
     on a shared machine, interference from other tenants only ever adds time, and a two-second
@@ -244,12 +245,11 @@ def measure_latency(project: Path, repeats: int) -> dict:
     """
     samples: dict[str, dict[str, list[float]]] = {}
     for _ in range(repeats):
+        subprocess.run([sys.executable, "-m", "stages.benchmark"], cwd=project, check=True,
+                       capture_output=True)
+        session = json.loads((project / "data/benchmark/latency.json").read_text())["models"]
         for variant in ("float32", "int8"):
-            subprocess.run([sys.executable, "-m", "stages.benchmark", variant], cwd=project,
-                           check=True, capture_output=True)
-            stage = json.loads((project / "data/benchmark" / variant / "latency.json")
-                               .read_text())
-            for threads, stats in stage["latency"].items():
+            for threads, stats in session[variant]["latency"].items():
                 plain = plain_litert_p50(project / "data/convert" / variant / "model.tflite",
                                          int(threads))
                 entry = samples.setdefault(f"{variant}_t{threads}", {})

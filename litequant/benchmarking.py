@@ -1,29 +1,44 @@
-"""Latency of a ``.tflite`` model: one image per invoke, per thread count, after warm-up.
+"""Latency of ``.tflite`` models, all measured in one interleaved session.
 
-The input is set once and only ``invoke`` is timed, as TFLite's own ``benchmark_model`` does;
-timed invokes run until both ``min_runs`` and ``min_seconds`` are reached. The record holds mean,
-p50, p90, std (ms) and the count, plus the CPU model, the core count and the library versions,
-so two runs can be compared. Imports ``ai_edge_litert`` and numpy only, never TensorFlow.
+Every model of a session is loaded once per thread count (one interpreter each, input set once,
+``warmup_runs`` untimed invokes), then timed in :data:`ROUNDS` rounds: in each round every
+(model, threads) pair runs one block of invokes (one untimed invoke re-warms the caches, then timed
+invokes until the block holds ``min_runs / ROUNDS`` runs and ``min_seconds / ROUNDS`` seconds),
+the order rotating from round to round. A background hiccup therefore hits every model alike, and
+ratios between models of the same session compare like with like. Only ``invoke`` is timed, as
+TFLite's own ``benchmark_model`` does.
+
+The session record (:func:`measure_session`) says when (UTC start and end), where (host, CPU
+model, cores) and with what (library versions, settings) it was measured, under a random session
+id; ratios are taken only between models of the same session
+(:func:`litequant.report.same_session`).
+Imports ``ai_edge_litert`` and numpy only, never TensorFlow.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from litequant import atomic
 from litequant.litert import LiteRTModel, pixels_to_input
 from litequant.params import BenchmarkParams
 
+#: Timed rounds of a session: each (model, threads) pair gets this many interleaved blocks.
+ROUNDS = 10
+
 
 def machine_info() -> dict[str, Any]:
-    """CPU model, core count, Python/ai-edge-litert/numpy versions."""
+    """Host name, CPU model, core count, Python/ai-edge-litert/numpy versions."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -39,64 +54,105 @@ def machine_info() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             return "not installed"
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "ai_edge_litert": version("ai-edge-litert"), "numpy": version("numpy")}
+    return {"host": platform.node(), "cpu": cpu, "cores": os.cpu_count(),
+            "python": platform.python_version(), "ai_edge_litert": version("ai-edge-litert"),
+            "numpy": version("numpy")}
 
 
-def time_invokes(model: LiteRTModel, batch: np.ndarray, warmup_runs: int, min_runs: int,
-                 min_seconds: float) -> dict[str, float]:
-    """Latency statistics (ms) of the interpreter's ``invoke`` on ``batch``, after warm-up runs.
+def _utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
-    The input is set once and only ``invoke`` is timed, as TFLite's own ``benchmark_model`` does.
-    Timed runs continue until at least ``min_runs`` runs and ``min_seconds`` seconds.
-    """
-    model.invoke_raw(batch)  # allocates for the batch's shape and sets the input
-    invoke = model.interpreter.invoke
-    for _ in range(warmup_runs):
-        invoke()
-    times = []
-    started = time.perf_counter()
-    while len(times) < min_runs or time.perf_counter() - started < min_seconds:
-        begin = time.perf_counter()
-        invoke()
-        times.append((time.perf_counter() - begin) * 1000.0)
-    values = np.array(times)
+
+def summarize(times_ms: list[float]) -> dict[str, float]:
+    """``mean_ms``, ``p50_ms``, ``p90_ms``, ``std_ms`` and ``runs`` of timed invokes (ms)."""
+    values = np.array(times_ms)
     return {"mean_ms": float(values.mean()), "p50_ms": float(np.percentile(values, 50)),
             "p90_ms": float(np.percentile(values, 90)), "std_ms": float(values.std()),
             "runs": int(len(values))}
 
 
-def benchmark_model(model_path: Path, family: str, settings: BenchmarkParams
-                    ) -> dict[str, Any]:
-    """Latency of ``model_path`` per thread count on one fixed pseudo-random image."""
-    latency = {}
-    for threads in settings.threads:
-        model = LiteRTModel(model_path, threads=threads, batch_size=1)
-        height, width = model.image_size
-        pixels = np.random.default_rng(0).integers(0, 256, (1, height, width, 3), dtype=np.uint8)
-        batch = pixels_to_input(pixels, model.input, family)
-        latency[str(threads)] = time_invokes(model, batch, settings.warmup_runs,
-                                             settings.min_runs, settings.min_seconds)
-    return latency
+@dataclass
+class _Slot:
+    """One (model, threads) pair of a session: its interpreter and its timed invokes (ms)."""
+
+    name: str
+    threads: int
+    invoke: Any
+    model: Any = None  # keeps the interpreter alive
+    times: list[float] = field(default_factory=list)
 
 
-def write_benchmark(name: str, model_path: Path | None, family: str,
-                    settings: BenchmarkParams, folder: Path, status_without_model: str = "failed",
-                    note: str = "") -> dict[str, Any]:
-    """Measure ``model_path`` and write ``<folder>/latency.json``; returns what was written.
+def _load(name: str, path: Path, family: str, threads: int, warmup_runs: int) -> _Slot:
+    model = LiteRTModel(path, threads=threads, batch_size=1)
+    height, width = model.image_size
+    pixels = np.random.default_rng(0).integers(0, 256, (1, height, width, 3), dtype=np.uint8)
+    model.invoke_raw(pixels_to_input(pixels, model.input, family))  # allocates, sets the input
+    invoke = model.interpreter.invoke
+    for _ in range(warmup_runs):
+        invoke()
+    return _Slot(name, threads, invoke, model)
 
-    ``model_path`` None records ``status_without_model`` (a failed conversion, no peer model)
-    with the machine facts and no latency.
+
+def _block(slot: _Slot, runs: int, seconds: float) -> None:
+    """One untimed invoke (re-warms caches after the other models ran), then timed invokes
+    until ``runs`` runs and ``seconds`` seconds."""
+    slot.invoke()
+    started = time.perf_counter()
+    done = 0
+    while done < runs or time.perf_counter() - started < seconds:
+        begin = time.perf_counter()
+        slot.invoke()
+        slot.times.append((time.perf_counter() - begin) * 1000.0)
+        done += 1
+
+
+def measure_session(models: dict[str, tuple[Path, str] | None], settings: BenchmarkParams,
+                    notes: dict[str, str] | None = None, rounds: int = ROUNDS) -> dict[str, Any]:
+    """Measure every model of ``models`` (name → ``(path, preprocessing family)``) in one session.
+
+    A ``None`` entry is recorded without latency (``status: failed``; ``skipped`` for
+    :data:`PEER`, whose ``peer.path`` is null). Returns ``{"session": {...}, "models": {name:
+    {status, size_bytes, note, latency: {"<threads>": stats}}}}``, stats as :func:`summarize`.
     """
-    result: dict[str, Any] = {"variant": name, "machine": machine_info(), "note": note}
-    if model_path is None:
-        result.update(status=status_without_model)
-    else:
-        result.update(status="ok", size_bytes=model_path.stat().st_size,
-                      latency=benchmark_model(model_path, family, settings))
+    notes = notes or {}
+    session = {"id": uuid.uuid4().hex[:12], "started_utc": _utc_now(), **machine_info(),
+               "threads": list(settings.threads), "warmup_runs": settings.warmup_runs,
+               "min_runs": settings.min_runs, "min_seconds": settings.min_seconds,
+               "rounds": rounds}
+    slots = [_load(name, spec[0], spec[1], threads, settings.warmup_runs)
+             for name, spec in models.items() if spec is not None
+             for threads in settings.threads]
+    runs = math.ceil(settings.min_runs / rounds)
+    seconds = settings.min_seconds / rounds
+    for index in range(rounds):
+        shift = index % len(slots) if slots else 0
+        for slot in slots[shift:] + slots[:shift]:
+            _block(slot, runs, seconds)
+    session["finished_utc"] = _utc_now()
+    measured: dict[str, Any] = {}
+    for name, spec in models.items():
+        entry: dict[str, Any] = {"note": notes.get(name, "")}
+        if spec is None:
+            entry["status"] = "skipped" if name == PEER else "failed"
+        else:
+            entry.update(status="ok", size_bytes=spec[0].stat().st_size, latency={
+                str(slot.threads): summarize(slot.times) for slot in slots if slot.name == name})
+        measured[name] = entry
+    return {"session": session, "models": measured}
+
+
+#: The name of the peer model's entry in a session.
+PEER = "peer"
+
+
+def describe(document: dict[str, Any]) -> str:
+    """One line per model: its p50 latency per thread count (for the stage's output)."""
+    lines = []
+    for name, entry in document["models"].items():
+        if entry["status"] != "ok":
+            lines.append(f"benchmark: {name}: {entry['status']}")
+            continue
         shown = ", ".join(f"{t} thread(s) p50 {v['p50_ms']:.2f} ms"
-                          for t, v in result["latency"].items())
-        print(f"benchmark: {name}: {result['size_bytes']:,} bytes, {shown}")
-    with atomic.output_folder(folder) as tmp:
-        atomic.write_json(tmp / "latency.json", result)
-    return result
+                          for t, v in entry["latency"].items())
+        lines.append(f"benchmark: {name}: {entry['size_bytes']:,} bytes, {shown}")
+    return "\n".join(lines)

@@ -19,3 +19,20 @@ class UnusableInputError(PipelineError):
     """
 
     exit_code = 2
+
+
+def relative_path_hint(path: object) -> str:
+    """Why a relative params path was not found when the stage ran in a DVC experiment's
+    temporary copy of the project (``dvc exp run --queue``/``--temp``), or ``""``.
+
+    Queued experiments run inside ``.dvc/tmp/exps/...``, so a path such as ``../shared/...``
+    is resolved from there, not from the project root.
+    """
+    from pathlib import Path
+
+    cwd = Path.cwd()
+    if Path(str(path)).is_absolute() or ".dvc/tmp/exps" not in cwd.as_posix():
+        return ""
+    return (f" (a relative path, resolved inside the experiment's temporary copy "
+            f"{cwd / str(path)}: queued and --temp experiments run in .dvc/tmp/exps/..., so give "
+            "it as an absolute path)")

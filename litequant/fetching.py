@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from litequant import atomic
-from litequant.errors import PipelineError
+from litequant.errors import PipelineError, relative_path_hint
 from litequant.imagenet import NUM_CLASSES, class_table
 from litequant.images import BadImageError, decode_rgb, looks_like_image
 from litequant.offline import OFFLINE_HELP, network_reachable
@@ -85,8 +85,8 @@ def scan_folder(root: str | Path) -> tuple[list[Candidate], list[str]]:
     """
     root = Path(root)
     if not root.is_dir():
-        raise PipelineError(f"fetch.folder: {root} is not a folder (expected an ImageNet-style "
-                            "folder <folder>/<synset>/<image>)")
+        raise PipelineError(f"fetch.folder: {root} is not a folder{relative_path_hint(root)} "
+                            "(expected an ImageNet-style folder <folder>/<synset>/<image>)")
     table = class_table()
     candidates: list[Candidate] = []
     ignored: list[str] = []

@@ -1,5 +1,11 @@
 """The CI regression gate's checks (``python -m stages.check``): limits applied to every variant
-row of ``reports/metrics.json``, against the same run's float model and a baseline revision."""
+row of ``reports/metrics.json`` (top-1) and ``reports/variants.json`` beside it (status, size,
+speed-ups), against the same run's float model and a baseline revision.
+
+The latency check compares a variant's p50 latency relative to float32's *of the same benchmark
+session* (the report's ``speedup_t<threads>``, written only within one session) with the
+baseline's; where either side has latencies but no such ratio, the check says "not comparable"
+instead of judging."""
 
 from __future__ import annotations
 
@@ -17,8 +23,10 @@ from litequant.params import CheckParams
 from litequant.report import FLOAT_MODEL_ROW as FLOAT_ROW
 from litequant.variants import FLOAT_VARIANT
 
-#: Rows of ``reports/metrics.json`` that are not variants.
-NOT_VARIANTS = ("data", "model", FLOAT_ROW)
+#: Rows of the metrics documents that are not variants.
+NOT_VARIANTS = ("data", "model", "latency_session", FLOAT_ROW)
+#: The note of a latency check whose ratio does not exist (latencies of different sessions).
+NOT_COMPARABLE = "not comparable"
 _TOLERANCE = 1e-9
 
 
@@ -46,15 +54,37 @@ class Check:
 
 # --- reading -----------------------------------------------------------------------------------
 
-def read_metrics(path: Path) -> dict[str, Any]:
-    """The current metrics document (``{"keras": {...}, "<variant>": {...}, ...}``)."""
+def details_path(metrics: Path) -> Path:
+    """``variants.json`` beside a ``metrics.json``: the report's non-metric values per row."""
+    return metrics.with_name("variants.json")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UnusableInputError(f"{path} not found: run the pipeline first (dvc repro)")
     try:
         document = json.loads(path.read_text("utf-8"))
     except json.JSONDecodeError as error:
         raise UnusableInputError(f"{path}: not valid JSON ({error})") from None
-    if not isinstance(document, dict) or not isinstance(document.get(FLOAT_ROW), dict):
+    if not isinstance(document, dict):
+        raise UnusableInputError(f"{path}: not a JSON object; was it written by stages.report?")
+    return document
+
+
+def merge(details: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+    """One ``{row: {key: value}}`` document from ``variants.json`` and ``metrics.json``."""
+    merged = {row: dict(values) for row, values in details.items() if isinstance(values, dict)}
+    for row, values in metrics.items():
+        if isinstance(values, dict):
+            merged.setdefault(row, {}).update(values)
+    return merged
+
+
+def read_metrics(path: Path) -> dict[str, Any]:
+    """The current run's rows (``{"keras": {...}, "<variant>": {...}, ...}``): ``path``
+    (``metrics.json``) merged into :func:`details_path` (``variants.json``)."""
+    document = merge(_read_json(details_path(path)), _read_json(path))
+    if not isinstance(document.get(FLOAT_ROW), dict) or "top1" not in document[FLOAT_ROW]:
         raise UnusableInputError(f"{path}: no {FLOAT_ROW!r} row (the float baseline of the run); "
                                  "was it written by stages.report?")
     return document
@@ -89,13 +119,15 @@ def merge_base(branch: str) -> str:
 
 
 def metrics_diff(revision: str, path: Path) -> dict[str, dict[str, Any]]:
-    """``dvc metrics diff --json --all REVISION`` for ``path``: ``{"row.key": {old, new, diff}}``.
+    """``dvc metrics diff --json --all REVISION`` for ``path`` and its :func:`details_path`:
+    ``{"row.key": {old, new, diff}}`` (values of ``path`` win).
 
-    ``dvc metrics diff`` itself never fails on a regression; this returns its parsed JSON for
-    ``path`` (empty when neither side has the file).
+    ``dvc metrics diff`` itself never fails on a regression; this returns its parsed JSON
+    (empty when neither side has the files).
     """
+    details = details_path(path)
     done = _run([sys.executable, "-m", "dvc", "metrics", "diff", "--json", "--all", revision,
-                 "--targets", str(path)])
+                 "--targets", str(details), str(path)])
     if done.returncode != 0:
         raise UnusableInputError(f"dvc metrics diff {revision}: {_last_line(done.stderr)}")
     try:
@@ -103,7 +135,7 @@ def metrics_diff(revision: str, path: Path) -> dict[str, dict[str, Any]]:
     except json.JSONDecodeError:
         raise UnusableInputError(f"dvc metrics diff {revision}: unexpected output "
                                  f"{done.stdout[:200]!r}") from None
-    return parsed.get(path.as_posix(), {})
+    return {**parsed.get(details.as_posix(), {}), **parsed.get(path.as_posix(), {})}
 
 
 def baseline_from_diff(diff: dict[str, dict[str, Any]], revision: str, path: Path
@@ -142,13 +174,16 @@ def _percent(value: float) -> str:
 
 
 def latency_ratio(document: dict[str, Any], variant: str, threads: int) -> float | None:
-    """``variant``'s p50 latency over the float32 p50 latency of the same run (None if absent)."""
-    key = f"latency_p50_ms_t{threads}"
-    reference = _number(document.get(FLOAT_VARIANT), key)
-    latency = _number(document.get(variant), key)
-    if reference is None or latency is None or reference <= 0:
+    """``variant``'s p50 latency over float32's of the same benchmark session: the inverse of
+    the report's ``speedup_t<threads>`` (None when the report gave no speed-up)."""
+    speedup = _number(document.get(variant), f"speedup_t{threads}")
+    if speedup is None or speedup <= 0:
         return None
-    return latency / reference
+    return 1.0 / speedup
+
+
+def _has_latency(document: dict[str, Any] | None, variant: str, threads: int) -> bool:
+    return _number((document or {}).get(variant), f"latency_p50_ms_t{threads}") is not None
 
 
 def check_variant(variant: str, current: dict[str, Any], baseline: dict[str, Any] | None,
@@ -196,11 +231,21 @@ def check_variant(variant: str, current: dict[str, Any], baseline: dict[str, Any
     threads = limits.latency_threads
     ratio = latency_ratio(current, variant, threads)
     old_ratio = latency_ratio(baseline, variant, threads)
+    metric = f"p50 latency / {FLOAT_VARIANT} ({threads} thr)"
     if limit is not None and variant != FLOAT_VARIANT and ratio and old_ratio:
         growth = ratio / old_ratio - 1
-        checks.append(Check(variant, f"p50 latency / {FLOAT_VARIANT} ({threads} thr)",
-                            f"{old_ratio:.3f}", f"{ratio:.3f}", _percent(growth),
-                            f"≤ {_percent(limit)}", growth <= limit + _TOLERANCE))
+        checks.append(Check(variant, metric, f"{old_ratio:.3f}", f"{ratio:.3f}",
+                            _percent(growth), f"≤ {_percent(limit)}",
+                            growth <= limit + _TOLERANCE))
+    elif limit is not None and variant != FLOAT_VARIANT and (
+            (ratio is None and _has_latency(current, variant, threads))
+            or (old_ratio is None and _has_latency(baseline, variant, threads))):
+        side = "current run" if ratio is None else "baseline"
+        checks.append(Check(
+            variant, metric, "–" if old_ratio is None else f"{old_ratio:.3f}",
+            "–" if ratio is None else f"{ratio:.3f}", "–", f"≤ {_percent(limit)}", True,
+            f"{NOT_COMPARABLE}: the {side} has no {FLOAT_VARIANT} latency of the same "
+            "benchmark session"))
     return checks
 
 
@@ -226,8 +271,9 @@ def markdown(checks: list[Check], revision: str | None, notes: list[str]) -> str
     lines += [f"| {c.variant} | {c.metric} | {c.baseline} | {c.current} | {c.delta} | "
               f"{c.limit} | {c.result} |" for c in checks]
     lines += ["", "top-1 in percent (Δ in points). \"top1 vs float\" compares with the float Keras "
-              "model of the same run; latency is the ratio to the float32 variant of the same run "
-              "(absolute times are never compared across runs). Limits: params.yaml `check`."]
+              "model of the same run; latency is the ratio to the float32 variant of the same "
+              "benchmark session (absolute times are never compared across runs; \"not "
+              "comparable\" where a side has no such ratio). Limits: params.yaml `check`."]
     lines += [f"- {note}" for note in notes]
     return "\n".join(lines) + "\n"
 

@@ -62,12 +62,19 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image
 
 
+#: The smallest image side (pixels) worth classifying: the smallest input the keras.applications
+#: ImageNet classifiers accept (32x32). A smaller image, upscaled to the model's input, is a blur
+#: of a few pixels whose "accuracy" would be noise; it is a bad image (skipped and listed, or
+#: refused with ``fetch.on_bad_image: fail``).
+MIN_IMAGE_SIDE = 32
+
+
 def decode_rgb(source: str | os.PathLike | bytes) -> Image.Image:
     """Decode an image file (or its bytes) fully into an upright 8-bit RGB PIL image.
 
     Raises:
-        BadImageError: empty, truncated, corrupt or non-image file, or an image too large to
-            decode safely.
+        BadImageError: empty, truncated, corrupt or non-image file, an image too large to
+            decode safely, or one smaller than :data:`MIN_IMAGE_SIDE` on a side.
     """
     is_bytes = isinstance(source, (bytes, bytearray))
     path = "<bytes>" if is_bytes else Path(source)
@@ -79,7 +86,11 @@ def decode_rgb(source: str | os.PathLike | bytes) -> Image.Image:
             upright = ImageOps.exif_transpose(opened)
             rgb = _to_rgb(upright)
             rgb.load()
-            return rgb
+        if min(rgb.size) < MIN_IMAGE_SIDE:
+            raise BadImageError(path, f"too small to classify ({rgb.size[0]}x{rgb.size[1]} "
+                                      f"pixels; at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}, the "
+                                      "smallest input of the ImageNet classifiers)")
+        return rgb
     except BadImageError:
         raise
     except UnidentifiedImageError:

@@ -46,7 +46,10 @@ KERAS_METRICS = KERAS_EVALUATION_DIR / "metrics.json"
 # --- per-variant stages ------------------------------------------------------------------------
 CONVERT_DIR = Path("data/convert")
 EVALUATE_DIR = Path("data/evaluate")
+
+# --- stage ``benchmark`` (every variant and the peer model, one session) ------------------------
 BENCHMARK_DIR = Path("data/benchmark")
+BENCHMARK_LATENCY = BENCHMARK_DIR / "latency.json"
 
 
 def convert_dir(variant: str) -> Path:
@@ -72,14 +75,8 @@ def evaluate_dir(variant: str) -> Path:
     return EVALUATE_DIR / variant
 
 
-def benchmark_dir(variant: str) -> Path:
-    """``data/benchmark/<variant>``: ``latency.json``."""
-    return BENCHMARK_DIR / variant
-
-
 # --- the peer model (an external, already-converted .tflite) -----------------------------------
 PEER_EVALUATION_DIR = Path("data/evaluate_peer")
-PEER_BENCHMARK_DIR = Path("data/benchmark_peer")
 
 # --- reports -----------------------------------------------------------------------------------
 REPORTS_DIR = Path("reports")
@@ -89,6 +86,11 @@ SUMMARY_MD = REPORTS_DIR / "summary.md"
 SUMMARY_CSV = REPORTS_DIR / "summary.csv"
 PLOTS_DIR = REPORTS_DIR / "plots"
 VARIANTS_PLOT_CSV = PLOTS_DIR / "variants.csv"
+#: Names and lists of each row (e.g. int8_selective's float layers): not metrics, no numbers.
+VARIANTS_JSON = REPORTS_DIR / "variants.json"
+#: The report's static figures (PNG), one per :data:`litequant.plots.FIGURES` entry.
+ACCURACY_VS_SIZE_PNG = PLOTS_DIR / "accuracy_vs_size.png"
+ACCURACY_VS_LATENCY_PNG = PLOTS_DIR / "accuracy_vs_latency.png"
 CHECK_MD = REPORTS_DIR / "check.md"
 
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from litequant import atomic
-from litequant.errors import PipelineError
+from litequant.errors import PipelineError, relative_path_hint
 from litequant.imagenet import NUM_CLASSES
 from litequant.metrics import softmax
 from litequant.offline import OFFLINE_HELP, network_reachable
@@ -75,11 +75,30 @@ def _weights_argument(params: ModelParams) -> str | None:
         return "imagenet"
     path = Path(params.weights)
     if not path.is_file():
-        raise PipelineError(f"model.weights: {path} not found (expected 'imagenet', 'random' or "
+        raise PipelineError(f"model.weights: {path} not found{relative_path_hint(path)} "
+                            f"(expected 'imagenet', 'random' or "
                             "the path of a Keras .weights.h5 file)")
     if not path.name.endswith(".h5"):
         raise PipelineError(f"model.weights: {path} is not a Keras weights file (*.weights.h5)")
     return str(path)
+
+
+def _refusal(text: str, params: ModelParams) -> str:
+    """Keras's reason for refusing a model, as one line that ends in a fix.
+
+    A weights file of another width or input size fails with "A total of N objects could not be
+    loaded. Example error message for object <Conv2D name=Conv1>:" and the shapes further down;
+    that first line alone would end in a dangling colon.
+    """
+    shapes = re.search(r"variable\.shape=(\([^)]*\)), Received: value\.shape=(\([^)]*\))", text)
+    if "could not be loaded" in text and shapes:
+        layer = re.search(r"name=([\w/.-]+)", text)
+        return (f"the weights file does not fit this architecture (layer "
+                f"{layer.group(1) if layer else '?'} has shape {shapes.group(1)}, the file "
+                f"{shapes.group(2)}): set model.alpha and model.input_size to the ones the "
+                "weights were saved with, or use weights saved for these")
+    lines = [line.strip().rstrip(":") for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else "no reason given"
 
 
 def build_application(params: ModelParams):
@@ -99,7 +118,7 @@ def build_application(params: ModelParams):
     except ValueError as error:
         raise PipelineError(f"model: keras.applications.{params.application} refused "
                             f"alpha={params.alpha}, input_size={size}, weights={params.weights}: "
-                            f"{str(error).splitlines()[0]}") from None
+                            f"{_refusal(str(error), params)}") from None
     except Exception as error:
         message = str(error).splitlines()[0] if str(error) else repr(error)
         if "URL fetch failure" in message or "Name or service" in message:
@@ -113,8 +132,18 @@ def load_user_model(path: str):
     keras = _keras()
     model_path = Path(path)
     if not model_path.exists():
-        raise PipelineError(f"model.source: {model_path} not found (expected 'applications' or "
+        raise PipelineError(f"model.source: {model_path} not found"
+                            f"{relative_path_hint(model_path)} (expected 'applications' or "
                             "the path of a .keras file)")
+    if model_path.name.endswith(".weights.h5"):
+        raise PipelineError(f"model.source: {model_path} holds weights only, not a model: keep "
+                            "model.source: applications, set model.name to its architecture "
+                            f"and model.weights: {model_path}")
+    if model_path.suffix in (".h5", ".hdf5"):
+        raise PipelineError(f"model.source: {model_path} is a legacy HDF5 full model; litequant "
+                            "reads the .keras format only: re-save it once with "
+                            f"keras.models.load_model('{model_path}').save('model.keras') and "
+                            "set model.source to that file")
     if model_path.suffix != ".keras":
         raise PipelineError(f"model.source: {model_path} is not a .keras file")
     try:

@@ -14,7 +14,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from litequant.errors import PipelineError
+from litequant.errors import PipelineError, relative_path_hint
 from litequant.litert import LiteRTModel
 from litequant.params import PeerParams
 
@@ -29,7 +29,8 @@ def peer_model(params: PeerParams, model_family: str) -> tuple[Path, str] | None
         return None
     path = Path(params.path)
     if not path.is_file():
-        raise PipelineError(f"params.yaml: peer.path {path} is not a file")
+        raise PipelineError(f"params.yaml: peer.path {path} is not a file"
+                            f"{relative_path_hint(path)}")
     return path, model_family if params.preprocessing == "auto" else params.preprocessing
 
 

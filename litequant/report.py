@@ -3,11 +3,19 @@
 Stage ``report`` gathers every stage's output (:func:`build_rows` takes them as a ``collected``
 mapping) and writes
 
-* ``reports/metrics.json``: DVC metrics, one entry per row (``keras``, then each variant);
+* ``reports/metrics.json``: the DVC metrics, kept short enough for one terminal line (``dvc
+  metrics show``, ``dvc exp show``): the top-1 accuracy of each row (``keras``, then each
+  variant), numbers only;
+* ``reports/variants.json``: everything else per row (sizes, agreement, latencies, speed-ups,
+  failure flags, names and lists such as int8_selective's float layers) and the latency session
+  (not a DVC metric; the CI gate reads it beside the metrics);
 * ``reports/summary.md`` and ``reports/summary.csv``: one row per variant: size, compression vs
   float32, latency p50 per thread count, speed-up vs float32, top-1, top-5, Δtop-1 vs the float
   Keras model, agreement, top-5 overlap, KL divergence, SQNR, notes;
-* ``reports/plots/variants.csv``: the plot data (accuracy vs size, latency per variant).
+* ``reports/plots/variants.csv``: the plot data (accuracy and agreement vs size and latency).
+
+Speed-ups are ratios of latencies measured in the same benchmark session (:func:`same_session`);
+across sessions the report prints no number and says why.
 
 A peer model (an external ``.tflite``) is one more row; the int8 per-layer errors list the worst
 layers in ``summary.md``. Variants calibrated on noise are marked NOT REPRESENTATIVE, and
@@ -27,6 +35,23 @@ FLOAT_MODEL_ROW = "keras"
 #: The row of the peer model (``peer.path``).
 PEER_ROW = "peer"
 WORST_LAYERS_SHOWN = 10
+
+
+#: The notes' wording when a latency cannot be divided by float32's.
+NOT_COMPARABLE = "speed-up not computed"
+
+
+def model_records(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each model's entry of a benchmark session document (``data/benchmark/latency.json``),
+    with the session's ``id`` as ``session``."""
+    session = document["session"]["id"]
+    return {name: {**entry, "session": session} for name, entry in document["models"].items()}
+
+
+def same_session(first: dict[str, Any], second: dict[str, Any]) -> bool:
+    """True when two latency records (:func:`model_records`) come from one benchmark session:
+    the only latencies that may be divided by each other."""
+    return first.get("session") is not None and first.get("session") == second.get("session")
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:
@@ -84,15 +109,18 @@ def build_rows(collected: dict[str, Any], variants: list[str]) -> list[dict[str,
         if float32_ok:
             row["compression"] = _round(float32["conversion"]["size_bytes"]
                                         / conversion["size_bytes"], 3)
-        float32_latency = float32["benchmark"].get("latency", {}) if float32_ok else {}
-        row.update(latency_columns(bench, float32_latency))
+        row.update(latency_columns(bench, float32["benchmark"] if float32_ok else {}))
+        if row.get("speedup_refused"):
+            notes.append(row["speedup_refused"])
         row["notes"] = "; ".join(notes)
         rows.append(row)
     if collected.get(PEER_ROW, {}).get("status") == "ok":
         row = peer_row(collected[PEER_ROW], float_model,
                        float32["conversion"]["size_bytes"] if float32_ok else None)
         row.update(latency_columns(collected.get("peer_benchmark", {}),
-                                   float32["benchmark"].get("latency", {}) if float32_ok else {}))
+                                   float32["benchmark"] if float32_ok else {}))
+        if row.get("speedup_refused"):
+            row["notes"] += "; " + row["speedup_refused"]
         rows.append(row)
     return rows
 
@@ -111,21 +139,30 @@ def accuracy_columns(evaluation: dict[str, Any], float_model: dict[str, Any]
             "sqnr_db": _round(evaluation["sqnr_db"], 2), "images": evaluation["images"]}
 
 
-def latency_columns(benchmark: dict[str, Any], float32_latency: dict[str, Any]
-                    ) -> dict[str, float | None]:
+def latency_columns(benchmark: dict[str, Any], reference: dict[str, Any]
+                    ) -> dict[str, Any]:
     """``latency_{p50,mean,p90}_ms_t<threads>`` and ``speedup_t<threads>`` (vs float32's p50).
 
-    ``benchmark`` is a ``latency.json`` (empty or without ``latency``: no columns);
-    ``float32_latency`` the float32 variant's ``latency`` of the same run (empty: no speed-up).
+    ``benchmark`` and ``reference`` (the float32 variant's) are latency records of
+    :func:`model_records` (empty or without ``latency``: no columns). A speed-up is computed only
+    when both come from the same session; otherwise ``speedup_refused`` says why, and no number
+    is given.
     """
-    columns: dict[str, float | None] = {}
-    for threads, stats in benchmark.get("latency", {}).items():
+    columns: dict[str, Any] = {}
+    reference_latency = reference.get("latency") or {}
+    comparable = same_session(benchmark, reference)
+    for threads, stats in (benchmark.get("latency") or {}).items():
         columns[f"latency_p50_ms_t{threads}"] = _round(stats["p50_ms"], 3)
         columns[f"latency_mean_ms_t{threads}"] = _round(stats["mean_ms"], 3)
         columns[f"latency_p90_ms_t{threads}"] = _round(stats["p90_ms"], 3)
-        float32_stats = float32_latency.get(threads)
-        if float32_stats:
-            columns[f"speedup_t{threads}"] = _round(float32_stats["p50_ms"] / stats["p50_ms"], 3)
+        reference_stats = reference_latency.get(threads)
+        if reference_stats and comparable:
+            columns[f"speedup_t{threads}"] = _round(reference_stats["p50_ms"] / stats["p50_ms"], 3)
+    if benchmark.get("latency") and reference_latency and not comparable:
+        columns["speedup_refused"] = (
+            f"{NOT_COMPARABLE}: measured in benchmark session {benchmark.get('session')}, "
+            f"{FLOAT_VARIANT} in session {reference.get('session')} (different times, different "
+            "machine load); re-run dvc repro benchmark to measure both together")
     return columns
 
 
@@ -148,23 +185,35 @@ def peer_row(peer: dict[str, Any], float_model: dict[str, Any],
     return row
 
 
-def metrics_document(rows: list[dict[str, Any]], collected: dict[str, Any]) -> dict[str, Any]:
-    """The DVC metrics: numbers only, keyed by row name (``int8.top1``...)."""
+#: Per-row keys of ``variants.json`` that are names or text, not numbers.
+_TEXT_KEYS = ("variant", "notes", "speedup_refused")
+
+
+def metrics_document(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The DVC metrics: the top-1 accuracy (%) of each row, keyed by row name (``int8.top1``).
+
+    Deliberately short: ``dvc metrics show`` prints every key of the file on one line, and
+    ``dvc exp show`` one column per key. Everything else is in :func:`variants_document`.
+    """
+    return {row["variant"]: {"top1": row["top1"]} for row in rows
+            if row["status"] == "ok" and row.get("top1") is not None}
+
+
+def variants_document(rows: list[dict[str, Any]], collected: dict[str, Any]) -> dict[str, Any]:
+    """``reports/variants.json``: the data facts, the latency session and every row's values
+    (numbers, flags, ``tool``, ``status``, ``denylist``...), keyed by row name."""
     data, (height, width) = collected["data"], collected["model"]["input_size"]
     document: dict[str, Any] = {"data": {
         "evaluation_images": data["evaluation_images"],
         "calibration_images": data["calibration_images"],
         "bad_images": data["bad_image_count"], "synthetic": data["synthetic"],
-        # the model's input size (height): the column that tells resolution sweeps apart
         "input_size": height, **({"input_width": width} if width != height else {})}}
+    if collected.get("latency_session"):
+        document["latency_session"] = collected["latency_session"]
     for row in rows:
         document[row["variant"]] = {key: value for key, value in row.items()
-                                    if key not in ("variant", "tool", "notes", "status",
-                                                   "denylist", "quantized_output")
-                                    and value is not None}
+                                    if key not in _TEXT_KEYS and value is not None}
         document[row["variant"]]["failed"] = row["status"] != "ok"
-        if row.get("denylist") is not None:
-            document[row["variant"]]["denylist"] = "; ".join(row["denylist"])
     return document
 
 
@@ -238,6 +287,7 @@ def markdown(rows: list[dict[str, Any]], collected: dict[str, Any]) -> str:
     lines += ["", "Δtop-1, agreement (same top-1 class), top-5 overlap, KL divergence and SQNR "
               "are measured against the float Keras model on the same images. Latency: one "
               "image per invoke, p50 of repeated timed runs after warm-up.", ""]
+    lines += latency_section(collected.get("latency_session"), rows)
     quantized = [row["variant"] for row in rows if row.get("quantized_output")]
     if quantized:
         lines += [f"Top-5 overlap of {', '.join(quantized)} (integer outputs) is limited by "
@@ -248,6 +298,23 @@ def markdown(rows: list[dict[str, Any]], collected: dict[str, Any]) -> str:
     lines += calibration_section(rows)
     lines += layer_errors_section(collected.get("layer_errors"), rows)
     return "\n".join(lines)
+
+
+def latency_section(session: dict[str, Any] | None, rows: list[dict[str, Any]]) -> list[str]:
+    """Where and when the latencies were measured, and any speed-up the report refused."""
+    lines = []
+    if session:
+        lines += [f"Latency session `{session['id']}`: {session['started_utc']} to "
+                  f"{session['finished_utc']} (UTC) on {session['host']} ({session['cpu']}, "
+                  f"{session['cores']} cores; ai-edge-litert {session['ai_edge_litert']}), every "
+                  f"model interleaved in {session['rounds']} rounds. Speed-ups divide latencies "
+                  "of this one session only.", ""]
+    refused = [row for row in rows if row.get("speedup_refused")]
+    if refused:
+        lines += ["**Speed-ups not computed** for " + ", ".join(
+            row["variant"] for row in refused) + ": " + refused[0]["speedup_refused"]
+            .split(": ", 1)[1] + ".", ""]
+    return lines
 
 
 def calibration_section(rows: list[dict[str, Any]]) -> list[str]:
@@ -306,16 +373,32 @@ def csv_text(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return buffer.getvalue()
 
 
+def plot_threads(rows: list[dict[str, Any]]) -> list[str]:
+    """The thread counts with a latency column in ``rows``, ascending."""
+    return sorted({key.rsplit("_t", 1)[1] for row in rows for key in row
+                   if key.startswith("latency_p50_ms_t")}, key=int)
+
+
+def plot_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """The columns of ``reports/plots/variants.csv``."""
+    return ["variant", "size_mb", "top1", "agreement", "latency_p50_ms", "threads",
+            *(f"latency_p50_ms_t{threads}" for threads in plot_threads(rows))]
+
+
 def plot_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Plot data: one point per converted variant (size in MB, accuracies, latency)."""
-    threads = sorted({key.rsplit("_t", 1)[1] for row in rows for key in row
-                      if key.startswith("latency_p50_ms_t")}, key=int)
+    """Plot data: one point per converted variant and the peer model (size in MB, top-1 and
+    agreement in %, p50 latency in ms per thread count, and ``latency_p50_ms`` at ``threads``,
+    the smallest thread count measured: what the latency plots show); the float Keras model
+    has no file."""
+    threads = plot_threads(rows)
     points = []
     for row in rows:
         if row["status"] != "ok" or row["size_bytes"] is None:
             continue
         points.append({"variant": row["variant"], "size_mb": round(row["size_bytes"] / 1e6, 4),
                        "top1": row["top1"], "agreement": row["agreement"],
-                       "latency_p50_ms": row.get(f"latency_p50_ms_t{threads[-1]}")
-                       if threads else None})
+                       "latency_p50_ms": row.get(f"latency_p50_ms_t{threads[0]}")
+                       if threads else None, "threads": int(threads[0]) if threads else None,
+                       **{f"latency_p50_ms_t{threads}": row.get(f"latency_p50_ms_t{threads}")
+                          for threads in plot_threads(rows)}})
     return points

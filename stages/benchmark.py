@@ -1,50 +1,62 @@
-"""Stage ``benchmark@<variant>``: file size and single-image latency of one LiteRT variant.
+"""Stage ``benchmark``: file size and single-image latency of every variant and the peer model,
+measured in one interleaved session.
 
-``python -m stages.benchmark <variant>`` reads ``params.yaml`` section ``benchmark``,
-``data/convert/<variant>/`` and ``data/export/model.json``, and writes
-``data/benchmark/<variant>/latency.json``: the file size in bytes and, for each thread count in
-``benchmark.threads``, the latency of one invoke on a batch of one image (input set once; warm-up
-runs first, then timed invokes until both ``min_runs`` and ``min_seconds`` are reached): mean,
-p50, p90, std in milliseconds and the count. The machine (CPU model, cores) and library versions
-are recorded so two runs can be compared.
+``python -m stages.benchmark`` reads ``params.yaml`` sections ``benchmark``, ``convert.variants``
+(which variants) and ``peer`` (``path``, ``preprocessing``), every ``data/convert/<variant>/`` and
+``data/export/model.json``, and writes ``data/benchmark/latency.json``: one session record (id,
+UTC start and end, host, CPU model, cores, library versions, settings) and, per model (each
+converted variant, then ``peer`` when ``peer.path`` is set) and per thread count of
+``benchmark.threads``, the latency of one invoke on a batch of one image: mean, p50, p90, std in
+milliseconds and the count (:mod:`litequant.benchmarking`: rounds over all models, so a
+background hiccup hits them all). A variant whose conversion failed is recorded as ``failed``.
+Because every model is measured together, re-measuring one re-measures all: speed-ups are only
+ever taken within one session.
 
 Imports ``ai_edge_litert`` and numpy only, never TensorFlow.
 """
 
 from __future__ import annotations
 
-import argparse
+from pathlib import Path
 from typing import Any
 
-from litequant import layout
-from litequant.benchmarking import write_benchmark
+from litequant import atomic, layout
+from litequant.benchmarking import PEER, describe, measure_session
 from litequant.cli import run_stage
 from litequant.errors import PipelineError
-from litequant.params import BenchmarkParams, read_section
+from litequant.params import BenchmarkParams, ConvertParams, PeerParams, load, section
+from litequant.peer import peer_model
 from litequant.variants import VARIANTS
 
 
-def benchmark(variant: str, params: BenchmarkParams) -> dict[str, Any]:
-    """Benchmark one variant and write ``data/benchmark/<variant>/latency.json``."""
-    model_path, family = None, ""
-    if layout.read_conversion(layout.convert_dir(variant))["status"] == "ok":
-        model_path = layout.model_file(variant)
-        if not model_path.is_file():
-            raise PipelineError(f"{model_path} not found: run dvc repro convert@{variant}")
-        family = layout.read_model_info(layout.MODEL_INFO)["preprocessing"]
-    note = VARIANTS[variant].kernel_note if variant in VARIANTS else ""
-    return write_benchmark(variant, model_path, family, params, layout.benchmark_dir(variant),
-                           note=note)
+def benchmark(variants: list[str], peer: PeerParams, params: BenchmarkParams) -> dict[str, Any]:
+    """Measure ``variants`` (and the peer model) in one session; write and return the record."""
+    family = layout.read_model_info(layout.MODEL_INFO)["preprocessing"]
+    models: dict[str, tuple[Path, str] | None] = {}
+    for variant in variants:
+        models[variant] = None
+        if layout.read_conversion(layout.convert_dir(variant))["status"] == "ok":
+            path = layout.model_file(variant)
+            if not path.is_file():
+                raise PipelineError(f"{path} not found: run dvc repro convert@{variant}")
+            models[variant] = (path, family)
+    models[PEER] = peer_model(peer, family)
+    notes = {v: VARIANTS[v].kernel_note for v in variants if v in VARIANTS}
+    document = measure_session(models, params, notes)
+    atomic.write_json(layout.BENCHMARK_LATENCY, document)
+    print(describe(document))
+    return document
 
 
-def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("variant", help="variant to benchmark (a key of convert.variants)")
+def _run(params_path: str) -> dict[str, Any]:
+    params = load(params_path)
+    return benchmark(list(section(params, ConvertParams, params_path).variants),
+                     section(params, PeerParams, params_path),
+                     section(params, BenchmarkParams, params_path))
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_stage(__doc__, lambda args: benchmark(
-        args.variant, read_section(BenchmarkParams, args.params)), configure=_arguments,
-        argv=argv)
+    return run_stage(__doc__.split("\n\n")[0], lambda args: _run(args.params), argv=argv)
 
 
 if __name__ == "__main__":

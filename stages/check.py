@@ -1,11 +1,11 @@
 """The CI regression gate: fail when a quantized variant got worse than the limits allow.
 
-``python -m stages.check [--baseline REV | --no-baseline]`` reads ``reports/metrics.json`` (the
-workspace, i.e. this run) and the same file at a baseline git revision through
-``dvc metrics diff --json --all REV`` (default REV: the merge base of ``HEAD`` and ``main``, see
-``--base-branch``), applies the limits of the ``check`` section of ``params.yaml`` to every variant
-row and prints a Markdown table (variant | metric | baseline | current | Δ | limit | result) for a
-pull-request comment, also written to ``reports/check.md``.
+``python -m stages.check [--baseline REV | --no-baseline]`` reads ``reports/metrics.json`` and
+``reports/variants.json`` (the workspace, i.e. this run) and the same files at a baseline git
+revision through ``dvc metrics diff --json --all REV`` (default REV: the merge base of ``HEAD``
+and ``main``, see ``--base-branch``), applies the limits of the ``check`` section of
+``params.yaml`` to every variant row and prints a Markdown table (variant | metric | baseline |
+current | Δ | limit | result) for a pull-request comment, also written to ``reports/check.md``.
 
 Checks, per variant row (every row of the metrics except ``data`` and the float ``keras`` row):
 
@@ -16,9 +16,11 @@ Checks, per variant row (every row of the metrics except ``data`` and the float 
   (``check.max_top1_regression``, points);
 * ``size``: relative growth of the ``.tflite`` size against the baseline
   (``check.max_size_growth``);
-* ``latency ratio``: p50 latency divided by the float32 p50 latency *of the same run*, compared
-  with the baseline's ratio (``check.max_latency_regression``, relative). Absolute times of two
-  runs are never compared: CI machines differ and are noisy.
+* ``latency ratio``: p50 latency divided by the float32 p50 latency *of the same benchmark
+  session* (the report's speed-up), compared with the baseline's ratio
+  (``check.max_latency_regression``, relative). Absolute times of two runs are never compared:
+  CI machines differ and are noisy. Where a side has latencies but no ratio of one session, the
+  row says "not comparable" and does not fail.
 
 A variant missing from the baseline is shown as new and only gets the same-run checks.
 

@@ -8,7 +8,7 @@ conventions, or ``status: skipped`` when ``peer.path`` is null (conventions:
 :mod:`litequant.peer`).
 
 The path is a param, not a DVC dependency (it may be null): replacing the file in place needs
-``dvc repro -f evaluate_peer benchmark_peer``; the recorded SHA-256 shows which file was measured.
+``dvc repro -f evaluate_peer benchmark``; the recorded SHA-256 shows which file was measured.
 """
 
 from __future__ import annotations

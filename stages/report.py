@@ -1,15 +1,20 @@
 """Stage ``report``: one table of what each variant costs, as DVC metrics, Markdown, CSV, plots.
 
-Reads every variant's ``data/convert``, ``data/evaluate``, ``data/benchmark`` output (the
-variants of ``convert.variants``), the float Keras model's metrics, ``data/fetch/fetch.json``,
-``data/export/model.json``, the peer model's ``data/evaluate_peer`` and ``data/benchmark_peer``
-and ``reports/layer_errors.csv``, and writes
+Reads every variant's ``data/convert`` and ``data/evaluate`` output (the variants of
+``convert.variants``), the benchmark session ``data/benchmark/latency.json``, the float Keras
+model's metrics, ``data/fetch/fetch.json``, ``data/export/model.json``, the peer model's
+``data/evaluate_peer`` and ``reports/layer_errors.csv``, and writes
 
-* ``reports/metrics.json``: DVC metrics, one entry per row (``keras``, then each variant);
+* ``reports/metrics.json``: the DVC metrics: top-1 of each row (``keras``, then each variant);
+* ``reports/variants.json``: every other number, flag and name per row, and the latency session
+  (not a DVC metric: it would make ``dvc metrics show`` thousands of characters wide);
 * ``reports/summary.md`` and ``reports/summary.csv``: one row per variant: size, compression vs
-  float32, latency p50 per thread count, speed-up vs float32, top-1, top-5, Δtop-1 vs the float
-  Keras model, agreement, top-5 overlap, KL divergence, SQNR, notes;
-* ``reports/plots/variants.csv``: the plot data (accuracy vs size, latency per variant).
+  float32, latency p50 per thread count, speed-up vs float32 (same benchmark session only),
+  top-1, top-5, Δtop-1 vs the float Keras model, agreement, top-5 overlap, KL divergence, SQNR,
+  notes;
+* ``reports/plots/variants.csv``: the plot data of ``dvc plots show``;
+* ``reports/plots/accuracy_vs_size.png`` and ``accuracy_vs_latency.png``: the same figures as
+  static images (:mod:`litequant.plots`).
 
 Variants calibrated on noise are marked NOT REPRESENTATIVE, and ``summary.md`` explains why their
 accuracy collapses.
@@ -22,6 +27,7 @@ from typing import Any
 from litequant import atomic, layout
 from litequant.cli import run_stage
 from litequant.params import ConvertParams, read_section
+from litequant.plots import write_figures
 from litequant.report import (
     FLOAT_MODEL_ROW,
     PEER_ROW,
@@ -29,8 +35,12 @@ from litequant.report import (
     csv_text,
     markdown,
     metrics_document,
+    model_records,
+    plot_columns,
     plot_rows,
+    plot_threads,
     table_columns,
+    variants_document,
 )
 
 
@@ -44,9 +54,10 @@ def collect(variants: list[str]) -> dict[str, Any]:
     peer = layout.PEER_EVALUATION_DIR / "metrics.json"
     if peer.is_file():
         collected[PEER_ROW] = layout.read_json(peer, "evaluate_peer")
-    peer_latency = layout.PEER_BENCHMARK_DIR / "latency.json"
-    if peer_latency.is_file():
-        collected["peer_benchmark"] = layout.read_json(peer_latency, "benchmark_peer")
+    session = layout.read_json(layout.BENCHMARK_LATENCY, "benchmark")
+    collected["latency_session"] = session["session"]
+    latency = model_records(session)
+    collected["peer_benchmark"] = latency.get(PEER_ROW, {})
     if layout.LAYER_ERRORS_CSV.is_file():
         collected["layer_errors"] = layout.read_layer_errors(layout.LAYER_ERRORS_CSV)
     for variant in variants:
@@ -54,8 +65,7 @@ def collect(variants: list[str]) -> dict[str, Any]:
             "conversion": layout.read_conversion(layout.CONVERT_DIR / variant),
             "evaluation": layout.read_json(layout.EVALUATE_DIR / variant / "metrics.json",
                                            f"evaluate@{variant}"),
-            "benchmark": layout.read_json(layout.BENCHMARK_DIR / variant / "latency.json",
-                                          f"benchmark@{variant}"),
+            "benchmark": latency.get(variant, {}),
         }
     return collected
 
@@ -65,12 +75,17 @@ def report(params: ConvertParams) -> list[dict[str, Any]]:
     variants = list(params.variants)
     collected = collect(variants)
     rows = build_rows(collected, variants)
-    atomic.write_json(layout.METRICS, metrics_document(rows, collected))
+    atomic.write_json(layout.METRICS, metrics_document(rows))
+    atomic.write_json(layout.VARIANTS_JSON, variants_document(rows, collected))
     atomic.write_text(layout.SUMMARY_MD, markdown(rows, collected))
     atomic.write_text(layout.SUMMARY_CSV, csv_text(rows, table_columns(rows)))
-    atomic.write_text(layout.VARIANTS_PLOT_CSV,
-                      csv_text(plot_rows(rows), ["variant", "size_mb", "top1", "agreement",
-                                                 "latency_p50_ms"]))
+    points = plot_rows(rows)
+    atomic.write_text(layout.VARIANTS_PLOT_CSV, csv_text(points, plot_columns(rows)))
+    model, data = collected["model"], collected["data"]
+    write_figures(points, plot_threads(rows), collected[FLOAT_MODEL_ROW]["top1"],
+                  layout.ACCURACY_VS_SIZE_PNG, layout.ACCURACY_VS_LATENCY_PNG,
+                  f"{model['name']} {model['input_size'][0]}x{model['input_size'][1]}, "
+                  f"{data['evaluation_images']} images")
     print(markdown(rows, collected))
     return rows
 

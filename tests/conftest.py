@@ -159,8 +159,16 @@ def run_front_stages(project: Path, baseline: bool = True) -> None:
 
 
 def run_variant_stages(project: Path, variants: list[str] | tuple[str, ...]) -> None:
-    """In ``project``: convert, evaluate and benchmark each variant, then the report."""
-    from litequant.params import BenchmarkParams, ConvertParams, EvaluateParams, load, section
+    """In ``project``: convert and evaluate each variant, benchmark them all (one session), then
+    the report."""
+    from litequant.params import (
+        BenchmarkParams,
+        ConvertParams,
+        EvaluateParams,
+        PeerParams,
+        load,
+        section,
+    )
     from stages import benchmark, convert, evaluate, report
 
     previous = Path.cwd()
@@ -170,7 +178,8 @@ def run_variant_stages(project: Path, variants: list[str] | tuple[str, ...]) -> 
         for variant in variants:
             convert.convert(variant, "params.yaml")
             evaluate.evaluate(variant, section(params, EvaluateParams))
-            benchmark.benchmark(variant, section(params, BenchmarkParams))
+        benchmark.benchmark(list(section(params, ConvertParams).variants),
+                            section(params, PeerParams), section(params, BenchmarkParams))
         report.report(section(params, ConvertParams))
     finally:
         os.chdir(previous)

@@ -126,6 +126,11 @@ BAD_CASES = {
     "text_named_jpeg": (b"this is a README, not a photo\n", "not a recognised image format"),
     "random_bytes": (np.random.default_rng(0).integers(0, 256, 4096, np.uint8).tobytes(),
                      "not a recognised image format"),
+    # decodes fine, but 1x1 pixels upscaled to the model's input is no photo to classify
+    "one_pixel": (encoded(Image.new("RGB", (1, 1), (10, 200, 30)), "PNG"),
+                  "too small to classify (1x1 pixels; at least 32x32"),
+    "thin_strip": (encoded(Image.new("RGB", (640, 31), (10, 200, 30)), "PNG"),
+                   "too small to classify (640x31 pixels"),
 }
 
 

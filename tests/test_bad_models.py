@@ -20,12 +20,15 @@ from litequant.params import (
     ConvertParams,
     EvaluateParams,
     ModelParams,
+    PeerParams,
     load,
     section,
 )
 from stages import benchmark, convert, evaluate, evaluate_keras, report
 from tests.conftest import (
     REPO,
+    SHARED_WEIGHTS,
+    needs_shared,
     params_section,
     run_front_stages,
     small_classifier,
@@ -152,7 +155,8 @@ def test_unconvertible_variant_is_recorded_failed_while_others_complete(
         assert convert.main([variant] if variant == "int16x8" else [variant, "--in-process"]) \
             == 0
         evaluate.evaluate(variant, section(params, EvaluateParams))
-        benchmark.benchmark(variant, section(params, BenchmarkParams))
+    benchmark.benchmark(list(section(params, ConvertParams).variants),
+                        section(params, PeerParams), section(params, BenchmarkParams))
     report.report(section(params, ConvertParams))
 
     failed = json.loads(Path("data/convert/int16x8/conversion.json").read_text())
@@ -165,7 +169,7 @@ def test_unconvertible_variant_is_recorded_failed_while_others_complete(
     for variant in ("float32", "int8"):
         assert json.loads(Path(f"data/convert/{variant}/conversion.json").read_text())[
             "status"] == "ok"
-    metrics = json.loads(Path("reports/metrics.json").read_text())
+    metrics = json.loads(Path("reports/variants.json").read_text())
     assert metrics["int16x8"]["failed"] is True
     assert metrics["float32"]["failed"] is False and metrics["int8"]["failed"] is False
     assert metrics["float32"]["agreement"] == 100.0  # the float variant really ran
@@ -193,3 +197,53 @@ def test_converter_crash_is_recorded_as_a_failed_variant(
     assert any(name in record["error"] for name in ("SIGSEGV", "SIGABRT", "SIGBUS"))
     assert "int8 FAILED" in result.stderr
     assert not Path("data/convert/int8/model.tflite").exists()
+
+
+# --- messages that name the fix -----------------------------------------------------------------
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("mobilenet.weights.h5", "holds weights only, not a model: keep model.source: applications"),
+    ("legacy_model.h5", "is a legacy HDF5 full model; litequant reads the .keras format only: "
+                        "re-save it once with keras.models.load_model("),
+])
+def test_h5_files_as_model_source_get_a_hint(name: str, expected: str, tmp_path: Path) -> None:
+    path = tmp_path / name
+    path.write_bytes(b"\x89HDF\r\n\x1a\n")
+    with pytest.raises(PipelineError) as error:
+        load_user_model(str(path))
+    assert expected in str(error.value) and str(path) in str(error.value)
+
+
+@needs_shared
+def test_weights_of_another_alpha_name_the_fix_without_a_dangling_colon() -> None:
+    from litequant.models import build_application
+
+    params = params_section(ModelParams, alpha=0.5, weights=str(SHARED_WEIGHTS))
+    with pytest.raises(PipelineError) as error:
+        build_application(params)
+    message = str(error.value)
+    assert "\n" not in message and not message.rstrip().endswith(":")
+    assert "layer Conv1 has shape (3, 3, 3, 16), the file (3, 3, 3, 32)" in message
+    assert message.endswith("set model.alpha and model.input_size to the ones the weights were "
+                            "saved with, or use weights saved for these")
+
+
+def test_relative_folder_in_a_queued_experiment_says_where_it_was_resolved(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from litequant.fetching import scan_folder
+
+    copy = tmp_path / "project" / ".dvc" / "tmp" / "exps" / "tmpabc123"
+    copy.mkdir(parents=True)
+    monkeypatch.chdir(copy)
+    with pytest.raises(PipelineError) as error:
+        scan_folder("../shared/imagenet-sample/val")
+    message = str(error.value)
+    assert message.startswith("fetch.folder: ../shared/imagenet-sample/val is not a folder (a "
+                              "relative path, resolved inside the experiment's temporary copy "
+                              f"{copy}/../shared/imagenet-sample/val: queued")
+    assert "give it as an absolute path" in message
+    # from the project root, the same mistake keeps the plain message
+    monkeypatch.chdir(tmp_path / "project")
+    with pytest.raises(PipelineError) as error:
+        scan_folder("../shared/imagenet-sample/val")
+    assert "temporary copy" not in str(error.value)

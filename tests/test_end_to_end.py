@@ -60,11 +60,10 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_full_repro_on_real_data(project: Path) -> None:
     output = dvc("repro", cwd=project, timeout=1200)
     expected = {"fetch", "export", "prepare", "evaluate_keras", "layer_errors",
-                "evaluate_peer", "benchmark_peer", "report",
-                *(f"{stage}@{v}" for stage in ("convert", "evaluate", "benchmark")
-                  for v in VARIANTS)}
+                "evaluate_peer", "benchmark", "report",
+                *(f"{stage}@{v}" for stage in ("convert", "evaluate") for v in VARIANTS)}
     assert expected <= stages_run(output)
-    metrics = json.loads((project / "reports/metrics.json").read_text())
+    metrics = json.loads((project / "reports/variants.json").read_text())
     assert metrics["data"]["evaluation_images"] == 200
     assert metrics["data"]["synthetic"] is False
     keras_top1 = metrics["keras"]["top1"]
@@ -103,8 +102,8 @@ def test_second_repro_does_nothing(project: Path) -> None:
 def test_calibration_change_reruns_only_calibrated_variants(project: Path) -> None:
     set_params(project, calibration={"num_images": 50})
     output = dvc("repro", cwd=project)
-    assert stages_run(output) == {f"{stage}@{v}" for stage in ("convert", "evaluate", "benchmark")
-                                  for v in CALIBRATED} | {"layer_errors", "report"}
+    assert stages_run(output) == {f"{stage}@{v}" for stage in ("convert", "evaluate")
+                                  for v in CALIBRATED} | {"layer_errors", "benchmark", "report"}
     record = json.loads((project / "data/convert/int8/conversion.json").read_text())
     assert record["calibration"]["num_images"] == 50
 
@@ -113,9 +112,8 @@ def test_calibration_change_reruns_only_calibrated_variants(project: Path) -> No
 def test_thread_change_reruns_only_benchmark_and_report(project: Path) -> None:
     set_params(project, benchmark={"threads": [2]})
     output = dvc("repro", cwd=project)
-    assert stages_run(output) == ({f"benchmark@{v}" for v in VARIANTS}
-                                  | {"benchmark_peer", "report"})
-    metrics = json.loads((project / "reports/metrics.json").read_text())
+    assert stages_run(output) == {"benchmark", "report"}
+    metrics = json.loads((project / "reports/variants.json").read_text())
     assert "latency_p50_ms_t2" in metrics["int8"] and "latency_p50_ms_t1" not in metrics["int8"]
 
 

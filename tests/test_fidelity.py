@@ -18,7 +18,13 @@ from litequant import layout, metrics
 from litequant.errors import PipelineError
 from litequant.layer_errors import keras_layers_of, layer_rows, worst_layers
 from litequant.params import BenchmarkParams, EvaluateParams, PeerParams
-from litequant.report import PEER_ROW, calibration_section, latency_columns, peer_row
+from litequant.report import (
+    PEER_ROW,
+    calibration_section,
+    latency_columns,
+    model_records,
+    peer_row,
+)
 from tests.conftest import params_section
 
 # --- metric functions against hand-computed values ---------------------------------------------
@@ -239,49 +245,53 @@ def test_peer_skipped_or_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 def test_peer_latency_in_the_peer_row(background_model: Path, tmp_path: Path,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from stages.benchmark_peer import benchmark_peer
+    from stages.benchmark import benchmark
 
     _peer_project(tmp_path, monkeypatch, np.zeros((1, 8, 8, 3), dtype=np.uint8), np.array([0]))
     settings = params_section(BenchmarkParams, threads=[1, 2], warmup_runs=1, min_runs=7,
                               min_seconds=0.001)
-    result = benchmark_peer(peer_params(path=str(background_model), label_offset=1), settings)
-    assert result["status"] == "ok" and result["variant"] == "peer"
+    document = benchmark([], peer_params(path=str(background_model), label_offset=1), settings)
+    result = document["models"]["peer"]
+    assert result["status"] == "ok"
     assert result["size_bytes"] == background_model.stat().st_size
     assert set(result["latency"]) == {"1", "2"}
     for stats in result["latency"].values():
         assert stats["runs"] >= 7 and 0 < stats["p50_ms"] <= stats["p90_ms"]
-    written = json.loads((layout.PEER_BENCHMARK_DIR / "latency.json").read_text())
-    assert written["latency"] == result["latency"] and written["machine"]["cores"] >= 1
+    assert json.loads(layout.BENCHMARK_LATENCY.read_text()) == document
     # the row's speed-up is float32's p50 over the peer's p50 of the same thread count
+    record = model_records(document)["peer"]
     p50 = result["latency"]["1"]["p50_ms"]
-    columns = latency_columns(result, {"1": {"p50_ms": 3 * p50}})
+    float32 = {"session": record["session"], "latency": {"1": {"p50_ms": 3 * p50}}}
+    columns = latency_columns(record, float32)
     assert columns["latency_p50_ms_t1"] == pytest.approx(p50, abs=1e-3)
     assert columns["speedup_t1"] == pytest.approx(3.0, abs=0.01)
     assert "speedup_t2" not in columns  # float32 was not measured with 2 threads
 
-    skipped = benchmark_peer(peer_params(path=None), settings)
+    skipped = benchmark([], peer_params(path=None), settings)["models"]["peer"]
     assert skipped["status"] == "skipped" and "latency" not in skipped
-    assert latency_columns(skipped, {"1": {"p50_ms": 1.0}}) == {}
+    assert latency_columns(skipped, float32) == {}
 
 
 # --- calibration sweep table from `dvc exp show --json` ----------------------------------------
 
 
 def _revision(name: str, stamp: str, num_images: int, source: str, int8_top1: float,
-              calibration_size: int = 150) -> dict:
+              calibration_size: int = 150, folder: str = "../shared/imagenet-sample/val") -> dict:
     return {"rev": name * 3, "name": name, "data": {
         "timestamp": stamp,
         "params": {"params.yaml": {"data": {
-            "fetch": {"calibration_size": calibration_size},
+            "fetch": {"source": "folder", "folder": folder,
+                      "calibration_size": calibration_size},
             "calibration": {"num_images": num_images, "source": source}}}},
         "metrics": {"reports/metrics.json": {"data": {
-            "keras": {"top1": 80.0},
-            "int8": {"top1": int8_top1, "delta_top1": int8_top1 - 80.0, "agreement": 90.0,
-                     "failed": False}}}}}}
+            "keras": {"top1": 80.0}, "int8": {"top1": int8_top1}}}}}}
 
 
-def test_sweep_rows_from_exp_show(tmp_path: Path) -> None:
-    baseline = _revision("main", "2026-01-01T09:00:00", 100, "images", 78.0)
+def test_sweep_rows_from_exp_show(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # the README's offline setup: the commit says fetch.source tfds, every experiment ran on a
+    # folder (so each differs from the commit in more than calibration, but not from each other)
+    baseline = _revision("main", "2026-01-01T09:00:00", 100, "images", 78.0, folder=None)
+    baseline["data"]["params"]["params.yaml"]["data"]["fetch"]["source"] = "tfds"
     del baseline["data"]["metrics"]  # the commit itself was not run
     exp_show = [{"rev": "workspace", "data": {"params": {}, "metrics": {}}},
                 {**baseline, "experiments": [
@@ -293,13 +303,17 @@ def test_sweep_rows_from_exp_show(tmp_path: Path) -> None:
                     # another split: other evaluation images, not part of this sweep
                     {"revs": [_revision("e", "2026-01-01T14:00:00", 100, "images", 85.0,
                                         calibration_size=100)]}]}]
-    points = calibration_sweep.experiment_points(exp_show)
-    assert [(p["experiment"], p["sweep"], p["noise"]) for p in points] == [
-        ("a", True, False), ("b", True, False), ("c", True, False), ("d", False, True),
-        ("e", False, False)]
-    rows = calibration_sweep.sweep_rows(points)
+    points, skipped = calibration_sweep.experiment_points(exp_show)
+    assert [p["experiment"] for p in points] == ["a", "b", "c", "d", "e"]
+    assert skipped == ["skipped workspace: no reports/metrics.json (not run, or failed)",
+                       "skipped main: no reports/metrics.json (not run, or failed)"]
+    rows, noise, more = calibration_sweep.sweep_group(points)
     # noise and other split excluded; size 50 run twice -> the newer (c) wins; sorted by size
     assert [(r["num_images"], r["experiment"]) for r in rows] == [(10, "b"), (50, "c")]
+    assert [p["experiment"] for p in noise] == ["d"]
+    assert more == ["skipped e: its params differ from the sweep's in fetch.calibration_size "
+                    "(not only in calibration)",
+                    "skipped a: c is a newer run with 50 calibration images"]
     # 79.6 - 80 = -0.4 >= -0.5 at 50 images; 10 images is 10 points below
     assert calibration_sweep.smallest_within(rows, "int8") == 50
     # one-sided: beating float counts as within
@@ -308,7 +322,11 @@ def test_sweep_rows_from_exp_show(tmp_path: Path) -> None:
     source = tmp_path / "exp.json"
     source.write_text(json.dumps(exp_show))
     output = tmp_path / "sweep.csv"
+    capsys.readouterr()
     assert calibration_sweep.main(["--exp-json", str(source), "--output", str(output)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert [line for line in printed if line.startswith("skipped")] == skipped + more
     table = list(csv.DictReader(output.open()))
     assert [row["num_images"] for row in table] == ["10", "50"]
     assert float(table[1]["int8_top1"]) == pytest.approx(79.6)
+    assert output.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"

@@ -65,7 +65,7 @@ def run_pipeline(project: Path, fetched: Path, variants: tuple[str, ...] = VARIA
     finally:
         os.chdir(previous)
     run_variant_stages(project, variants)
-    return json.loads((project / "reports" / "metrics.json").read_text())
+    return json.loads((project / "reports" / "variants.json").read_text())
 
 
 def read_json(path: Path) -> dict:

@@ -72,7 +72,7 @@ STAGE_OF_SECTION = {
     "convert": (["stages.report"], 1),
     "peer": (["stages.evaluate_peer"], 1),
     "evaluate": (["stages.evaluate", "float32"], 1),
-    "benchmark": (["stages.benchmark", "float32"], 1),
+    "benchmark": (["stages.benchmark"], 1),
     "check": (["stages.check", "--no-baseline"], 2),
 }
 

@@ -115,7 +115,7 @@ def test_a_variant_litert_cannot_run_is_reported_failed_and_others_complete(
     summary = (pipeline_run / "reports/summary.md").read_text()
     failed_rows = [line for line in summary.splitlines() if line.startswith("| int16x8 |")]
     assert len(failed_rows) == 1 and "| **FAILED** |" in failed_rows[0]
-    metrics = json.loads((pipeline_run / "reports/metrics.json").read_text())
+    metrics = json.loads((pipeline_run / "reports/variants.json").read_text())
     assert metrics["int16x8"]["failed"] is True and metrics["int8"]["failed"] is False
 
 
@@ -130,16 +130,23 @@ def test_float32_matches_keras_and_int8_is_close(pipeline_run: Path) -> None:
     assert 0 <= int8["kl_divergence"] and 0 <= int8["top5_overlap"] <= 100
 
 
-def test_benchmark_records_latency_and_machine(pipeline_run: Path) -> None:
-    latency = json.loads((pipeline_run / "data/benchmark/int8/latency.json").read_text())
-    stats = latency["latency"]["1"]
+def test_benchmark_measures_every_variant_in_one_recorded_session(pipeline_run: Path) -> None:
+    document = json.loads((pipeline_run / "data/benchmark/latency.json").read_text())
+    session = document["session"]
+    assert session["id"] and session["started_utc"] <= session["finished_utc"]
+    assert session["cores"] >= 1 and session["ai_edge_litert"] and session["host"]
+    assert set(document["models"]) == {*VARIANTS, "peer"}
+    assert document["models"]["peer"]["status"] == "skipped"  # peer.path is null
+    assert document["models"]["int16x8"]["status"] == "failed"  # its conversion failed
+    stats = document["models"]["int8"]["latency"]["1"]
     assert stats["runs"] >= 3 and 0 < stats["p50_ms"] <= stats["p90_ms"]
-    assert latency["machine"]["cores"] >= 1 and latency["machine"]["ai_edge_litert"]
+    summary = (pipeline_run / "reports/summary.md").read_text()
+    assert f"Latency session `{session['id']}`" in summary
 
 
 def test_report_has_a_row_per_variant(pipeline_run: Path) -> None:
-    metrics = json.loads((pipeline_run / "reports/metrics.json").read_text())
-    assert set(VARIANTS) | {"keras", "data"} == set(metrics)
+    metrics = json.loads((pipeline_run / "reports/variants.json").read_text())
+    assert set(VARIANTS) | {"keras", "data", "latency_session"} == set(metrics)
     assert metrics["float32"]["compression"] == 1.0
     assert metrics["int8"]["compression"] > 2.5
     rows = list(csv.DictReader((pipeline_run / "reports/summary.csv").open()))
@@ -175,9 +182,9 @@ def test_layer_errors_name_real_layers_and_int8_selective_keeps_the_worst_float(
     ops = {op["op_name"] for op in interpreter._get_ops_details()}
     assert "DEQUANTIZE" in ops  # float islands inside the int8 graph
     assert interpreter.get_input_details()[0]["dtype"] == np.int8
-    metrics = json.loads((pipeline_run / "reports/metrics.json").read_text())
+    metrics = json.loads((pipeline_run / "reports/variants.json").read_text())
     assert metrics["int8_selective"]["float_layers"] == keep
-    assert metrics["int8_selective"]["denylist"] == "; ".join(record["denylist"])
+    assert metrics["int8_selective"]["denylist"] == record["denylist"]
     summary = (pipeline_run / "reports/summary.md").read_text()
     assert "## int8 layer-wise error" in summary
     assert f"| 1 | {ranks[0]['keras_layer']} |" in summary

@@ -1,0 +1,145 @@
+"""The report's static figures: PNGs that work offline, in a pull-request comment or job summary.
+
+Two figures of two panels each, every point labelled with its variant name, axes zoomed to the
+data (not from 0):
+
+* ``accuracy_vs_size.png``: top-1 (%) vs file size (MB), agreement with the float model (%) vs
+  size; the float Keras model's top-1 is a dashed line;
+* ``accuracy_vs_latency.png``: the same against p50 latency on a log scale, at the smallest
+  thread count measured (named in the axis title).
+
+Drawn with matplotlib's Agg backend (no display needed). Imports nothing of the project but the
+atomic writer.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from litequant import atomic
+
+#: Label offsets (points) tried in turn until the label overlaps no other label or point.
+_OFFSETS = ((6, 4), (6, -11), (-6, 4), (-6, -11), (6, 14), (6, -21), (-6, 14), (-6, -21),
+            (6, 24), (6, -31))
+
+
+def _place_labels(axes: Any, points: list[tuple[float, float, str]]) -> None:
+    """Annotate each point with its name, at the first offset that overlaps nothing placed."""
+    figure = axes.figure
+    renderer = figure.canvas.get_renderer()
+    taken = []
+    for x, y in ((x, y) for x, y, _ in points):
+        centre = axes.transData.transform((x, y))
+        taken.append((centre[0] - 4, centre[1] - 4, centre[0] + 4, centre[1] + 4))
+    for x, y, name in sorted(points, key=lambda p: (p[0], p[1])):
+        label = None
+        for dx, dy in _OFFSETS:
+            if label is not None:
+                label.remove()
+            label = axes.annotate(name, (x, y), xytext=(dx, dy), textcoords="offset points",
+                                  fontsize=8, ha="left" if dx > 0 else "right",
+                                  va="bottom" if dy > 0 else "top",
+                                  arrowprops={"arrowstyle": "-", "color": "#999999",
+                                              "linewidth": 0.5, "shrinkA": 0, "shrinkB": 3})
+            from matplotlib.text import Text
+
+            label.update_positions(renderer)
+            box = Text.get_window_extent(label, renderer)  # the text alone, not the leader
+            bounds = (box.x0, box.y0, box.x1, box.y1)
+            frame = axes.get_window_extent(renderer)
+            inside = (frame.x0 <= bounds[0] and bounds[2] <= frame.x1 and frame.y0 <= bounds[1]
+                      and bounds[3] <= frame.y1)
+            if inside and not any(bounds[0] < t[2] and t[0] < bounds[2] and bounds[1] < t[3]
+                                  and t[1] < bounds[3] for t in taken):
+                break
+        taken.append(bounds)
+
+
+def _zoom(values: list[float], log: bool = False) -> tuple[float, float]:
+    """Axis limits around ``values`` with room for labels (a log axis pads by ratio)."""
+    low, high = min(values), max(values)
+    if log:
+        return low / 1.25, high * 1.6
+    span = (high - low) or max(abs(high), 1.0) * 0.02
+    return low - 0.12 * span, high + 0.3 * span
+
+
+def _panel(axes: Any, points: list[dict[str, Any]], x: str, y: str, x_title: str, y_title: str,
+           reference: float | None = None, log: bool = False) -> list[tuple[float, float, str]]:
+    """Draw the points and axes of one panel; returns the points to label (after layout)."""
+    drawn = [(float(p[x]), float(p[y]), p["variant"]) for p in points
+             if p.get(x) not in (None, "") and p.get(y) not in (None, "")]
+    if not drawn:
+        axes.text(0.5, 0.5, "no data", ha="center", va="center", transform=axes.transAxes)
+        return []
+    if log:
+        from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
+
+        axes.set_xscale("log")
+        low, high = _zoom([d[0] for d in drawn], log)
+        nice = [m * 10.0 ** e for e in range(-2, 5) for m in (1, 2, 5)]
+        axes.xaxis.set_major_locator(FixedLocator([v for v in nice if low <= v <= high]))
+        axes.xaxis.set_major_formatter(ScalarFormatter())
+        axes.xaxis.set_minor_formatter(NullFormatter())
+    axes.scatter([d[0] for d in drawn], [d[1] for d in drawn], s=22, color="#1f77b4", zorder=3)
+    ys = [d[1] for d in drawn] + ([reference] if reference is not None else [])
+    axes.set_xlim(*_zoom([d[0] for d in drawn], log))
+    axes.set_ylim(*_zoom(ys))
+    if reference is not None:
+        axes.axhline(reference, color="grey", linestyle="--", linewidth=0.8)
+        axes.annotate("float Keras model", (axes.get_xlim()[0], reference), xytext=(4, 3),
+                      textcoords="offset points", fontsize=7, color="grey")
+    axes.set_xlabel(x_title)
+    axes.set_ylabel(y_title)
+    axes.grid(True, which="both", linewidth=0.3, alpha=0.6)
+    return drawn
+
+
+def figure_png(points: list[dict[str, Any]], x: str, x_title: str, title: str,
+               float_top1: float | None, log: bool = False) -> bytes:
+    """A two-panel figure (top-1 | agreement vs ``x``) as PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(12, 5), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)  # the renderer that measures the labels
+    left, right = figure.subplots(1, 2)
+    labels = [(left, _panel(left, points, x, "top1", x_title, "top-1 accuracy (%)", float_top1,
+                            log)),
+              (right, _panel(right, points, x, "agreement", x_title,
+                             "top-1 agreement with the float model (%)", None, log))]
+    figure.suptitle(title)
+    figure.canvas.draw()  # lays the axes out, so labels are placed where they will be drawn
+    figure.set_layout_engine("none")
+    for axes, drawn in labels:
+        _place_labels(axes, drawn)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def write_figures(points: list[dict[str, Any]], threads: list[str], float_top1: float | None,
+                  size_png: Path, latency_png: Path, description: str) -> None:
+    """Write the size and latency figures of the plot ``points`` (``plot_rows`` of the report).
+
+    ``threads``: the measured thread counts (the latency figure uses the smallest);
+    ``description``: the model and data, shown in the titles.
+    """
+    atomic.write_bytes(size_png, figure_png(
+        points, "size_mb", "model file size (MB)", f"Accuracy vs size: {description}",
+        float_top1))
+    if threads:
+        count = threads[0]
+        unit = "thread" if count == "1" else "threads"
+        x_title = f"p50 latency, one image, {count} {unit} (ms, log scale)"
+        png = figure_png(points, f"latency_p50_ms_t{count}", x_title,
+                         f"Accuracy vs latency ({count} {unit}): {description}", float_top1,
+                         log=True)
+    else:
+        png = figure_png([], "none", "latency", "no latency measured", None)
+    atomic.write_bytes(latency_png, png)

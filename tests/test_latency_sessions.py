@@ -1,0 +1,79 @@
+"""Speed-ups only within one benchmark session: the report and the gate refuse to divide
+latencies measured at different times (the "float16 0.23x" case of issue 13)."""
+
+from __future__ import annotations
+
+import pytest
+
+from litequant import gate
+from litequant.params import CheckParams
+from litequant.report import NOT_COMPARABLE, build_rows, markdown, model_records
+from tests.conftest import params_section
+
+
+def _session(session_id: str, p50_ms: dict[str, float]) -> dict:
+    """A benchmark session document with one thread count (1) and the given p50 latencies."""
+    return {"session": {"id": session_id, "started_utc": "2026-11-25T10:00:00+00:00",
+                        "finished_utc": "2026-11-25T10:01:00+00:00", "host": "ci",
+                        "cpu": "test cpu", "cores": 2, "ai_edge_litert": "2.3.0",
+                        "rounds": 10},
+            "models": {name: {"status": "ok", "size_bytes": 1000, "note": "",
+                              "latency": {"1": {"p50_ms": p50, "mean_ms": p50, "p90_ms": p50,
+                                                "std_ms": 0.0, "runs": 20}}}
+                       for name, p50 in p50_ms.items()}}
+
+
+def _collected(latency: dict[str, dict]) -> dict:
+    """What the report stage collects, for float32 and float16 with the given latency records."""
+    evaluation = {"status": "ok", "top1": 70.0, "top5": 90.0, "agreement": 99.0,
+                  "top5_overlap": 98.0, "kl_divergence": 0.001, "sqnr_db": 40.0, "images": 50}
+    conversion = {"status": "ok", "size_bytes": 1000, "tool": "TFLiteConverter"}
+    return {"keras": {"top1": 70.0, "top5": 90.0, "images": 50},
+            "data": {"evaluation_images": 50, "calibration_images": 10, "bad_image_count": 0,
+                     "synthetic": False, "description": "test images"},
+            "model": {"name": "MobileNetV2", "input_size": [224, 224], "preprocessing": "tf"},
+            **{variant: {"conversion": conversion, "evaluation": evaluation,
+                         "benchmark": latency[variant]} for variant in latency}}
+
+
+def test_float16_is_not_divided_by_a_float32_remeasured_alone() -> None:
+    # float16 measured while the machine was busy (21.7 ms); float32 later re-measured alone on
+    # a quiet machine (5.0 ms). Dividing them gave "float16 0.23x" before.
+    busy = model_records(_session("busy", {"float32": 21.0, "float16": 21.7}))
+    quiet = model_records(_session("quiet", {"float32": 5.0}))
+    collected = _collected({"float32": quiet["float32"], "float16": busy["float16"]})
+    rows = {row["variant"]: row for row in build_rows(collected, ["float32", "float16"])}
+    assert "speedup_t1" not in rows["float16"]
+    assert rows["float16"]["latency_p50_ms_t1"] == 21.7  # the measurement itself is shown
+    assert NOT_COMPARABLE in rows["float16"]["notes"]
+    assert "busy" in rows["float16"]["notes"] and "quiet" in rows["float16"]["notes"]
+    text = markdown(list(rows.values()), collected)
+    assert "**Speed-ups not computed** for float16" in text
+    assert "0.23x" not in text and f"{5.0 / 21.7:.2f}x" not in text
+
+    # the same two variants measured together: the ratio of that session
+    together = model_records(_session("together", {"float32": 21.0, "float16": 21.7}))
+    rows = {row["variant"]: row for row in build_rows(
+        _collected(together), ["float32", "float16"])}
+    assert rows["float16"]["speedup_t1"] == pytest.approx(21.0 / 21.7, abs=1e-3)
+    assert rows["float32"]["speedup_t1"] == 1.0
+    assert NOT_COMPARABLE not in rows["float16"]["notes"]
+
+
+def test_gate_says_not_comparable_instead_of_judging() -> None:
+    limits = params_section(CheckParams, latency_threads=1, max_latency_regression=0.25)
+    row = {"top1": 70.0, "size_bytes": 1000, "failed": False, "latency_p50_ms_t1": 21.7}
+    current = {"keras": {"top1": 70.0}, "float32": {**row, "latency_p50_ms_t1": 5.0,
+                                                    "speedup_t1": 1.0},
+               "float16": row}  # no speed-up: measured in another session than float32
+    baseline = {"keras": {"top1": 70.0}, "float32": {**row, "speedup_t1": 1.0},
+                "float16": {**row, "speedup_t1": 1.0}}
+    latency = [c for c in gate.run_checks(current, baseline, limits)
+               if c.variant == "float16" and c.metric.startswith("p50 latency")]
+    assert len(latency) == 1 and latency[0].ok
+    assert latency[0].note.startswith(gate.NOT_COMPARABLE) and latency[0].current == "–"
+    # with a ratio of one session on both sides, the gate judges (and here fails: 2x slower)
+    current["float16"] = {**row, "speedup_t1": 0.5}
+    failing = [c for c in gate.run_checks(current, baseline, limits) if not c.ok]
+    assert [(c.variant, c.metric) for c in failing] == [("float16",
+                                                         "p50 latency / float32 (1 thr)")]
