@@ -138,7 +138,7 @@ def pure_invoke_seconds(model_path: Path, images: np.ndarray, family: str, batch
     """Seconds spent in ``invoke`` alone, laid out as the evaluate stage runs it.
 
     ``workers`` processes with one single-threaded interpreter each invoke on their half of the
-    images at the same time (as :func:`litequant.litert.predict_parallel` does), every batch
+    images at the same time (as :func:`litequant.litert.predict_chunks` does), every batch
     already preprocessed and quantized; the result is the slowest worker's invoke time, i.e. the
     wall time of the evaluation if it did nothing but invoke.
     """
