@@ -58,6 +58,8 @@ def shared_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     seed.mkdir()
     scratch_project(seed, **params)
     run(seed, "dvc", "remote", "add", "-d", "storage", str(storage))
+    if (seed / "dvc.lock").exists():  # a lock whose outputs are not in the remote breaks --pull
+        run(seed, "git", "rm", "-q", "dvc.lock")
     run(seed, "git", "commit", "-qam", "DVC remote for sharing experiments")
     run(seed, "git", "push", "-q", str(origin), "HEAD:refs/heads/main")
 
