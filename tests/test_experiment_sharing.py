@@ -99,17 +99,24 @@ def test_third_machine_pulls_compares_and_gates(shared_sweep) -> None:
         assert metrics[name]["int8"]["failed"] is False
     assert metrics["calib-4"]["keras"] == metrics["calib-8"]["keras"]  # same float baseline
 
-    # the outputs came through the DVC remote: applying an experiment needs no re-run
+    # the outputs came through the DVC remote: applying an experiment re-runs nothing. Only the
+    # latency outputs (cache: false, machine-specific, not shared; their figures are in
+    # reports/metrics.json) are missing, and the report that reads them.
     run(third, "dvc", "exp", "apply", "calib-8")
-    assert run(third, "dvc", "status", "--json").strip() in ("{}", "")
+    status = json.loads(run(third, "dvc", "status", "--json") or "{}")
+    assert set(status) <= {"benchmark@float32", "benchmark@int8", "benchmark_peer", "report"}
     assert (third / "data/convert/int8/model.tflite").is_file()
+    assert (third / "data/evaluate/int8/metrics.json").is_file()
 
-    done = subprocess.run([sys.executable, "-m", "stages.check", "--baseline", "calib-4"],
-                          cwd=third, capture_output=True, text=True,
-                          env={**os.environ, **GIT_ENV})
-    table = (third / "reports/check.md").read_text()
+    def gate(baseline: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "stages.check", "--baseline", baseline],
+                              cwd=third, capture_output=True, text=True,
+                              env={**os.environ, **GIT_ENV})
+
+    done = gate("calib-4")
     assert done.returncode == 0, done.stdout + done.stderr
-    baseline_top1 = metrics["calib-4"]["int8"]["top1"]
-    int8_rows = [line for line in table.splitlines()
-                 if line.startswith("| int8 |") and "top1 vs baseline" in line]
-    assert int8_rows and f"{baseline_top1:.2f}" in int8_rows[0], table
+    table = (third / "reports/check.md").read_text()
+    assert "baseline `calib-4`" in table
+    size_rows = [line for line in table.splitlines() if line.startswith("| int8 | size")]
+    assert size_rows and f"| {metrics['calib-4']['int8']['size_bytes']} |" in size_rows[0], table
+    assert gate("calib-404").returncode == 2  # an experiment nobody pushed: cannot judge
