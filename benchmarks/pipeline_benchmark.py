@@ -279,7 +279,7 @@ def measure_evaluation(project: Path, prepare_stage_s: float, repeats: int) -> d
     ways in turn), so a background hiccup hits one sample, not one side of a ratio.
     """
     from litequant import layout
-    from litequant.images import decode_split
+    from litequant.images import decode_chunks
     from litequant.params import EvaluateParams, read_section
     from stages import evaluate as evaluate_stage
 
@@ -294,7 +294,8 @@ def measure_evaluation(project: Path, prepare_stage_s: float, repeats: int) -> d
     samples: dict[str, dict[str, list[float]]] = {v: {} for v in FAST_VARIANTS}
     for repeat in range(repeats):
         begin = time.perf_counter()
-        decode_split(paths, (size, size), "decode")
+        for _ in decode_chunks(paths, (size, size), "decode"):  # as prepare decodes
+            pass
         decode[repeat] = time.perf_counter() - begin
         for variant in FAST_VARIANTS:
             model_path = project / "data/convert" / variant / "model.tflite"
