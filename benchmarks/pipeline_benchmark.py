@@ -138,7 +138,7 @@ def pure_invoke_seconds(model_path: Path, images: np.ndarray, family: str, batch
     """Seconds spent in ``invoke`` alone, laid out as the evaluate stage runs it.
 
     ``workers`` processes with one single-threaded interpreter each invoke on their half of the
-    images at the same time (as :func:`litequant.litert.predict_parallel` does), every batch
+    images at the same time (as :func:`litequant.litert.predict_chunks` does), every batch
     already preprocessed and quantized; the result is the slowest worker's invoke time, i.e. the
     wall time of the evaluation if it did nothing but invoke.
     """
@@ -279,7 +279,7 @@ def measure_evaluation(project: Path, prepare_stage_s: float, repeats: int) -> d
     ways in turn), so a background hiccup hits one sample, not one side of a ratio.
     """
     from litequant import layout
-    from litequant.images import decode_split
+    from litequant.images import decode_chunks
     from litequant.params import EvaluateParams, read_section
     from stages import evaluate as evaluate_stage
 
@@ -294,7 +294,8 @@ def measure_evaluation(project: Path, prepare_stage_s: float, repeats: int) -> d
     samples: dict[str, dict[str, list[float]]] = {v: {} for v in FAST_VARIANTS}
     for repeat in range(repeats):
         begin = time.perf_counter()
-        decode_split(paths, (size, size), "decode")
+        for _ in decode_chunks(paths, (size, size), "decode"):  # as prepare decodes
+            pass
         decode[repeat] = time.perf_counter() - begin
         for variant in FAST_VARIANTS:
             model_path = project / "data/convert" / variant / "model.tflite"

@@ -9,7 +9,6 @@ the next write of the same target removes it, and ``.dvcignore`` hides such temp
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -18,8 +17,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 
 def _fsync_dir(path: Path) -> None:
@@ -71,13 +68,6 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 def write_json(path: str | os.PathLike, data: Any) -> Path:
     """Write ``data`` as indented, key-sorted JSON (trailing newline) atomically."""
     return write_text(path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
-
-
-def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
-    """Write numpy arrays to an uncompressed ``.npz`` atomically."""
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return write_bytes(path, buffer.getvalue())
 
 
 @contextmanager

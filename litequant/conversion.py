@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from litequant.arrays import NpyRows
 from litequant.errors import PipelineError
 from litequant.params import CalibrationParams
 from litequant.preprocessing import preprocess
@@ -26,13 +27,14 @@ from litequant.quiet import native_stderr_silenced
 from litequant.variants import VARIANTS
 
 
-def calibration_inputs(calibration_images: np.ndarray, params: CalibrationParams,
+def calibration_inputs(calibration_images: np.ndarray | NpyRows, params: CalibrationParams,
                        family: str) -> np.ndarray:
     """The representative inputs: ``float32`` ``(num_images, h, w, 3)`` in the model's range.
 
     Args:
         calibration_images: ``uint8`` ``(N, h, w, 3)`` RGB 0..255, the prepared calibration
-            split (disjoint from the evaluation split).
+            split (disjoint from the evaluation split); only the ``num_images`` chosen rows
+            are read.
         params: ``images`` takes the first ``num_images`` after a seeded permutation,
             preprocessed exactly as evaluation images are; ``random_normal``/``random_uniform``
             give standard normal / uniform [0, 1) noise of the same shape (what many tutorials

@@ -9,9 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from litequant.arrays import NpyRows
 from litequant.errors import PipelineError
-from litequant.litert import predict_parallel
-from litequant.metrics import classification_metrics, fidelity_metrics, softmax
+from litequant.litert import predict_chunks
+from litequant.metrics import RunningMetrics, softmax
+from litequant.quiet import progress_counter
 
 
 def as_probabilities(scores: np.ndarray, output_kind: str) -> np.ndarray:
@@ -29,16 +31,18 @@ def as_probabilities(scores: np.ndarray, output_kind: str) -> np.ndarray:
     return np.where(sums > 0, clipped / np.where(sums > 0, sums, 1.0), uniform)
 
 
-def evaluate_model(model_path: Path, images: np.ndarray, labels: np.ndarray,
-                   float_probabilities: np.ndarray, family: str, output_kind: str, workers: int,
-                   batch_size: int, label_offset: int = 0) -> dict[str, Any]:
-    """Metrics of one ``.tflite`` model.
+def evaluate_model(model_path: Path, images: np.ndarray | NpyRows, labels: np.ndarray,
+                   float_probabilities: np.ndarray | NpyRows, family: str, output_kind: str,
+                   workers: int, batch_size: int, label_offset: int = 0) -> dict[str, Any]:
+    """Metrics of one ``.tflite`` model, measured chunk by chunk (memory independent of ``N``).
 
     Args:
         model_path: the ``.tflite`` file.
-        images: ``uint8`` ``(N, h, w, 3)`` RGB 0..255 (the prepared evaluation split).
+        images: ``uint8`` ``(N, h, w, 3)`` RGB 0..255 (the prepared evaluation split, read by
+            row ranges).
         labels: ``int32`` ``(N,)`` class indices.
-        float_probabilities: ``float32`` ``(N, C)``, the float Keras model on the same images.
+        float_probabilities: ``float32`` ``(N, C)``, the float Keras model on the same images
+            (read by the same row ranges).
         family: preprocessing family of the model's float input range.
         output_kind: ``probabilities`` or ``logits`` (see :func:`as_probabilities`).
         workers: worker processes (one single-threaded interpreter each).
@@ -49,12 +53,23 @@ def evaluate_model(model_path: Path, images: np.ndarray, labels: np.ndarray,
         ``top1``, ``top5``, ``images`` and ``agreement``, ``top5_overlap``, ``kl_divergence``,
         ``sqnr_db`` (percentages in 0..100).
     """
-    scores = predict_parallel(model_path, images, family, workers, batch_size)
-    scores = scores[:, label_offset:]
-    if scores.shape[1] != float_probabilities.shape[1]:
-        raise PipelineError(f"{model_path}: {scores.shape[1]} outputs after label_offset "
-                            f"{label_offset}, but the label space has "
-                            f"{float_probabilities.shape[1]}")
-    probabilities = as_probabilities(scores, output_kind)
-    return {**classification_metrics(probabilities, labels),
-            **fidelity_metrics(float_probabilities, probabilities)}
+    running = RunningMetrics()
+    classes = float_probabilities.shape[1]
+    pending: dict[int, np.ndarray] = {}  # chunks that finished before an earlier one
+    done = 0
+    with progress_counter(f"evaluate {Path(model_path).parent.name}", len(labels)) as update:
+        for start, scores in predict_chunks(model_path, images, family, workers, batch_size):
+            pending[start] = scores
+            update(len(scores))
+            while done in pending:  # in row order, so the float sums are reproducible
+                scores = pending.pop(done)[:, label_offset:]
+                if scores.shape[1] != classes:
+                    raise PipelineError(f"{model_path}: {scores.shape[1]} outputs after "
+                                        f"label_offset {label_offset}, but the label space "
+                                        f"has {classes}")
+                stop = done + len(scores)
+                probabilities = as_probabilities(scores, output_kind)
+                running.add(probabilities, labels[done:stop])
+                running.add_fidelity(float_probabilities[done:stop], probabilities)
+                done = stop
+    return {**running.classification(), **running.fidelity()}

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from litequant.arrays import NpyRows
 from litequant.errors import PipelineError
 
 # --- stage ``fetch`` ---------------------------------------------------------------------------
@@ -33,9 +34,17 @@ MODEL_INFO = EXPORT_DIR / "model.json"
 
 # --- stage ``prepare`` -------------------------------------------------------------------------
 PREPARE_DIR = Path("data/prepare")
-CALIBRATION_SPLIT = PREPARE_DIR / "calibration.npz"
-EVALUATION_SPLIT = PREPARE_DIR / "evaluation.npz"
+#: One folder per split, each with :data:`SPLIT_IMAGES`, :data:`SPLIT_LABELS`, :data:`SPLIT_PATHS`.
+CALIBRATION_SPLIT = PREPARE_DIR / "calibration"
+EVALUATION_SPLIT = PREPARE_DIR / "evaluation"
 SPLITS = {"calibration": CALIBRATION_SPLIT, "evaluation": EVALUATION_SPLIT}
+#: ``uint8`` ``(N, h, w, 3)`` RGB 0..255 ``.npy``, read row range by row range
+#: (:class:`~litequant.arrays.NpyRows`), never whole.
+SPLIT_IMAGES = "images.npy"
+#: ``int32`` ``(N,)`` ``.npy``: class indices.
+SPLIT_LABELS = "labels.npy"
+#: The image paths relative to :data:`FETCH_DIR`, one a line, in row order.
+SPLIT_PATHS = "paths.txt"
 
 # --- stage ``evaluate_keras`` ------------------------------------------------------------------
 KERAS_EVALUATION_DIR = Path("data/evaluate_keras")
@@ -114,24 +123,34 @@ def read_conversion(folder: Path) -> dict[str, Any]:
     return read_json(Path(folder) / "conversion.json", f"convert@{Path(folder).name}")
 
 
-def load_split(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """``(images uint8 (N, h, w, 3) RGB 0..255, labels int32 (N,))`` of a prepared split."""
+def load_split(path: Path) -> tuple[NpyRows, np.ndarray]:
+    """A prepared split folder: ``(images, labels)``.
+
+    ``images`` is the ``uint8`` ``(N, h, w, 3)`` RGB 0..255 array on disk, read by row ranges
+    (:class:`~litequant.arrays.NpyRows`: ``images[a:b]`` reads just those rows), so memory does
+    not grow with ``N``; ``labels`` is ``int32`` ``(N,)`` in memory (4 bytes an image).
+    """
     path = Path(path)
-    if not path.is_file():
+    files = [path / SPLIT_IMAGES, path / SPLIT_LABELS]
+    if not all(file.is_file() for file in files):
         raise PipelineError(f"{path} not found: run the prepare stage first (dvc repro prepare)")
-    with np.load(path) as data:
-        return data["images"], data["labels"]
+    images, labels = NpyRows(files[0]), np.load(files[1])
+    if len(images) != len(labels):
+        raise PipelineError(f"{path}: {len(images)} images but {len(labels)} labels: re-run "
+                            "dvc repro prepare")
+    return images, labels
 
 
-def load_float_probabilities(path: Path, images: int | None = None) -> np.ndarray:
-    """The float Keras model's ``float32`` ``(N, C)`` probabilities on the evaluation split.
+def load_float_probabilities(path: Path, images: int | None = None) -> NpyRows:
+    """The float Keras model's ``float32`` ``(N, C)`` probabilities on the evaluation split,
+    read by row ranges (:class:`~litequant.arrays.NpyRows`).
 
     With ``images``, checks that they belong to a split of that many images.
     """
     path = Path(path)
     if not path.is_file():
         raise PipelineError(f"{path} not found: run dvc repro evaluate_keras first")
-    probabilities = np.load(path)
+    probabilities = NpyRows(path)
     if images is not None and len(probabilities) != images:
         raise PipelineError(f"{path.parent} is out of date with {PREPARE_DIR}: run dvc repro")
     return probabilities

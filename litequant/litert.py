@@ -217,18 +217,31 @@ def _worker_chunk(bounds: tuple[int, int]) -> tuple[int, np.ndarray]:
     return start, model.predict(_SHARED["images"][start:stop], _SHARED["family"])
 
 
-def predict_parallel(path: str | os.PathLike, images: np.ndarray, family: str, workers: int,
-                     batch_size: int = 32,
-                     on_images: Callable[[int], None] | None = None) -> np.ndarray:
-    """Like :meth:`LiteRTModel.predict`, split across ``workers`` processes (1 thread each).
+def predict_chunks(path: str | os.PathLike, images: np.ndarray, family: str, workers: int,
+                   batch_size: int = 32) -> Iterator[tuple[int, np.ndarray]]:
+    """Run the model on ``images`` a chunk at a time, split across ``workers`` processes.
 
-    Each process holds one interpreter for the whole run; images are shared with the workers by
-    ``fork`` (no copy). Batch-level parallelism also speeds up models whose kernels are
-    single-threaded (int16x8 runs on reference kernels). ``workers=1`` runs in this process.
+    Args:
+        images: ``uint8`` ``(N, height, width, 3)`` RGB 0..255: an array, or anything indexed
+            by row slices like one, such as a prepared split on disk
+            (:class:`~litequant.arrays.NpyRows`), of which each worker reads only its chunks.
+
+    Yields:
+        ``(start, scores)``: the ``float32`` dequantized outputs ``(n, num_outputs)`` of rows
+        ``start:start + n``, in completion order (not necessarily by ``start``); only the
+        chunks in flight are in memory, never all ``N`` rows.
+
+    Each process holds one single-threaded interpreter for the whole run; the images (or the
+    reader) are handed to the workers by ``fork``, never copied. Batch-level parallelism also
+    speeds up models whose kernels are single-threaded (int16x8 runs on reference kernels).
+    ``workers=1`` runs in this process.
     """
     if workers <= 1 or len(images) < 2:
         model = LiteRTModel(path, threads=1, batch_size=batch_size)
-        return model.predict(images, family, on_batch=on_images)
+        step = max(1, int(batch_size))
+        for start in range(0, len(images), step):
+            yield start, model.predict(images[start:start + step], family)
+        return
     import multiprocessing
 
     LiteRTModel(path, threads=1)  # validate in this process for a clean error
@@ -236,13 +249,8 @@ def predict_parallel(path: str | os.PathLike, images: np.ndarray, family: str, w
     bounds = [(s, min(s + chunk, len(images))) for s in range(0, len(images), chunk)]
     _SHARED.clear()
     _SHARED.update(path=str(path), images=images, family=family, batch_size=batch_size)
-    outputs: dict[int, np.ndarray] = {}
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            for start, scores in pool.imap_unordered(_worker_chunk, bounds):
-                outputs[start] = scores
-                if on_images is not None:
-                    on_images(len(scores))
+            yield from pool.imap_unordered(_worker_chunk, bounds)
     finally:
         _SHARED.clear()
-    return np.concatenate([outputs[start] for start, _ in bounds], axis=0)

@@ -23,19 +23,21 @@ code (Lambda layers with pickled functions are refused).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from litequant import atomic
+from litequant.arrays import NpyRows
 from litequant.errors import PipelineError, relative_path_hint
 from litequant.imagenet import NUM_CLASSES
 from litequant.metrics import softmax
 from litequant.offline import OFFLINE_HELP, network_reachable
 from litequant.params import ModelParams
 from litequant.preprocessing import APPLICATION_FAMILIES, preprocess
-from litequant.quiet import progress
+from litequant.quiet import progress_counter
 
 WEIGHTS_HOST = "storage.googleapis.com"
 
@@ -281,25 +283,27 @@ def load_exported(info: dict[str, Any], keras_model: Path, saved_model: Path):
 KERAS_BATCH_SIZE = 32
 
 
-def keras_probabilities(model, images: np.ndarray, family: str, output_kind: str) -> np.ndarray:
-    """Run the float model on the evaluation images.
+def keras_probabilities(model, images: np.ndarray | NpyRows, family: str, output_kind: str
+                        ) -> Iterator[np.ndarray]:
+    """Run the float model on the evaluation images, :data:`KERAS_BATCH_SIZE` at a time.
 
     Args:
         model: the float model (:func:`load_exported`).
-        images: ``uint8`` ``(N, h, w, 3)``, RGB 0..255.
+        images: ``uint8`` ``(N, h, w, 3)``, RGB 0..255 (an array or a prepared split on disk,
+            read one batch of rows at a time).
         family: the preprocessing family (:mod:`litequant.preprocessing`).
         output_kind: ``probabilities`` (kept) or ``logits`` (softmaxed).
 
-    Returns:
-        ``float32`` ``(N, C)`` probabilities, rows summing to 1.
+    Yields:
+        ``float32`` ``(n, C)`` probabilities of the next ``n`` images in order, rows summing to
+        1; only one batch is in memory. Shows images/s and the ETA on a terminal.
     """
-    batches = []
-    starts = range(0, len(images), KERAS_BATCH_SIZE)
-    for start in progress(starts, "keras", total=len(starts)):
-        x = preprocess(images[start:start + KERAS_BATCH_SIZE], family)
-        scores = model(x, training=False)
-        if isinstance(scores, dict):  # a SavedModel signature names its one output
-            (scores,) = scores.values()
-        batches.append(np.asarray(scores, dtype=np.float32))
-    scores = np.concatenate(batches, axis=0)
-    return scores if output_kind == "probabilities" else softmax(scores)
+    with progress_counter("keras", len(images)) as update:
+        for start in range(0, len(images), KERAS_BATCH_SIZE):
+            x = preprocess(images[start:start + KERAS_BATCH_SIZE], family)
+            scores = model(x, training=False)
+            if isinstance(scores, dict):  # a SavedModel signature names its one output
+                (scores,) = scores.values()
+            scores = np.asarray(scores, dtype=np.float32)
+            update(len(scores))
+            yield scores if output_kind == "probabilities" else softmax(scores)

@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -76,3 +76,17 @@ def progress(items: Iterable[T], description: str, total: int | None = None) -> 
         yield from tqdm(items, desc=description, total=total, leave=False)
     else:
         yield from items
+
+
+@contextmanager
+def progress_counter(description: str, total: int, unit: str = "img"
+                     ) -> Iterator[Callable[[int], None]]:
+    """A progress bar advanced by hand: yields ``update(n)``; shows the rate (``unit``/s) and
+    the ETA on a terminal, does nothing otherwise (CI logs get only the stage's summary line)."""
+    if not sys.stderr.isatty():
+        yield lambda count: None
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc=description, unit=unit, leave=False, smoothing=0.1) as bar:
+        yield bar.update

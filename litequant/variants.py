@@ -22,7 +22,7 @@ LAYER_ERRORS_DEP = "reports/layer_errors.csv"
 #: The extra dependency of every other variant (already a dependency of each convert stage).
 EXPORT_DEP = "data/export"
 #: The calibration split the calibrated variants read (``layout.CALIBRATION_SPLIT``).
-CALIBRATION_DEP = "data/prepare/calibration.npz"
+CALIBRATION_DEP = "data/prepare/calibration"
 #: What ai-edge-quantizer variants are built from: the float32 variant (``layout.FLOAT32_DIR``).
 FLOAT32_DEP = "data/convert/float32"
 

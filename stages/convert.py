@@ -1,7 +1,7 @@
 """Stage ``convert@<variant>``: convert the exported SavedModel to one LiteRT variant.
 
 ``python -m stages.convert <variant>`` reads ``params.yaml`` sections ``convert`` and (for
-calibrated variants) ``calibration``, ``data/export/`` and ``data/prepare/calibration.npz``
+calibrated variants) ``calibration``, ``data/export/`` and ``data/prepare/calibration/``
 (``int8_selective`` also ``reports/layer_errors.csv``), and writes ``data/convert/<variant>/``:
 
 * ``model.tflite``: the converted model (absent when the conversion failed);

@@ -1,7 +1,7 @@
 """Stage ``evaluate@<variant>``: one LiteRT variant on the evaluation split.
 
 ``python -m stages.evaluate <variant>`` reads ``params.yaml`` section ``evaluate``,
-``data/convert/<variant>/``, ``data/prepare/evaluation.npz``, ``data/export/model.json`` and the
+``data/convert/<variant>/``, ``data/prepare/evaluation/``, ``data/export/model.json`` and the
 float model's ``data/evaluate_keras/probabilities.npy``, and writes
 ``data/evaluate/<variant>/metrics.json``: top-1/top-5 against the labels, and agreement, top-5
 overlap, KL divergence and SQNR against the float Keras model on the same images.

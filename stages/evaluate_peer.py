@@ -1,7 +1,7 @@
 """Stage ``evaluate_peer``: an external, already-converted TFLite model on the same images.
 
 ``python -m stages.evaluate_peer`` reads ``params.yaml`` sections ``peer`` and ``evaluate``,
-``data/prepare/evaluation.npz``, ``data/export/model.json`` and the float model's
+``data/prepare/evaluation/``, ``data/export/model.json`` and the float model's
 ``data/evaluate_keras/probabilities.npy``, and writes ``data/evaluate_peer/metrics.json``: the
 same metrics as ``evaluate@<variant>`` plus the model's path, SHA-256, size and tensor
 conventions, or ``status: skipped`` when ``peer.path`` is null (conventions:

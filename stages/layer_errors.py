@@ -2,7 +2,7 @@
 
 ``python -m stages.layer_errors`` reads ``params.yaml`` section ``calibration``,
 ``data/export/`` (SavedModel, ``model.keras``, ``model.json``) and
-``data/prepare/calibration.npz``, quantizes the model exactly like the ``int8`` variant and runs
+``data/prepare/calibration/``, quantizes the model exactly like the ``int8`` variant and runs
 ``tf.lite.experimental.QuantizationDebugger`` on the real calibration images (never on
 evaluation images, so the layers ``int8_selective`` keeps float are not chosen on the test set;
 with noise calibration the debugger still feeds real images, which shows the layers noise

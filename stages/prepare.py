@@ -1,49 +1,65 @@
 """Stage ``prepare``: decode, crop and resize every image once per split and input size.
 
 Reads ``data/fetch/`` (images + ``manifest.csv``) and ``data/export/model.json`` (input size) and
-writes ``data/prepare/calibration.npz`` and ``data/prepare/evaluation.npz``, each with
+writes one folder per split, ``data/prepare/calibration/`` and ``data/prepare/evaluation/``, each
+with
 
-* ``images``: ``uint8`` ``(N, height, width, 3)``, RGB 0..255, central 87.5% crop, bilinear
+* ``images.npy``: ``uint8`` ``(N, height, width, 3)``, RGB 0..255, central 87.5% crop, bilinear
   resize (:func:`litequant.images.load_resized`);
-* ``labels``: ``int32`` ``(N,)`` ImageNet-1k class indices;
-* ``paths``: ``(N,)`` strings, the image paths relative to ``data/fetch``.
+* ``labels.npy``: ``int32`` ``(N,)`` ImageNet-1k class indices;
+* ``paths.txt``: the image paths relative to ``data/fetch``, one a line, in row order.
 
-Every later stage (calibration and each variant's evaluation) reuses these arrays and applies the
-model family's preprocessing on the fly, so no image is decoded twice for the same size.
+Images are decoded a chunk at a time and streamed into ``images.npy``
+(:class:`litequant.arrays.NpyWriter`), so memory does not grow with the number of images. Every
+later stage (calibration and each variant's evaluation) reads these files batch by batch and
+applies the model family's preprocessing on the fly, so no image is decoded twice for the same
+size.
 """
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from litequant import atomic, layout
+from litequant.arrays import NpyWriter
 from litequant.cli import run_stage
 from litequant.errors import PipelineError
-from litequant.images import BadImageError, decode_split
+from litequant.images import BadImageError, decode_chunks
 
 
 def prepare() -> dict[str, int]:
-    """Write one ``.npz`` per split (see module docstring); returns the image count per split."""
+    """Write one folder per split (see module docstring); returns the image count per split."""
     size = tuple(layout.read_model_info(layout.MODEL_INFO)["input_size"])
     rows = layout.read_manifest(layout.FETCH_MANIFEST)
     counts = {}
+    begin = time.perf_counter()
     with atomic.output_folder(layout.PREPARE_DIR) as tmp:
         for split, target in layout.SPLITS.items():
             chosen = [row for row in rows if row["split"] == split]
             if not chosen:
                 raise PipelineError(f"{layout.FETCH_MANIFEST} has no {split} images")
+            folder = tmp / target.name
+            folder.mkdir()
+            paths = [layout.FETCH_DIR / row["path"] for row in chosen]
             try:
-                images = decode_split([layout.FETCH_DIR / row["path"] for row in chosen], size,
-                                      f"decode {split}")
+                with NpyWriter(folder / layout.SPLIT_IMAGES, (len(chosen), *size, 3),
+                               np.uint8) as writer:
+                    for images in decode_chunks(paths, size, f"decode {split}"):
+                        writer.write(images)
             except BadImageError as error:
                 raise PipelineError(f"prepare: {error} (it was decodable when fetched; "
                                     "re-run dvc repro fetch)") from None
             labels = np.array([int(row["label"]) for row in chosen], dtype=np.int32)
-            paths = np.array([row["path"] for row in chosen])
-            atomic.write_npz(tmp / target.name, images=images, labels=labels, paths=paths)
+            np.save(folder / layout.SPLIT_LABELS, labels)
+            (folder / layout.SPLIT_PATHS).write_text(
+                "".join(row["path"] + "\n" for row in chosen), "utf-8")
             counts[split] = len(chosen)
+    seconds = time.perf_counter() - begin
     print(f"prepare: {counts['calibration']} calibration + {counts['evaluation']} evaluation "
-          f"images at {size[0]}x{size[1]}")
+          f"images at {size[0]}x{size[1]} in {seconds:.1f} s "
+          f"({sum(counts.values()) / seconds:.0f} images/s)")
     return counts
 
 

@@ -182,13 +182,14 @@ def background_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _peer_project(root: Path, monkeypatch: pytest.MonkeyPatch, images: np.ndarray,
                   labels: np.ndarray) -> None:
-    """The upstream outputs evaluate_peer reads (model.json, evaluation.npz, the float model's
+    """The upstream outputs evaluate_peer reads (model.json, the evaluation split, the float model's
     probabilities) at their layout paths in ``root``, which becomes the working directory."""
     monkeypatch.chdir(root)
     layout.EXPORT_DIR.mkdir(parents=True)
     layout.MODEL_INFO.write_text(json.dumps({"preprocessing": "tf"}))
-    layout.PREPARE_DIR.mkdir(parents=True)
-    np.savez(layout.EVALUATION_SPLIT, images=images, labels=labels)
+    layout.EVALUATION_SPLIT.mkdir(parents=True)
+    np.save(layout.EVALUATION_SPLIT / layout.SPLIT_IMAGES, images)
+    np.save(layout.EVALUATION_SPLIT / layout.SPLIT_LABELS, labels)
     layout.KERAS_EVALUATION_DIR.mkdir(parents=True)
     np.save(layout.FLOAT_PROBABILITIES, np.eye(1000, dtype=np.float32)[labels])
 

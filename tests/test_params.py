@@ -190,7 +190,7 @@ def test_strict_types_refuse_lookalike_values(name: str, key: str, value: Any) -
 
 def test_convert_variant_with_the_wrong_wiring_names_the_right_one() -> None:
     params = repo_params()
-    params["convert"]["variants"]["float32"]["calibration"] = "data/prepare/calibration.npz"
+    params["convert"]["variants"]["float32"]["calibration"] = "data/prepare/calibration"
     message = refusal(params, "convert")
     assert "convert.variants.float32 must be wired as" in message
     assert ("{params: convert.variants.float32, deps: data/export, calibration: data/export}"
@@ -199,7 +199,7 @@ def test_convert_variant_with_the_wrong_wiring_names_the_right_one() -> None:
     params["convert"]["variants"]["int8"]["params"] = "convert.variants.int8"
     message = refusal(params, "convert")
     assert ("convert.variants.int8 must be wired as {params: calibration, deps: data/export, "
-            "calibration: data/prepare/calibration.npz}") in message
+            "calibration: data/prepare/calibration}") in message
     params = repo_params()
     params["convert"]["variants"]["int8_selective"]["deps"] = "data/export"
     assert "deps: reports/layer_errors.csv" in refusal(params, "convert")

@@ -81,11 +81,17 @@ def test_export_records_model_facts(pipeline_run: Path) -> None:
 
 
 def test_prepare_arrays_match_manifest(pipeline_run: Path) -> None:
-    with np.load(pipeline_run / "data/prepare/evaluation.npz") as data:
-        assert data["images"].shape == (12, 96, 96, 3)
-        assert data["images"].dtype == np.uint8
-        assert data["labels"].dtype == np.int32
-        assert set(data["labels"]) <= {0, 1, 2, 3, 4}
+    split = pipeline_run / "data/prepare/evaluation"
+    images, labels = np.load(split / "images.npy"), np.load(split / "labels.npy")
+    assert images.shape == (12, 96, 96, 3)
+    assert images.dtype == np.uint8
+    assert labels.dtype == np.int32
+    assert set(labels) <= {0, 1, 2, 3, 4}
+    paths = (split / "paths.txt").read_text().splitlines()
+    rows = [row for row in csv.DictReader((pipeline_run / "data/fetch/manifest.csv").open())
+            if row["split"] == "evaluation"]
+    assert paths == [row["path"] for row in rows]
+    assert labels.tolist() == [int(row["label"]) for row in rows]
 
 
 def test_variants_convert_with_expected_io(pipeline_run: Path) -> None:
