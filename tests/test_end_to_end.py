@@ -26,6 +26,8 @@ VARIANTS = list(yaml.safe_load((REPO / "params.yaml").read_text())["convert"]["v
 #: The variants whose conversion depends on the ``calibration`` params.
 CALIBRATED = [v for v in VARIANTS if REGISTRY[v].needs_calibration]
 
+pytestmark = pytest.mark.slow  # minutes: the real dvc repro on ../shared
+
 
 def run(command: list[str], cwd: Path, timeout: int = 900) -> str:
     """Run a command in ``cwd``; fail the test with its output when it fails."""
