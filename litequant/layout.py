@@ -19,9 +19,10 @@ from litequant.errors import PipelineError
 
 # --- stage ``fetch`` ---------------------------------------------------------------------------
 FETCH_DIR = Path("data/fetch")
-#: ``split, path, synset, label, origin`` per image (``path`` relative to :data:`FETCH_DIR`).
+#: ``split, path, class, origin`` per image (``path`` relative to :data:`FETCH_DIR`; ``class``
+#: the source's name of its class: a folder name, a tfds ``ClassLabel`` name).
 FETCH_MANIFEST = FETCH_DIR / "manifest.csv"
-#: The source, split sizes, skipped and ignored files.
+#: The source, its ``classes`` (in source order), split sizes, skipped and ignored files.
 FETCH_INFO = FETCH_DIR / "fetch.json"
 
 # --- stage ``export`` --------------------------------------------------------------------------
@@ -36,12 +37,17 @@ PREPARE_DIR = Path("data/prepare")
 CALIBRATION_SPLIT = PREPARE_DIR / "calibration.npz"
 EVALUATION_SPLIT = PREPARE_DIR / "evaluation.npz"
 SPLITS = {"calibration": CALIBRATION_SPLIT, "evaluation": EVALUATION_SPLIT}
+#: The run's label space: ``kind``, class ``names`` in output order, source ``keys``
+#: (:class:`litequant.labels.LabelSpace`).
+CLASSES = PREPARE_DIR / "classes.json"
 
 # --- stage ``evaluate_keras`` ------------------------------------------------------------------
 KERAS_EVALUATION_DIR = Path("data/evaluate_keras")
 #: ``float32`` ``(N, C)`` softmax outputs of the float Keras model on the evaluation split.
 FLOAT_PROBABILITIES = KERAS_EVALUATION_DIR / "probabilities.npy"
 KERAS_METRICS = KERAS_EVALUATION_DIR / "metrics.json"
+#: ``int32`` ``(N,)`` top-1 class of the float Keras model per evaluation image.
+KERAS_PREDICTIONS = KERAS_EVALUATION_DIR / "predictions.npy"
 
 # --- per-variant stages ------------------------------------------------------------------------
 CONVERT_DIR = Path("data/convert")
@@ -72,6 +78,11 @@ def evaluate_dir(variant: str) -> Path:
     return EVALUATE_DIR / variant
 
 
+def predictions_file(variant: str) -> Path:
+    """``data/evaluate/<variant>/predictions.npy``: ``int32`` ``(N,)`` top-1 class per image."""
+    return evaluate_dir(variant) / "predictions.npy"
+
+
 def benchmark_dir(variant: str) -> Path:
     """``data/benchmark/<variant>``: ``latency.json``."""
     return BENCHMARK_DIR / variant
@@ -89,6 +100,8 @@ SUMMARY_MD = REPORTS_DIR / "summary.md"
 SUMMARY_CSV = REPORTS_DIR / "summary.csv"
 PLOTS_DIR = REPORTS_DIR / "plots"
 VARIANTS_PLOT_CSV = PLOTS_DIR / "variants.csv"
+#: ``actual, predicted`` class name per evaluation image of one variant (DVC confusion plot).
+CONFUSION_CSV = PLOTS_DIR / "confusion.csv"
 CHECK_MD = REPORTS_DIR / "check.md"
 
 
@@ -119,6 +132,23 @@ def load_split(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise PipelineError(f"{path} not found: run the prepare stage first (dvc repro prepare)")
     with np.load(path) as data:
         return data["images"], data["labels"]
+
+
+def load_labels(path: Path) -> np.ndarray:
+    """``int32`` ``(N,)`` labels of a prepared split (its images are not read)."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path} not found: run the prepare stage first (dvc repro prepare)")
+    with np.load(path) as data:
+        return data["labels"]
+
+
+def load_predictions(path: Path, stage: str) -> np.ndarray:
+    """``int32`` ``(N,)`` top-1 predictions a stage wrote; a missing file names the stage."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path} not found: run dvc repro {stage} first")
+    return np.load(path)
 
 
 def load_float_probabilities(path: Path, images: int | None = None) -> np.ndarray:

@@ -10,6 +10,21 @@ from __future__ import annotations
 import numpy as np
 
 _EPSILON = 1e-12
+#: Top-k metrics use k = min(TOP_K, classes - 1).
+TOP_K = 5
+
+
+def top_k_size(classes: int) -> int:
+    """The k of the top-k metrics for ``classes`` classes: ``min(5, classes - 1)``."""
+    return max(1, min(TOP_K, classes - 1))
+
+
+def top_k_key(classes: int) -> str | None:
+    """The metric name of top-k accuracy (``top5``, ``top2`` ...); ``None`` when k is 1 (two
+    classes), where top-k accuracy is top-1 and is not repeated. Top-k overlap is
+    ``<key>_overlap``."""
+    k = top_k_size(classes)
+    return None if k == 1 else f"top{k}"
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -17,6 +32,24 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     exp = np.exp(shifted.astype(np.float64))
     return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Element-wise logistic function, ``float32`` in 0..1."""
+    return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+
+
+def class_probabilities(scores: np.ndarray, output_kind: str) -> np.ndarray:
+    """A float model's outputs ``(N, C)`` → class probabilities ``(N, C)``.
+
+    ``probabilities`` are kept as they are and ``logits`` softmaxed; a single output ``(N, 1)``
+    (a sigmoid probability ``p``, or its logit) becomes two classes ``(N, 2)``: column 0 is
+    ``1 - p``, column 1 is ``p`` (Keras' binary convention: ``p`` is the probability of class 1).
+    """
+    if scores.shape[-1] == 1:
+        p = np.clip(scores if output_kind == "probabilities" else sigmoid(scores), 0.0, 1.0)
+        return np.concatenate([1.0 - p, p], axis=-1).astype(np.float32)
+    return scores if output_kind == "probabilities" else softmax(scores)
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -40,11 +73,11 @@ def top1_agreement(reference: np.ndarray, scores: np.ndarray) -> float:
     return float(100.0 * (top_k(reference, 1) == top_k(scores, 1)).mean())
 
 
-def top5_overlap(reference: np.ndarray, scores: np.ndarray) -> float:
-    """Mean percent of the reference's top-5 classes that are also in ``scores``' top-5."""
-    ref, got = top_k(reference, 5), top_k(scores, 5)
+def top_k_overlap(reference: np.ndarray, scores: np.ndarray, k: int = 5) -> float:
+    """Mean percent of the reference's top-k classes that are also in ``scores``' top-k."""
+    ref, got = top_k(reference, k), top_k(scores, k)
     shared = (ref[:, :, None] == got[:, None, :]).any(axis=-1).sum(axis=-1)
-    return float(100.0 * np.mean(shared) / 5.0)
+    return float(100.0 * np.mean(shared) / k)
 
 
 def mean_kl_divergence(reference: np.ndarray, probabilities: np.ndarray) -> float:
@@ -68,16 +101,24 @@ def sqnr_db(reference: np.ndarray, scores: np.ndarray) -> float:
 
 
 def classification_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """``top1``/``top5`` accuracy (percent) and the number of images."""
-    return {"top1": top_k_accuracy(scores, labels, 1), "top5": top_k_accuracy(scores, labels, 5),
-            "images": int(len(labels))}
+    """``top1`` and top-k accuracy (percent; k = min(5, classes - 1), key ``top<k>``, none for
+    two classes, :func:`litequant.labels.top_k_key`) and the number of images."""
+    metrics = {"top1": top_k_accuracy(scores, labels, 1)}
+    key = top_k_key(scores.shape[-1])
+    if key is not None:
+        metrics[key] = top_k_accuracy(scores, labels, top_k_size(scores.shape[-1]))
+    return {**metrics, "images": int(len(labels))}
 
 
 def fidelity_metrics(reference: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
-    """Agreement of a variant's probabilities with the float reference's, on the same images."""
-    return {"agreement": top1_agreement(reference, probabilities),
-            "top5_overlap": top5_overlap(reference, probabilities),
-            "kl_divergence": mean_kl_divergence(reference, probabilities),
+    """Agreement of a variant's probabilities with the float reference's, on the same images
+    (top-k overlap as ``top<k>_overlap``, as in :func:`classification_metrics`)."""
+    metrics = {"agreement": top1_agreement(reference, probabilities)}
+    key = top_k_key(reference.shape[-1])
+    if key is not None:
+        metrics[f"{key}_overlap"] = top_k_overlap(reference, probabilities,
+                                                     top_k_size(reference.shape[-1]))
+    return {**metrics, "kl_divergence": mean_kl_divergence(reference, probabilities),
             "sqnr_db": _finite_or_none(sqnr_db(reference, probabilities))}
 
 

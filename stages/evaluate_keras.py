@@ -3,9 +3,12 @@
 Reads ``data/export/model.keras`` (``saved_model/`` for a user SavedModel) + ``model.json``
 and ``data/prepare/evaluation.npz``; writes ``data/evaluate_keras/``:
 
-* ``probabilities.npy``: ``float32`` ``(N, 1000)`` softmax outputs, the reference every
-  variant's agreement, KL divergence and SQNR are measured against;
-* ``metrics.json``: top-1/top-5 accuracy (percent) and the image count.
+* ``probabilities.npy``: ``float32`` ``(N, classes)`` class probabilities (a single sigmoid
+  output as two columns ``1 - p, p``), the reference every variant's agreement, KL divergence
+  and SQNR are measured against;
+* ``metrics.json``: top-1/top-k accuracy (percent; ``top<k>``, k = min(5, classes - 1)) and the
+  image count;
+* ``predictions.npy``: ``int32`` ``(N,)``, the top-1 class of each image.
 """
 
 from __future__ import annotations
@@ -30,8 +33,11 @@ def evaluate_keras() -> dict[str, Any]:
     with atomic.output_folder(layout.KERAS_EVALUATION_DIR) as tmp:
         np.save(tmp / layout.FLOAT_PROBABILITIES.name, probabilities)
         atomic.write_json(tmp / layout.KERAS_METRICS.name, metrics)
-    print(f"evaluate_keras: top-1 {metrics['top1']:.2f}%, top-5 {metrics['top5']:.2f}% "
-          f"on {metrics['images']} images")
+        np.save(tmp / layout.KERAS_PREDICTIONS.name,
+                np.argmax(probabilities, axis=-1).astype(np.int32))
+    top_k = "".join(f", top-{key[3:]} {value:.2f}%" for key, value in metrics.items()
+                    if key.startswith("top") and key != "top1")
+    print(f"evaluate_keras: top-1 {metrics['top1']:.2f}%{top_k} on {metrics['images']} images")
     return metrics
 
 
