@@ -175,3 +175,26 @@ def test_default_source_unprepared_and_offline_fails_within_seconds(tmp_path: Pa
     assert time.monotonic() - start < 15
     assert "imagenet_v2/matched-frequency" in str(raised.value)
     assert OFFLINE_HELP in str(raised.value)
+
+
+@pytest.mark.parametrize("name, classes", [
+    ("tf_flowers", ["dandelion", "daisy", "tulips", "sunflowers", "roses"]),
+    ("cats_vs_dogs", ["cat", "dog"]),
+])
+def test_own_class_datasets_take_their_class_label_names(name: str, classes: list[str],
+                                                         tmp_path: Path) -> None:
+    import tensorflow_datasets as tfds
+
+    rows, examples = fetch_mocked(tmp_path, name, {"train": 200})
+    assert tfds.builder(name).info.features["label"].names == classes
+    summary = json.loads((tmp_path / "fetch" / "fetch.json").read_text())
+    assert summary["classes"] == classes  # ClassLabel order: label i is class i
+    space = resolve({"kind": "dataset"}, len(classes), "tfds", summary["classes"])
+    labels = label_indices(space, [row["class"] for row in rows])
+    for row, label in zip(rows, labels, strict=True):
+        example = source_example(row, name, examples)
+        assert label == example["label"] and row["class"] == classes[example["label"]]
+        assert (tmp_path / "fetch" / row["path"]).read_bytes() == example["image"]
+    with pytest.raises(PipelineError, match="not ImageNet-1k synsets.*model.labels to folders, "
+                                            "dataset or a label file"):
+        resolve({"kind": "imagenet"}, 1000, "tfds", summary["classes"])
