@@ -351,12 +351,12 @@ def per_class_section(per_class: dict[str, Any] | None) -> list[str]:
              + (f" {empty} class(es) have no evaluation image." if empty else "")
              + f" Confusion plot (`dvc plots show`): {per_class['confusion_variant']}.", "",
              "| class | images | float % | " + " | ".join(f"{v} %" for v in variants)
-             + " | worst drop |",
+             + " | worst drop (points) |",
              "|---|---:|---:|" + "---:|" * len(variants) + "---:|"]
     for row in rows:
         lines.append(f"| {row['class']} | {row['images']} | {row[FLOAT_MODEL_ROW]:.1f} | "
                      + "".join(f"{row[v]:.1f} | " for v in variants)
-                     + f"{row['worst_drop']:+.1f} |")
+                     + f"{row['worst_drop']:.1f} |")
     lines.append("")
     return lines
 
