@@ -67,7 +67,7 @@ def test_running_metrics_over_batches_equal_the_whole_array_formulas() -> None:
     whole = {"top1": metrics.top_k_accuracy(scores, labels, 1),
              "top5": metrics.top_k_accuracy(scores, labels, 5), "images": 50,
              "agreement": metrics.top1_agreement(reference, scores),
-             "top5_overlap": metrics.top5_overlap(reference, scores),
+             "top5_overlap": metrics.top_k_overlap(reference, scores, 5),
              "kl_divergence": metrics.mean_kl_divergence(reference, scores),
              "sqnr_db": metrics.sqnr_db(reference, scores)}
     assert {**running.classification(), **running.fidelity()} == pytest.approx(whole, rel=1e-12)
