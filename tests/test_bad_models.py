@@ -50,7 +50,7 @@ def test_missing_model_file_names_the_key_and_path(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name, content, expected", [
     ("model.keras", b"this is not a zip archive", "cannot load"),
     ("empty.keras", b"", "cannot load"),
-    ("model.weights.h5", b"\x89HDF\r\n\x1a\n", "is not a .keras file"),
+    ("model.weights.h5", b"\x89HDF\r\n\x1a\n", "holds weights only, not a model"),
     ("model.tflite", b"TFL3", "is not a .keras file"),
 ])
 def test_files_that_are_not_keras_models_are_refused(tmp_path: Path, name: str, content: bytes,
