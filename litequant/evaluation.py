@@ -12,7 +12,7 @@ import numpy as np
 from litequant.arrays import NpyRows
 from litequant.errors import PipelineError
 from litequant.litert import predict_chunks
-from litequant.metrics import RunningMetrics, softmax
+from litequant.metrics import RunningMetrics, class_probabilities
 from litequant.quiet import progress_counter
 
 
@@ -21,10 +21,11 @@ def as_probabilities(scores: np.ndarray, output_kind: str) -> np.ndarray:
 
     ``output_kind`` is the float model's (``model.json``): ``probabilities`` outputs are clipped
     at 0 and renormalised (quantized softmax rows do not sum exactly to 1); ``logits`` are
-    softmaxed.
+    softmaxed; a single sigmoid output (clipped to 0..1) becomes ``(1 - p, p)``
+    (:func:`litequant.metrics.class_probabilities`).
     """
-    if output_kind == "logits":
-        return softmax(scores)
+    if output_kind == "logits" or scores.shape[-1] == 1:
+        return class_probabilities(scores, output_kind)
     clipped = np.clip(scores, 0.0, None)
     sums = clipped.sum(axis=-1, keepdims=True)
     uniform = np.full_like(clipped, 1.0 / clipped.shape[-1])
@@ -33,8 +34,10 @@ def as_probabilities(scores: np.ndarray, output_kind: str) -> np.ndarray:
 
 def evaluate_model(model_path: Path, images: np.ndarray | NpyRows, labels: np.ndarray,
                    float_probabilities: np.ndarray | NpyRows, family: str, output_kind: str,
-                   workers: int, batch_size: int, label_offset: int = 0) -> dict[str, Any]:
-    """Metrics of one ``.tflite`` model, measured chunk by chunk (memory independent of ``N``).
+                   workers: int, batch_size: int, label_offset: int = 0
+                   ) -> tuple[dict[str, Any], np.ndarray]:
+    """Metrics and top-1 predictions of one ``.tflite`` model, measured chunk by chunk (memory
+    independent of ``N`` but for the ``(N,)`` predictions).
 
     Args:
         model_path: the ``.tflite`` file.
@@ -50,11 +53,14 @@ def evaluate_model(model_path: Path, images: np.ndarray | NpyRows, labels: np.nd
         label_offset: leading outputs to drop (e.g. 1 for a ``background`` class at index 0).
 
     Returns:
-        ``top1``, ``top5``, ``images`` and ``agreement``, ``top5_overlap``, ``kl_divergence``,
-        ``sqnr_db`` (percentages in 0..100).
+        The metrics: ``top1``, ``top<k>``, ``images`` and ``agreement``, ``top<k>_overlap``,
+        ``kl_divergence``, ``sqnr_db`` (percentages in 0..100; k = min(5, classes - 1), see
+        :func:`litequant.metrics.classification_metrics`), and the predicted class of each
+        image, ``int32`` ``(N,)``.
     """
     running = RunningMetrics()
     classes = float_probabilities.shape[1]
+    predictions = np.empty(len(labels), dtype=np.int32)
     pending: dict[int, np.ndarray] = {}  # chunks that finished before an earlier one
     done = 0
     with progress_counter(f"evaluate {Path(model_path).parent.name}", len(labels)) as update:
@@ -63,13 +69,14 @@ def evaluate_model(model_path: Path, images: np.ndarray | NpyRows, labels: np.nd
             update(len(scores))
             while done in pending:  # in row order, so the float sums are reproducible
                 scores = pending.pop(done)[:, label_offset:]
-                if scores.shape[1] != classes:
+                probabilities = as_probabilities(scores, output_kind)
+                if probabilities.shape[1] != classes:
                     raise PipelineError(f"{model_path}: {scores.shape[1]} outputs after "
                                         f"label_offset {label_offset}, but the label space "
-                                        f"has {classes}")
+                                        f"has {classes} classes")
                 stop = done + len(scores)
-                probabilities = as_probabilities(scores, output_kind)
                 running.add(probabilities, labels[done:stop])
                 running.add_fidelity(float_probabilities[done:stop], probabilities)
+                predictions[done:stop] = np.argmax(probabilities, axis=-1)
                 done = stop
-    return {**running.classification(), **running.fidelity()}
+    return {**running.classification(), **running.fidelity()}, predictions

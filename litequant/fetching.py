@@ -1,21 +1,29 @@
-"""Materialising two disjoint, deterministic splits of ImageNet-style images (stage ``fetch``).
+"""Materialising two disjoint, deterministic splits of labelled images (stage ``fetch``).
 
 :func:`fetch` takes the ``fetch`` params and writes ``data/fetch/``:
 
-* ``calibration/<synset>/<file>`` and ``evaluation/<synset>/<file>``: the selected image files,
+* ``calibration/<class>/<file>`` and ``evaluation/<class>/<file>``: the selected image files,
   byte-for-byte copies of the source (tfds images keep their encoded bytes);
-* ``manifest.csv``: ``split, path, synset, label, origin`` per image (``path`` relative to
-  ``data/fetch``; ``label`` the ImageNet-1k class index);
-* ``fetch.json``: the source, split sizes, whether the data is synthetic, every file that was
-  skipped as undecodable (path and reason; ``fetch.on_bad_image: fail`` stops instead) and every
-  non-image file that was ignored (``.DS_Store``, ``README.txt`` ...).
+* ``manifest.csv``: ``split, path, class, origin`` per image (``path`` relative to
+  ``data/fetch``; ``class`` the source's name of the image's class);
+* ``fetch.json``: the source, its ``classes`` (every class folder sorted by name, or the tfds
+  ``ClassLabel`` names in label order), split sizes, whether the data is synthetic, every file
+  that was skipped as undecodable (path and reason; ``fetch.on_bad_image: fail`` stops instead)
+  and every non-image file that was ignored (``.DS_Store``, ``README.txt`` ...).
+
+Which output of the model a class is (the label index) is not decided here but by
+``model.labels`` in stage ``prepare`` (:mod:`litequant.labels`), so the images do not depend on
+the model's params.
 
 Sources (``fetch.source``):
 
-* ``folder``: ``<fetch.folder>/<synset>/<image>``, e.g. a re-organised ILSVRC-2012 val set;
-* ``tfds``: a tensorflow-datasets ImageNet-style set (``fetch.tfds_name``: ``imagenette/*``,
-  ``imagenet_v2/*``, ``imagenet2012``); calibration from its ``train`` split where it has one;
-* ``synthetic``: generated images, for tests and smoke runs only (every report says so).
+* ``folder``: ``<fetch.folder>/<class>/<image>`` (synset folders for ImageNet, e.g. a
+  re-organised ILSVRC-2012 val set; any class names for your own classes);
+* ``tfds``: a tensorflow-datasets image classification set with a ``label`` ``ClassLabel``
+  (``fetch.tfds_name``: ``imagenet_v2/*``, ``imagenette/*``, ``imagenet2012``, ``tf_flowers``,
+  ``cats_vs_dogs`` ...); calibration from its ``train`` split where it has one;
+* ``synthetic``: generated images with random ImageNet classes, for tests and smoke runs only
+  (every report says so).
 """
 
 from __future__ import annotations
@@ -30,8 +38,8 @@ import numpy as np
 
 from litequant import atomic
 from litequant.errors import PipelineError, relative_path_hint
-from litequant.imagenet import NUM_CLASSES, class_table
 from litequant.images import BadImageError, decode_rgb, looks_like_image
+from litequant.labels import NUM_CLASSES, class_table
 from litequant.offline import OFFLINE_HELP, network_reachable
 from litequant.params import FetchParams
 from litequant.quiet import progress
@@ -39,9 +47,10 @@ from litequant.quiet import progress
 SPLITS = ("calibration", "evaluation")
 @dataclass(frozen=True)
 class Candidate:
-    """One source image: where its bytes come from, its synset, and a readable origin."""
+    """One source image: where its bytes come from, its class (the source's name), and a
+    readable origin."""
 
-    synset: str
+    class_name: str
     origin: str
     path: Path | None = None
     data: bytes | None = None
@@ -56,9 +65,10 @@ class Candidate:
 
 @dataclass
 class Selection:
-    """The chosen images of each split and the files skipped on the way."""
+    """The chosen images of each split, the source's classes and the files skipped on the way."""
 
     splits: dict[str, list[Candidate]]
+    classes: list[str] = field(default_factory=list)
     bad_images: list[dict[str, str]] = field(default_factory=list)
     ignored_files: list[str] = field(default_factory=list)
 
@@ -75,19 +85,18 @@ def _listing(folder: Path) -> list[Path]:
                             f"({error.strerror or error})") from None
 
 
-def scan_folder(root: str | Path) -> tuple[list[Candidate], list[str]]:
-    """List an ImageNet-style folder ``<root>/<synset>/<image>`` in sorted order.
+def scan_folder(root: str | Path) -> tuple[list[Candidate], list[str], list[str]]:
+    """List a folder of class folders ``<root>/<class>/<image>`` in sorted order.
 
-    Returns the candidate images and the non-image files that were ignored (hidden files,
-    ``README.txt`` ...). Raises :class:`PipelineError` naming the path when the folder is
-    missing, empty, flat (images but no class folders), or has a class folder whose name is not
-    an ImageNet-1k synset.
+    Returns the candidate images, the class folder names sorted by name (the order Keras'
+    ``image_dataset_from_directory`` gives them, empty ones included) and the non-image files
+    that were ignored (hidden files, ``README.txt`` ...). Raises :class:`PipelineError` naming
+    the path when the folder is missing, empty or flat (images but no class folders).
     """
     root = Path(root)
     if not root.is_dir():
         raise PipelineError(f"fetch.folder: {root} is not a folder{relative_path_hint(root)} "
-                            "(expected an ImageNet-style folder <folder>/<synset>/<image>)")
-    table = class_table()
+                            "(expected a folder of class folders <folder>/<class>/<image>)")
     candidates: list[Candidate] = []
     ignored: list[str] = []
     entries = _listing(root)
@@ -97,30 +106,24 @@ def scan_folder(root: str | Path) -> tuple[list[Candidate], list[str]]:
         if loose_images:
             raise PipelineError(
                 f"fetch.folder: {root} holds {len(loose_images)} images but no class folders; "
-                "expected one folder per WordNet synset, e.g. "
+                "expected one folder per class (a WordNet synset for ImageNet), e.g. "
                 f"{root}/n01440764/{loose_images[0].name}")
-        raise PipelineError(f"fetch.folder: {root} is empty (expected one folder per WordNet "
-                            "synset, e.g. n01440764/, holding that class's images)")
-    unknown = [p.name for p in class_dirs if p.name not in table]
-    if unknown:
-        shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-        raise PipelineError(f"fetch.folder: {len(unknown)} folder(s) in {root} are not "
-                            f"ImageNet-1k synsets: {shown} (expected WordNet ids such as "
-                            "n01440764; see litequant/imagenet_classes.tsv)")
+        raise PipelineError(f"fetch.folder: {root} is empty (expected one folder per class, "
+                            "e.g. n01440764/ or tench/, holding that class's images)")
     ignored += [str(p) for p in entries if p.is_file() and not looks_like_image(p)]
     for class_dir in class_dirs:
         for path in _listing(class_dir):
             if path.is_dir():
                 ignored.append(f"{path}/")
             elif looks_like_image(path):
-                candidates.append(Candidate(synset=class_dir.name, origin=str(path), path=path,
-                                            name=path.name))
+                candidates.append(Candidate(class_name=class_dir.name, origin=str(path),
+                                            path=path, name=path.name))
             else:
                 ignored.append(str(path))
     if not candidates:
         raise PipelineError(f"fetch.folder: no images in the class folders of {root} "
                             "(image files end in .JPEG, .jpg, .png, ...)")
-    return candidates, ignored
+    return candidates, [p.name for p in class_dirs], ignored
 
 
 def synthetic_candidates(count: int, seed: int) -> list[Candidate]:
@@ -138,28 +141,30 @@ def synthetic_candidates(count: int, seed: int) -> list[Candidate]:
         buffer = io.BytesIO()
         Image.fromarray(pixels).save(buffer, format="PNG")
         name = f"synthetic_{index:05d}.png"
-        candidates.append(Candidate(synset=synsets[label], origin=f"synthetic:{index}",
+        candidates.append(Candidate(class_name=synsets[label], origin=f"synthetic:{index}",
                                     data=buffer.getvalue(), name=name))
     return candidates
 
 
-def tfds_label_synsets(label_names: list[str], dataset: str) -> list[str]:
-    """Map a tfds label feature's names to ImageNet synsets.
+def tfds_class_names(builder, dataset: str) -> list[str]:
+    """The names of a tfds dataset's ``label`` feature (a ``ClassLabel``), in label order.
 
-    Imagenette, ImageNet-2012 and ImageNet-V2 all name their labels by WordNet synset (in
-    ImageNet-V2 and ImageNet-2012 label ``i`` is ImageNet class ``i``).
+    ImageNet-style datasets (Imagenette, ImageNet-2012, ImageNet-V2) name their labels by
+    WordNet synset; others by class name (``tf_flowers``: ``dandelion``, ``daisy`` ...).
     """
-    table = class_table()
-    unknown = [name for name in label_names if name not in table]
-    if unknown:
-        raise PipelineError(f"fetch.tfds_name: {dataset}'s labels are not ImageNet synsets "
-                            f"(e.g. {unknown[0]!r}); only ImageNet-style datasets are supported")
-    return list(label_names)
+    import tensorflow_datasets as tfds
+
+    feature = builder.info.features["label"] if "label" in builder.info.features else None
+    if not isinstance(feature, tfds.features.ClassLabel):
+        raise PipelineError(f"fetch.tfds_name: {dataset} has no 'label' ClassLabel feature "
+                            "(only image classification datasets with one label are supported)")
+    return list(feature.names)
 
 
 def tfds_candidates(params: FetchParams, needed: dict[str, int | None]
-                    ) -> dict[str, list[Candidate]]:
-    """Candidate images for each split from tensorflow-datasets, encoded bytes kept as they are.
+                    ) -> tuple[dict[str, list[Candidate]], list[str]]:
+    """Candidate images for each split from tensorflow-datasets, encoded bytes kept as they are,
+    and the dataset's class names (:func:`tfds_class_names`).
 
     Downloads and prepares the dataset when it is not prepared yet; checks first (3 s timeout)
     that the download host is reachable, so an offline machine fails at once.
@@ -172,7 +177,8 @@ def tfds_candidates(params: FetchParams, needed: dict[str, int | None]
         raise PipelineError(f"fetch.tfds_name: {params.tfds_name!r} is not a tensorflow-datasets "
                             f"dataset ({str(error).splitlines()[0]}); ImageNet-style choices: "
                             "imagenet_v2/{matched-frequency,threshold-0.7,topimages}, "
-                            "imagenette/{full-size,320px,160px}[-v2], imagenet2012") from None
+                            "imagenette/{full-size,320px,160px}[-v2], imagenet2012; your own "
+                            "classes: tf_flowers, cats_vs_dogs ...") from None
     if not _tfds_prepared(builder):
         manual = params.tfds_manual_dir is not None
         if manual and not Path(params.tfds_manual_dir).is_dir():
@@ -202,7 +208,7 @@ def tfds_candidates(params: FetchParams, needed: dict[str, int | None]
                             f"{builder.data_dir} has no splits (incomplete preparation?)")
     evaluation_split = next((s for s in ("validation", "test") if s in splits), splits[0])
     calibration_split = "train" if "train" in splits else evaluation_split
-    synsets = tfds_label_synsets(builder.info.features["label"].names, params.tfds_name)
+    classes = tfds_class_names(builder, params.tfds_name)
 
     def read(split: str, count: int | None, skip: int) -> list[Candidate]:
         total = builder.info.splits[split].num_examples
@@ -213,10 +219,9 @@ def tfds_candidates(params: FetchParams, needed: dict[str, int | None]
         for offset, example in enumerate(progress(tfds.as_numpy(dataset), f"read {split}",
                                                   total=end - skip)):
             index = skip + offset
-            synset = synsets[int(example["label"])]
             origin = f"tfds:{params.tfds_name}/{split}[{index}]"
-            found.append(Candidate(synset=synset, origin=origin, data=bytes(example["image"]),
-                                   name=f"{split}_{index:06d}.jpg"))
+            found.append(Candidate(class_name=classes[int(example["label"])], origin=origin,
+                                   data=bytes(example["image"]), name=f"{split}_{index:06d}.jpg"))
         return found
 
     # tfds stores examples in a shuffled, fixed order: a prefix of a split is a random sample.
@@ -225,10 +230,10 @@ def tfds_candidates(params: FetchParams, needed: dict[str, int | None]
     if calibration_split == evaluation_split:
         pool = read(evaluation_split, None if needed["evaluation"] is None
                     else calibration_pool + 2 * needed["evaluation"] + 16, 0)
-        return {"pool": pool}
+        return {"pool": pool}, classes
     return {"calibration": read(calibration_split, calibration_pool, 0),
             "evaluation": read(evaluation_split, None if needed["evaluation"] is None
-                               else 2 * needed["evaluation"] + 16, 0)}
+                               else 2 * needed["evaluation"] + 16, 0)}, classes
 
 
 def _tfds_prepared(builder) -> bool:
@@ -315,23 +320,20 @@ def write_output(selection: Selection, params: FetchParams, output: Path) -> dic
 
     Returns the summary written to ``fetch.json``.
     """
-    table = class_table()
     with atomic.output_folder(output) as tmp:
         rows = []
         for split in SPLITS:
             for candidate in selection.splits[split]:
-                relative = Path(split) / candidate.synset / candidate.name
+                relative = Path(split) / _folder_name(candidate.class_name) / candidate.name
                 (tmp / relative).parent.mkdir(parents=True, exist_ok=True)
                 if candidate.path is not None:
                     shutil.copyfile(candidate.path, tmp / relative)
                 else:
                     (tmp / relative).write_bytes(candidate.read())
                 rows.append({"split": split, "path": relative.as_posix(),
-                             "synset": candidate.synset,
-                             "label": table.index_of(candidate.synset),
-                             "origin": candidate.origin})
+                             "class": candidate.class_name, "origin": candidate.origin})
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=["split", "path", "synset", "label", "origin"],
+        writer = csv.DictWriter(buffer, fieldnames=["split", "path", "class", "origin"],
                                 lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
@@ -340,6 +342,7 @@ def write_output(selection: Selection, params: FetchParams, output: Path) -> dic
             "source": params.source,
             "description": describe_source(params),
             "synthetic": params.source == "synthetic",
+            "classes": selection.classes,
             "seed": params.seed,
             "calibration_images": len(selection.splits["calibration"]),
             "evaluation_images": len(selection.splits["evaluation"]),
@@ -350,6 +353,12 @@ def write_output(selection: Selection, params: FetchParams, output: Path) -> dic
         }
         atomic.write_json(tmp / "fetch.json", summary)
     return summary
+
+
+def _folder_name(class_name: str) -> str:
+    """A class name as one folder name (a tfds name may hold ``/``)."""
+    name = class_name.replace("/", "_").replace("\\", "_")
+    return name if name not in ("", ".", "..") else f"_{name}_"
 
 
 def describe_source(params: FetchParams) -> str:
@@ -366,15 +375,17 @@ def fetch(params: FetchParams, output: Path) -> dict:
     needed = {"calibration": params.calibration_size, "evaluation": params.evaluation_size}
     ignored: list[str] = []
     if params.source == "folder":
-        candidates, ignored = scan_folder(params.folder)
+        candidates, classes, ignored = scan_folder(params.folder)
         pools = {"pool": candidates}
     elif params.source == "synthetic":
         total = params.calibration_size + (params.evaluation_size or params.calibration_size)
         pools = {"pool": synthetic_candidates(total, params.seed)}
+        classes = list(class_table().synsets)
     else:
-        pools = tfds_candidates(params, needed)
+        pools, classes = tfds_candidates(params, needed)
     selection = select(pools, params.calibration_size, params.evaluation_size, params.seed)
     selection.ignored_files = ignored
+    selection.classes = classes
     if selection.bad_images and params.on_bad_image == "fail":
         listing = "; ".join(f"{b['path']} ({b['reason']})" for b in selection.bad_images[:10])
         raise PipelineError(f"fetch: {len(selection.bad_images)} undecodable image file(s) and "

@@ -20,9 +20,10 @@ from litequant.errors import PipelineError
 
 # --- stage ``fetch`` ---------------------------------------------------------------------------
 FETCH_DIR = Path("data/fetch")
-#: ``split, path, synset, label, origin`` per image (``path`` relative to :data:`FETCH_DIR`).
+#: ``split, path, class, origin`` per image (``path`` relative to :data:`FETCH_DIR`; ``class``
+#: the source's name of its class: a folder name, a tfds ``ClassLabel`` name).
 FETCH_MANIFEST = FETCH_DIR / "manifest.csv"
-#: The source, split sizes, skipped and ignored files.
+#: The source, its ``classes`` (in source order), split sizes, skipped and ignored files.
 FETCH_INFO = FETCH_DIR / "fetch.json"
 
 # --- stage ``export`` --------------------------------------------------------------------------
@@ -41,16 +42,21 @@ SPLITS = {"calibration": CALIBRATION_SPLIT, "evaluation": EVALUATION_SPLIT}
 #: ``uint8`` ``(N, h, w, 3)`` RGB 0..255 ``.npy``, read row range by row range
 #: (:class:`~litequant.arrays.NpyRows`), never whole.
 SPLIT_IMAGES = "images.npy"
-#: ``int32`` ``(N,)`` ``.npy``: class indices.
+#: ``int32`` ``(N,)`` ``.npy``: class indices in the model's output order.
 SPLIT_LABELS = "labels.npy"
 #: The image paths relative to :data:`FETCH_DIR`, one a line, in row order.
 SPLIT_PATHS = "paths.txt"
+#: The run's label space: ``kind``, class ``names`` in output order, source ``keys``
+#: (:class:`litequant.labels.LabelSpace`).
+CLASSES = PREPARE_DIR / "classes.json"
 
 # --- stage ``evaluate_keras`` ------------------------------------------------------------------
 KERAS_EVALUATION_DIR = Path("data/evaluate_keras")
 #: ``float32`` ``(N, C)`` softmax outputs of the float Keras model on the evaluation split.
 FLOAT_PROBABILITIES = KERAS_EVALUATION_DIR / "probabilities.npy"
 KERAS_METRICS = KERAS_EVALUATION_DIR / "metrics.json"
+#: ``int32`` ``(N,)`` top-1 class of the float Keras model per evaluation image.
+KERAS_PREDICTIONS = KERAS_EVALUATION_DIR / "predictions.npy"
 
 # --- per-variant stages ------------------------------------------------------------------------
 CONVERT_DIR = Path("data/convert")
@@ -84,6 +90,11 @@ def evaluate_dir(variant: str) -> Path:
     return EVALUATE_DIR / variant
 
 
+def predictions_file(variant: str) -> Path:
+    """``data/evaluate/<variant>/predictions.npy``: ``int32`` ``(N,)`` top-1 class per image."""
+    return evaluate_dir(variant) / "predictions.npy"
+
+
 # --- the peer model (an external, already-converted .tflite) -----------------------------------
 PEER_EVALUATION_DIR = Path("data/evaluate_peer")
 
@@ -100,6 +111,8 @@ VARIANTS_JSON = REPORTS_DIR / "variants.json"
 #: The report's static figures (PNG), one per :data:`litequant.plots.FIGURES` entry.
 ACCURACY_VS_SIZE_PNG = PLOTS_DIR / "accuracy_vs_size.png"
 ACCURACY_VS_LATENCY_PNG = PLOTS_DIR / "accuracy_vs_latency.png"
+#: ``actual, predicted`` class name per evaluation image of one variant (DVC confusion plot).
+CONFUSION_CSV = PLOTS_DIR / "confusion.csv"
 CHECK_MD = REPORTS_DIR / "check.md"
 
 
@@ -139,6 +152,22 @@ def load_split(path: Path) -> tuple[NpyRows, np.ndarray]:
         raise PipelineError(f"{path}: {len(images)} images but {len(labels)} labels: re-run "
                             "dvc repro prepare")
     return images, labels
+
+
+def load_labels(path: Path) -> np.ndarray:
+    """``int32`` ``(N,)`` labels of a prepared split folder (its images are not read)."""
+    path = Path(path) / SPLIT_LABELS
+    if not path.is_file():
+        raise PipelineError(f"{path} not found: run the prepare stage first (dvc repro prepare)")
+    return np.load(path)
+
+
+def load_predictions(path: Path, stage: str) -> np.ndarray:
+    """``int32`` ``(N,)`` top-1 predictions a stage wrote; a missing file names the stage."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path} not found: run dvc repro {stage} first")
+    return np.load(path)
 
 
 def load_float_probabilities(path: Path, images: int | None = None) -> NpyRows:

@@ -5,8 +5,10 @@
 * ``model.keras``: the float Keras model;
 * ``saved_model/``: a TensorFlow SavedModel (``model.export``) with a dynamic batch dimension,
   which ``convert`` reads with ``TFLiteConverter.from_saved_model``;
-* ``model.json``: the input size, preprocessing family, number of classes and whether the output
-  is already a probability distribution (softmax) or logits.
+* ``model.json``: the input size, preprocessing family, number of classes (2 for a single
+  sigmoid output), the label space as far as the model decides it (``model.labels``,
+  :mod:`litequant.labels`) and whether the output is already a probability distribution
+  (softmax or sigmoid) or logits.
 
 ``model.source`` is ``applications`` (a ``keras.applications`` classifier named by
 ``model.name``, with ``model.alpha``, ``model.input_size`` and ``model.weights``: ``imagenet``
@@ -32,8 +34,8 @@ import numpy as np
 from litequant import atomic
 from litequant.arrays import NpyRows
 from litequant.errors import PipelineError, relative_path_hint
-from litequant.imagenet import NUM_CLASSES
-from litequant.metrics import softmax
+from litequant.labels import NUM_CLASSES, model_labels
+from litequant.metrics import class_probabilities
 from litequant.offline import OFFLINE_HELP, network_reachable
 from litequant.params import ModelParams
 from litequant.preprocessing import APPLICATION_FAMILIES, preprocess
@@ -199,10 +201,13 @@ def load_saved_model(path: str):
 
 
 def describe(model, params: ModelParams) -> dict[str, Any]:
-    """Check the model is an ImageNet classifier on ``HxWx3`` images and describe it.
+    """Check the model is a classifier on ``HxWx3`` images of ``model.labels``' classes and
+    describe it.
 
     Returns the ``model.json`` content: ``name``, ``source``, ``input_size`` ``[h, w]``,
-    ``preprocessing`` family, ``num_classes``, ``output`` (``probabilities`` or ``logits``).
+    ``preprocessing`` family, ``num_classes`` (2 for one sigmoid output), ``outputs`` (units),
+    ``labels`` (:func:`litequant.labels.model_labels`), ``output`` (``probabilities`` or
+    ``logits``).
     """
     where = (f"model.source: {params.source}" if params.source != "applications"
              else f"model.name: {params.application}")
@@ -212,10 +217,12 @@ def describe(model, params: ModelParams) -> dict[str, Any]:
         raise PipelineError(f"{where}: expected one image input of shape (batch, height, width, "
                             f"3) with a fixed size, got {[tuple(i.shape) for i in model.inputs]}")
     output_shape = tuple(model.outputs[0].shape) if len(model.outputs) == 1 else None
-    if output_shape is None or output_shape[-1] != NUM_CLASSES or len(output_shape) != 2:
-        raise PipelineError(f"{where}: expected one output of {NUM_CLASSES} ImageNet classes, "
-                            f"got {[tuple(o.shape) for o in model.outputs]}; the label space of "
-                            "this pipeline is ImageNet-1k")
+    if output_shape is None or len(output_shape) != 2 or output_shape[-1] is None:
+        raise PipelineError(f"{where}: expected one output of class scores (batch, classes), "
+                            f"got {[tuple(o.shape) for o in model.outputs]}")
+    units = int(output_shape[-1])
+    classes = 2 if units == 1 else units  # one sigmoid unit: two classes (1 - p, p)
+    labels = model_labels(params.labels, classes, where)
     if params.source == "applications":
         family = APPLICATION_FAMILIES[params.application] if params.preprocessing == "auto" \
             else params.preprocessing
@@ -230,13 +237,19 @@ def describe(model, params: ModelParams) -> dict[str, Any]:
                 "torch, raw")
     probe = np.random.default_rng(0).uniform(-1, 1, (2, *input_shape[1:])).astype(np.float32)
     scores = np.asarray(model(probe, training=False))
-    is_distribution = bool(np.all(scores >= 0) and np.allclose(scores.sum(-1), 1.0, atol=1e-3))
+    if units == 1:  # a sigmoid probability, or a binary logit
+        is_distribution = bool(np.all((scores >= 0) & (scores <= 1)))
+    else:
+        is_distribution = bool(np.all(scores >= 0)
+                               and np.allclose(scores.sum(-1), 1.0, atol=1e-3))
     return {
         "name": model.name if params.source != "applications" else params.application,
         "source": params.source,
         "input_size": [int(input_shape[1]), int(input_shape[2])],
         "preprocessing": family,
-        "num_classes": NUM_CLASSES,
+        "num_classes": classes,
+        "outputs": units,
+        "labels": labels,
         "output": "probabilities" if is_distribution else "logits",
         "parameters": int(model.count_params()),
     }
@@ -292,7 +305,8 @@ def keras_probabilities(model, images: np.ndarray | NpyRows, family: str, output
         images: ``uint8`` ``(N, h, w, 3)``, RGB 0..255 (an array or a prepared split on disk,
             read one batch of rows at a time).
         family: the preprocessing family (:mod:`litequant.preprocessing`).
-        output_kind: ``probabilities`` (kept) or ``logits`` (softmaxed).
+        output_kind: ``probabilities`` (kept) or ``logits`` (softmaxed); a single sigmoid
+            output becomes two columns ``(1 - p, p)``.
 
     Yields:
         ``float32`` ``(n, C)`` probabilities of the next ``n`` images in order, rows summing to
@@ -306,4 +320,4 @@ def keras_probabilities(model, images: np.ndarray | NpyRows, family: str, output
                 (scores,) = scores.values()
             scores = np.asarray(scores, dtype=np.float32)
             update(len(scores))
-            yield scores if output_kind == "probabilities" else softmax(scores)
+            yield class_probabilities(scores, output_kind)

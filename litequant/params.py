@@ -51,8 +51,8 @@ class FetchParams(Section):
     @model_validator(mode="after")
     def _folder_given(self) -> FetchParams:
         if self.source == "folder" and not self.folder:
-            raise ValueError("fetch.folder must name an ImageNet-style folder "
-                             "(<folder>/<synset>/<image>) when fetch.source is 'folder'")
+            raise ValueError("fetch.folder must name a folder of class folders "
+                             "(<folder>/<class>/<image>) when fetch.source is 'folder'")
         return self
 
 
@@ -67,6 +67,8 @@ class ModelParams(Section):
     input_size: int | None = Field(ge=32)
     weights: str
     preprocessing: Literal["auto", "tf", "caffe", "torch", "raw"]
+    #: ``imagenet`` | ``folders`` | ``dataset`` | path of a label file (:mod:`litequant.labels`).
+    labels: str = Field(min_length=1)
 
     @model_validator(mode="after")
     def _known_application(self) -> ModelParams:

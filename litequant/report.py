@@ -10,9 +10,14 @@ mapping) and writes
   failure flags, names and lists such as int8_selective's float layers) and the latency session
   (not a DVC metric; the CI gate reads it beside the metrics);
 * ``reports/summary.md`` and ``reports/summary.csv``: one row per variant: size, compression vs
-  float32, latency p50 per thread count, speed-up vs float32, top-1, top-5, Δtop-1 vs the float
-  Keras model, agreement, top-5 overlap, KL divergence, SQNR, notes;
-* ``reports/plots/variants.csv``: the plot data (accuracy and agreement vs size and latency).
+  float32, latency p50 per thread count, speed-up vs float32, top-1, top-k, Δtop-1 vs the float
+  Keras model, agreement, top-k overlap, KL divergence, SQNR, notes (k = min(5, classes - 1):
+  ``top5``/``top5_overlap`` for ImageNet, ``top2`` for 3 classes, none for 2);
+* ``reports/plots/variants.csv``: the plot data (accuracy and agreement vs size and latency);
+* for label spaces of up to 100 classes, a per-class top-1 table (float model vs each integer
+  variant, the classes that lose most first) in ``summary.md`` and
+  ``reports/plots/confusion.csv`` (actual and predicted class per evaluation image of
+  :func:`confusion_variant`, for DVC's ``confusion`` template).
 
 Speed-ups are ratios of latencies measured in the same benchmark session (:func:`same_session`);
 across sessions the report prints no number and says why.
@@ -25,10 +30,14 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 from typing import Any
 
-from litequant.variants import EDGE_QUANTIZER, FLOAT_VARIANT, TF_CONVERTER
+import numpy as np
+
+from litequant.metrics import top_k_key, top_k_size
+from litequant.variants import EDGE_QUANTIZER, FLOAT_VARIANT, FLOAT_WEIGHT_VARIANTS, TF_CONVERTER
 
 #: The row of the float Keras model, which every variant is compared with.
 FLOAT_MODEL_ROW = "keras"
@@ -58,15 +67,22 @@ def _round(value: float | None, digits: int = 4) -> float | None:
     return None if value is None else round(float(value), digits)
 
 
+def top_k_columns(metrics: dict[str, Any]) -> list[str]:
+    """The top-k columns (``top5``, ``top5_overlap`` ...; k > 1) present in ``metrics``."""
+    return sorted(key for key in metrics if re.fullmatch(r"top([2-9]|\d\d+)(_overlap)?", key))
+
+
 def build_rows(collected: dict[str, Any], variants: list[str]) -> list[dict[str, Any]]:
     """One flat row per model (``keras`` first): the values of every table column."""
     float_model = collected[FLOAT_MODEL_ROW]
     float32 = collected.get(FLOAT_VARIANT)
     float32_ok = float32 is not None and float32["conversion"]["status"] == "ok"
+    top_k = {key: _round(float_model[key]) for key in top_k_columns(float_model)}
+    top_k.update({f"{key}_overlap": 100.0 for key in list(top_k)})
     rows: list[dict[str, Any]] = [{
         "variant": FLOAT_MODEL_ROW, "status": "ok", "size_bytes": None,
-        "top1": _round(float_model["top1"]), "top5": _round(float_model["top5"]),
-        "delta_top1": 0.0, "agreement": 100.0, "top5_overlap": 100.0, "kl_divergence": 0.0,
+        "top1": _round(float_model["top1"]), **top_k,
+        "delta_top1": 0.0, "agreement": 100.0, "kl_divergence": 0.0,
         "sqnr_db": None, "images": float_model["images"], "notes": "float Keras model",
     }]
     for variant in variants:
@@ -131,10 +147,10 @@ def accuracy_columns(evaluation: dict[str, Any], float_model: dict[str, Any]
 
     ``delta_top1`` is against ``float_model`` (the float Keras model's metrics, same run).
     """
-    return {"top1": _round(evaluation["top1"]), "top5": _round(evaluation["top5"]),
+    return {"top1": _round(evaluation["top1"]),
+            **{key: _round(evaluation[key]) for key in top_k_columns(evaluation)},
             "delta_top1": _round(evaluation["top1"] - float_model["top1"]),
             "agreement": _round(evaluation["agreement"]),
-            "top5_overlap": _round(evaluation["top5_overlap"]),
             "kl_divergence": _round(evaluation["kl_divergence"], 6),
             "sqnr_db": _round(evaluation["sqnr_db"], 2), "images": evaluation["images"]}
 
@@ -200,14 +216,18 @@ def metrics_document(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def variants_document(rows: list[dict[str, Any]], collected: dict[str, Any]) -> dict[str, Any]:
-    """``reports/variants.json``: the data facts, the latency session and every row's values
-    (numbers, flags, ``tool``, ``status``, ``denylist``...), keyed by row name."""
-    data, (height, width) = collected["data"], collected["model"]["input_size"]
+    """``reports/variants.json``: the data facts (with the label space: ``classes``,
+    ``labels`` kind and the ``top_k`` of the top-k metrics), the latency session and every row's
+    values (numbers, flags, ``tool``, ``status``, ``denylist``...), keyed by row name."""
+    data, model = collected["data"], collected["model"]
+    height, width = model["input_size"]
     document: dict[str, Any] = {"data": {
         "evaluation_images": data["evaluation_images"],
         "calibration_images": data["calibration_images"],
         "bad_images": data["bad_image_count"], "synthetic": data["synthetic"],
-        "input_size": height, **({"input_width": width} if width != height else {})}}
+        "input_size": height, **({"input_width": width} if width != height else {}),
+        "classes": model["num_classes"], "labels": model["labels"]["kind"],
+        "top_k": top_k_size(model["num_classes"])}}
     if collected.get("latency_session"):
         document["latency_session"] = collected["latency_session"]
     for row in rows:
@@ -235,8 +255,8 @@ def _format(value: Any, column: str) -> str:
 
 _HEADERS = {"variant": "variant", "tool": "built by", "size_bytes": "size",
             "compression": "compression",
-            "top1": "top-1 %", "top5": "top-5 %", "delta_top1": "Δtop-1 vs float",
-            "agreement": "agreement %", "top5_overlap": "top-5 overlap %",
+            "top1": "top-1 %", "delta_top1": "Δtop-1 vs float",
+            "agreement": "agreement %",
             "kl_divergence": "KL", "sqnr_db": "SQNR dB", "images": "images", "notes": "notes"}
 
 
@@ -245,8 +265,11 @@ def table_columns(rows: list[dict[str, Any]]) -> list[str]:
     threads = sorted({key.rsplit("_t", 1)[1] for row in rows for key in row
                       if key.startswith("latency_p50_ms_t")}, key=int)
     latency = [c for t in threads for c in (f"latency_p50_ms_t{t}", f"speedup_t{t}")]
-    return ["variant", "tool", "size_bytes", "compression", *latency, "top1", "top5", "delta_top1",
-            "agreement", "top5_overlap", "kl_divergence", "sqnr_db", "images", "notes"]
+    top_k = top_k_columns(rows[0]) if rows else []
+    accuracy = [c for c in top_k if not c.endswith("_overlap")]
+    overlap = [c for c in top_k if c.endswith("_overlap")]
+    return ["variant", "tool", "size_bytes", "compression", *latency, "top1", *accuracy,
+            "delta_top1", "agreement", *overlap, "kl_divergence", "sqnr_db", "images", "notes"]
 
 
 def _header(column: str) -> str:
@@ -254,6 +277,9 @@ def _header(column: str) -> str:
         return f"p50 ms ({column.rsplit('_t', 1)[1]} thr)"
     if column.startswith("speedup_t"):
         return f"speed-up ({column.rsplit('_t', 1)[1]} thr)"
+    top_k = re.fullmatch(r"top(\d+)(_overlap)?", column)
+    if top_k and column != "top1":
+        return f"top-{top_k.group(1)}{' overlap' if top_k.group(2) else ''} %"
     return _HEADERS[column]
 
 
@@ -284,18 +310,27 @@ def markdown(rows: list[dict[str, Any]], collected: dict[str, Any]) -> str:
                 else row["notes"] if c == "notes" else "–" for c in columns) + " |")
             continue
         lines.append("| " + " | ".join(_format(row.get(c), c) for c in columns) + " |")
-    lines += ["", "Δtop-1, agreement (same top-1 class), top-5 overlap, KL divergence and SQNR "
+    classes = model["num_classes"]
+    key = top_k_key(classes)
+    lines += ["", f"Δtop-1, agreement (same top-1 class), "
+              f"{f'top-{key[3:]} overlap, ' if key else ''}KL divergence and SQNR "
               "are measured against the float Keras model on the same images. Latency: one "
               "image per invoke, p50 of repeated timed runs after warm-up.", ""]
+    lines += [f"Label space: {classes} classes ({_label_space(model)}); "
+              + (f"top-k accuracy and overlap use k = {key[3:]} (min(5, classes - 1))."
+                 if key else "with two classes top-k would be top-1 (k = min(5, classes - 1) "
+                 "= 1), so no top-k columns are shown."), ""]
     lines += latency_section(collected.get("latency_session"), rows)
     quantized = [row["variant"] for row in rows if row.get("quantized_output")]
-    if quantized:
-        lines += [f"Top-5 overlap of {', '.join(quantized)} (integer outputs) is limited by "
+    if quantized and key:
+        lines += [f"Top-{key[3:]} overlap of {', '.join(quantized)} (integer outputs) is "
+                  "limited by "
                   "the output quantization itself: the softmax is stored in 256 steps, so beyond "
                   "the few likely classes most scores tie at zero and their order is arbitrary. "
                   "Top-1 agreement, KL divergence and SQNR are the meaningful fidelity measures "
                   "there.", ""]
     lines += calibration_section(rows)
+    lines += per_class_section(collected.get("per_class"))
     lines += layer_errors_section(collected.get("layer_errors"), rows)
     return "\n".join(lines)
 
@@ -315,6 +350,93 @@ def latency_section(session: dict[str, Any] | None, rows: list[dict[str, Any]]) 
             row["variant"] for row in refused) + ": " + refused[0]["speedup_refused"]
             .split(": ", 1)[1] + ".", ""]
     return lines
+
+
+def _label_space(model: dict[str, Any]) -> str:
+    labels = model["labels"]
+    single = ", one sigmoid output p read as (1 - p, p)" if model.get("outputs") == 1 else ""
+    if labels["kind"] == "imagenet":
+        return "ImageNet-1k" + single
+    if labels["kind"] == "file":
+        return f"label file {Path(labels['path']).name}{single}"
+    return f"model.labels: {labels['kind']}{single}"
+
+
+def integer_variants(variants: list[str]) -> list[str]:
+    """The variants with integer weights or activations (every one but float32/float16)."""
+    return [variant for variant in variants if variant not in FLOAT_WEIGHT_VARIANTS]
+
+
+def confusion_variant(predictions: dict[str, np.ndarray]) -> str:
+    """The variant of the confusion plot: ``int8`` when it was evaluated, else the first
+    evaluated integer variant, else the float model (``predictions`` keyed by row name)."""
+    candidates = integer_variants([name for name in predictions if name != FLOAT_MODEL_ROW])
+    if "int8" in candidates:
+        return "int8"
+    return candidates[0] if candidates else FLOAT_MODEL_ROW
+
+
+def per_class_rows(names: list[str], labels: np.ndarray,
+                   predictions: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Top-1 accuracy (percent) per class of the float model and each integer variant.
+
+    Args:
+        names: class names in output order.
+        labels: ``int`` ``(N,)`` class index of each evaluation image.
+        predictions: ``int`` ``(N,)`` predicted class per row name (``keras`` and variants that
+            were evaluated).
+
+    Returns:
+        One row per class with evaluation images: ``class``, ``images``, one accuracy per row
+        name and ``worst_drop`` (the largest loss of an integer variant vs the float model,
+        points), sorted by ``worst_drop`` (largest first), then by class index.
+    """
+    variants = integer_variants([name for name in predictions if name != FLOAT_MODEL_ROW])
+    rows = []
+    for index, name in enumerate(names):
+        chosen = labels == index
+        if not chosen.any():
+            continue
+        row: dict[str, Any] = {"class": name, "images": int(chosen.sum())}
+        for model, predicted in ((FLOAT_MODEL_ROW, predictions[FLOAT_MODEL_ROW]),
+                                 *((v, predictions[v]) for v in variants)):
+            row[model] = float(100.0 * np.mean(predicted[chosen] == index))
+        row["worst_drop"] = max((row[FLOAT_MODEL_ROW] - row[v] for v in variants), default=0.0)
+        row["order"] = index
+        rows.append(row)
+    rows.sort(key=lambda row: (-row["worst_drop"], row["order"]))
+    return rows
+
+
+def per_class_section(per_class: dict[str, Any] | None) -> list[str]:
+    """The per-class top-1 table of ``summary.md`` (label spaces of up to 100 classes)."""
+    if not per_class:
+        return []
+    rows = per_class_rows(per_class["names"], per_class["labels"], per_class["predictions"])
+    variants = integer_variants([name for name in per_class["predictions"]
+                                 if name != FLOAT_MODEL_ROW])
+    empty = len(per_class["names"]) - len(rows)
+    lines = ["## Per-class top-1 accuracy: float model vs integer variants", "",
+             "Top-1 % per class on the evaluation images, the classes whose accuracy an integer "
+             "variant loses most first (worst drop vs the float model, points)."
+             + (f" {empty} class(es) have no evaluation image." if empty else "")
+             + f" Confusion plot (`dvc plots show`): {per_class['confusion_variant']}.", "",
+             "| class | images | float % | " + " | ".join(f"{v} %" for v in variants)
+             + " | worst drop (points) |",
+             "|---|---:|---:|" + "---:|" * len(variants) + "---:|"]
+    for row in rows:
+        lines.append(f"| {row['class']} | {row['images']} | {row[FLOAT_MODEL_ROW]:.1f} | "
+                     + "".join(f"{row[v]:.1f} | " for v in variants)
+                     + f"{row['worst_drop']:.1f} |")
+    lines.append("")
+    return lines
+
+
+def confusion_rows(names: list[str], labels: np.ndarray, predicted: np.ndarray
+                   ) -> list[dict[str, str]]:
+    """``actual``, ``predicted`` class name per evaluation image (DVC ``confusion`` template)."""
+    return [{"actual": names[int(a)], "predicted": names[int(p)]}
+            for a, p in zip(labels, predicted, strict=True)]
 
 
 def calibration_section(rows: list[dict[str, Any]]) -> list[str]:

@@ -16,6 +16,8 @@ from typing import Any
 
 #: The variant every size and latency ratio is taken against (measured in the same run).
 FLOAT_VARIANT = "float32"
+#: The variants whose weights and activations are all floating point (the rest are "integer").
+FLOAT_WEIGHT_VARIANTS = frozenset({"float32", "float16"})
 
 #: The file ``int8_selective`` takes its layer ranking from (``layout.LAYER_ERRORS_CSV``).
 LAYER_ERRORS_DEP = "reports/layer_errors.csv"

@@ -3,8 +3,10 @@
 ``python -m stages.evaluate <variant>`` reads ``params.yaml`` section ``evaluate``,
 ``data/convert/<variant>/``, ``data/prepare/evaluation/``, ``data/export/model.json`` and the
 float model's ``data/evaluate_keras/probabilities.npy``, and writes
-``data/evaluate/<variant>/metrics.json``: top-1/top-5 against the labels, and agreement, top-5
-overlap, KL divergence and SQNR against the float Keras model on the same images.
+``data/evaluate/<variant>/metrics.json``: top-1/top-k against the labels, and agreement, top-k
+overlap, KL divergence and SQNR against the float Keras model on the same images (k = min(5,
+classes - 1)), and ``predictions.npy``: ``int32`` ``(N,)``, the top-1 class of each image (the
+report's per-class view).
 
 Inputs are quantized with the model's own scale/zero point and outputs dequantized
 (:mod:`litequant.litert`). This stage imports ``ai_edge_litert`` and numpy only, never TensorFlow.
@@ -15,6 +17,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+import numpy as np
+
 from litequant import atomic, layout
 from litequant.cli import run_stage
 from litequant.evaluation import evaluate_model
@@ -24,6 +28,7 @@ from litequant.params import EvaluateParams, read_section
 def evaluate(variant: str, params: EvaluateParams) -> dict[str, Any]:
     """Evaluate one variant and write ``data/evaluate/<variant>/metrics.json``."""
     conversion = layout.read_conversion(layout.convert_dir(variant))
+    predictions = None
     if conversion["status"] != "ok":
         metrics = {"status": "failed", "error": conversion.get("error", "conversion failed")}
     else:
@@ -31,14 +36,17 @@ def evaluate(variant: str, params: EvaluateParams) -> dict[str, Any]:
         images, labels = layout.load_split(layout.EVALUATION_SPLIT)
         float_probabilities = layout.load_float_probabilities(layout.FLOAT_PROBABILITIES,
                                                               len(labels))
-        metrics = {"status": "ok", **evaluate_model(
+        measured, predictions = evaluate_model(
             layout.model_file(variant), images, labels, float_probabilities,
-            info["preprocessing"], info["output"], params.threads, params.batch_size)}
+            info["preprocessing"], info["output"], params.threads, params.batch_size)
+        metrics = {"status": "ok", **measured}
         sqnr = "inf" if metrics["sqnr_db"] is None else f"{metrics['sqnr_db']:.1f}"
         print(f"evaluate: {variant}: top-1 {metrics['top1']:.2f}%, agreement "
               f"{metrics['agreement']:.2f}%, SQNR {sqnr} dB on {metrics['images']} images")
     with atomic.output_folder(layout.evaluate_dir(variant)) as tmp:
         atomic.write_json(tmp / "metrics.json", metrics)
+        if predictions is not None:
+            np.save(tmp / layout.predictions_file(variant).name, predictions)
     return metrics
 
 

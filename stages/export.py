@@ -5,8 +5,13 @@ Reads ``params.yaml`` section ``model`` and writes ``data/export/``:
 * ``model.keras``: the float Keras model;
 * ``saved_model/``: a TensorFlow SavedModel (``model.export``) with a dynamic batch dimension,
   which ``convert`` reads with ``TFLiteConverter.from_saved_model``;
-* ``model.json``: the input size, preprocessing family, number of classes and whether the output
-  is already a probability distribution (softmax) or logits.
+* ``model.json``: the input size, preprocessing family, number of classes (2 for a single
+  sigmoid output), the label space as far as the model decides it (``model.labels``,
+  :mod:`litequant.labels`) and whether the output is already a probability distribution
+  (softmax or sigmoid) or logits.
+
+Reads ``model.labels`` too: ``imagenet`` needs 1000 outputs and a label file one line per class;
+a mismatch stops here with one line naming both counts, before anything is written.
 
 ``model.source`` is ``applications`` (a ``keras.applications`` classifier named by
 ``model.name``, with ``model.alpha``, ``model.input_size`` and ``model.weights``: ``imagenet``

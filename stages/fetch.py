@@ -1,20 +1,25 @@
-"""Stage ``fetch``: materialise two disjoint, deterministic splits of ImageNet-style images.
+"""Stage ``fetch``: materialise two disjoint, deterministic splits of labelled images.
 
 Reads ``params.yaml`` section ``fetch`` and writes ``data/fetch/``:
 
-* ``calibration/<synset>/<file>`` and ``evaluation/<synset>/<file>``: the selected image files,
+* ``calibration/<class>/<file>`` and ``evaluation/<class>/<file>``: the selected image files,
   byte-for-byte copies of the source (tfds images keep their encoded bytes);
-* ``manifest.csv``: ``split, path, synset, label, origin`` per image (``path`` relative to
-  ``data/fetch``; ``label`` the ImageNet-1k class index);
-* ``fetch.json``: the source, split sizes, whether the data is synthetic, every file that was
-  skipped as undecodable (path and reason; ``fetch.on_bad_image: fail`` stops instead) and every
-  non-image file that was ignored (``.DS_Store``, ``README.txt`` ...).
+* ``manifest.csv``: ``split, path, class, origin`` per image (``path`` relative to
+  ``data/fetch``; ``class`` the source's name of the image's class);
+* ``fetch.json``: the source, its ``classes`` (class folders sorted by name, or the tfds
+  ``ClassLabel`` names in label order), split sizes, whether the data is synthetic, every file
+  that was skipped as undecodable (path and reason; ``fetch.on_bad_image: fail`` stops instead)
+  and every non-image file that was ignored (``.DS_Store``, ``README.txt`` ...).
+
+Label indices are assigned by stage ``prepare`` from ``model.labels``.
 
 Sources (``fetch.source``):
 
-* ``folder``: ``<fetch.folder>/<synset>/<image>``, e.g. a re-organised ILSVRC-2012 val set;
-* ``tfds``: a tensorflow-datasets ImageNet-style set (``fetch.tfds_name``: ``imagenette/*``,
-  ``imagenet_v2/*``, ``imagenet2012``); calibration from its ``train`` split where it has one;
+* ``folder``: ``<fetch.folder>/<class>/<image>``: synset folders for ImageNet (e.g. a
+  re-organised ILSVRC-2012 val set), any class names for your own classes;
+* ``tfds``: a tensorflow-datasets image classification set (``fetch.tfds_name``:
+  ``imagenet_v2/*``, ``imagenette/*``, ``imagenet2012``, ``tf_flowers``, ``cats_vs_dogs``
+  ...); calibration from its ``train`` split where it has one;
 * ``synthetic``: generated images, for tests and smoke runs only (every report says so).
 """
 

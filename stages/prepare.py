@@ -1,17 +1,26 @@
-"""Stage ``prepare``: decode, crop and resize every image once per split and input size.
+"""Stage ``prepare``: label every image and decode, crop and resize it once per split and input
+size.
 
-Reads ``data/fetch/`` (images + ``manifest.csv``) and ``data/export/model.json`` (input size) and
-writes one folder per split, ``data/prepare/calibration/`` and ``data/prepare/evaluation/``, each
-with
+Reads ``data/fetch/`` (images, ``manifest.csv``, ``fetch.json``: the source's classes) and
+``data/export/model.json`` (input size, class count and ``model.labels``' label space) and writes
+``data/prepare/``:
 
-* ``images.npy``: ``uint8`` ``(N, height, width, 3)``, RGB 0..255, central 87.5% crop, bilinear
-  resize (:func:`litequant.images.load_resized`);
-* ``labels.npy``: ``int32`` ``(N,)`` ImageNet-1k class indices;
-* ``paths.txt``: the image paths relative to ``data/fetch``, one a line, in row order.
+* one folder per split, ``calibration/`` and ``evaluation/``, each with
 
-Images are decoded a chunk at a time and streamed into ``images.npy``
-(:class:`litequant.arrays.NpyWriter`), so memory does not grow with the number of images. Every
-later stage (calibration and each variant's evaluation) reads these files batch by batch and
+  * ``images.npy``: ``uint8`` ``(N, height, width, 3)``, RGB 0..255, central 87.5% crop,
+    bilinear resize (:func:`litequant.images.load_resized`);
+  * ``labels.npy``: ``int32`` ``(N,)`` class indices in the model's output order;
+  * ``paths.txt``: the image paths relative to ``data/fetch``, one a line, in row order;
+
+* ``classes.json``: the label space: ``kind``, class ``names`` in output order and the source's
+  ``keys`` for them (:mod:`litequant.labels`).
+
+A source whose classes do not fit the label space (a synset folder unknown to ImageNet, a class
+missing from the label file, ``folders`` with more or fewer classes than the model's outputs)
+stops here with one line, before anything is written. Images are decoded a chunk at a time and
+streamed into ``images.npy`` (:class:`litequant.arrays.NpyWriter`), so memory does not grow with
+the number of images. Every later stage (calibration and each variant's evaluation) reads these
+files batch by batch and
 applies the model family's preprocessing on the fly, so no image is decoded twice for the same
 size.
 """
@@ -27,11 +36,16 @@ from litequant.arrays import NpyWriter
 from litequant.cli import run_stage
 from litequant.errors import PipelineError
 from litequant.images import BadImageError, decode_chunks
+from litequant.labels import label_indices, resolve
 
 
 def prepare() -> dict[str, int]:
-    """Write one folder per split (see module docstring); returns the image count per split."""
-    size = tuple(layout.read_model_info(layout.MODEL_INFO)["input_size"])
+    """Write one folder per split and ``classes.json`` (see module docstring); returns the
+    image count per split."""
+    info = layout.read_model_info(layout.MODEL_INFO)
+    size = tuple(info["input_size"])
+    source = layout.read_json(layout.FETCH_INFO, "fetch")
+    space = resolve(info["labels"], info["num_classes"], source["source"], source["classes"])
     rows = layout.read_manifest(layout.FETCH_MANIFEST)
     counts = {}
     begin = time.perf_counter()
@@ -40,6 +54,8 @@ def prepare() -> dict[str, int]:
             chosen = [row for row in rows if row["split"] == split]
             if not chosen:
                 raise PipelineError(f"{layout.FETCH_MANIFEST} has no {split} images")
+            labels = np.array(label_indices(space, [row["class"] for row in chosen]),
+                              dtype=np.int32)
             folder = tmp / target.name
             folder.mkdir()
             paths = [layout.FETCH_DIR / row["path"] for row in chosen]
@@ -51,15 +67,15 @@ def prepare() -> dict[str, int]:
             except BadImageError as error:
                 raise PipelineError(f"prepare: {error} (it was decodable when fetched; "
                                     "re-run dvc repro fetch)") from None
-            labels = np.array([int(row["label"]) for row in chosen], dtype=np.int32)
             np.save(folder / layout.SPLIT_LABELS, labels)
             (folder / layout.SPLIT_PATHS).write_text(
                 "".join(row["path"] + "\n" for row in chosen), "utf-8")
             counts[split] = len(chosen)
+        atomic.write_json(tmp / layout.CLASSES.name, space.describe())
     seconds = time.perf_counter() - begin
     print(f"prepare: {counts['calibration']} calibration + {counts['evaluation']} evaluation "
-          f"images at {size[0]}x{size[1]} in {seconds:.1f} s "
-          f"({sum(counts.values()) / seconds:.0f} images/s)")
+          f"images at {size[0]}x{size[1]}, {len(space)} classes ({space.kind}) in "
+          f"{seconds:.1f} s ({sum(counts.values()) / seconds:.0f} images/s)")
     return counts
 
 

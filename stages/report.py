@@ -10,11 +10,15 @@ model's metrics, ``data/fetch/fetch.json``, ``data/export/model.json``, the peer
   (not a DVC metric: it would make ``dvc metrics show`` thousands of characters wide);
 * ``reports/summary.md`` and ``reports/summary.csv``: one row per variant: size, compression vs
   float32, latency p50 per thread count, speed-up vs float32 (same benchmark session only),
-  top-1, top-5, Δtop-1 vs the float Keras model, agreement, top-5 overlap, KL divergence, SQNR,
-  notes;
+  top-1, top-k, Δtop-1 vs the float Keras model, agreement, top-k overlap, KL divergence, SQNR,
+  notes (k = min(5, classes - 1));
 * ``reports/plots/variants.csv``: the plot data of ``dvc plots show``;
 * ``reports/plots/accuracy_vs_size.png`` and ``accuracy_vs_latency.png``: the same figures as
-  static images (:mod:`litequant.plots`).
+  static images (:mod:`litequant.plots`);
+* ``reports/plots/confusion.csv``: ``actual, predicted`` class per evaluation image of ``int8``
+  (else the first integer variant), for label spaces of up to 100 classes (header only above),
+  and in ``summary.md`` a per-class top-1 table, float model vs each integer variant (from
+  ``data/prepare/classes.json``, the evaluation labels and every ``predictions.npy``).
 
 Variants calibrated on noise are marked NOT REPRESENTATIVE, and ``summary.md`` explains why their
 accuracy collapses.
@@ -26,12 +30,15 @@ from typing import Any
 
 from litequant import atomic, layout
 from litequant.cli import run_stage
+from litequant.labels import PER_CLASS_LIMIT
 from litequant.params import ConvertParams, read_section
 from litequant.plots import write_figures
 from litequant.report import (
     FLOAT_MODEL_ROW,
     PEER_ROW,
     build_rows,
+    confusion_rows,
+    confusion_variant,
     csv_text,
     markdown,
     metrics_document,
@@ -67,7 +74,24 @@ def collect(variants: list[str]) -> dict[str, Any]:
                                            f"evaluate@{variant}"),
             "benchmark": latency.get(variant, {}),
         }
+    collected["per_class"] = per_class(variants, collected)
     return collected
+
+
+def per_class(variants: list[str], collected: dict[str, Any]) -> dict[str, Any] | None:
+    """Class names, evaluation labels and every model's top-1 predictions, for label spaces of
+    up to :data:`~litequant.labels.PER_CLASS_LIMIT` classes (else ``None``)."""
+    names = layout.read_json(layout.CLASSES, "prepare")["names"]
+    if len(names) > PER_CLASS_LIMIT:
+        return None
+    predictions = {FLOAT_MODEL_ROW: layout.load_predictions(layout.KERAS_PREDICTIONS,
+                                                            "evaluate_keras")}
+    for variant in variants:
+        if collected[variant]["evaluation"].get("status") == "ok":
+            predictions[variant] = layout.load_predictions(layout.predictions_file(variant),
+                                                           f"evaluate@{variant}")
+    return {"names": names, "labels": layout.load_labels(layout.EVALUATION_SPLIT),
+            "predictions": predictions, "confusion_variant": confusion_variant(predictions)}
 
 
 def report(params: ConvertParams) -> list[dict[str, Any]]:
@@ -86,6 +110,10 @@ def report(params: ConvertParams) -> list[dict[str, Any]]:
                   layout.ACCURACY_VS_SIZE_PNG, layout.ACCURACY_VS_LATENCY_PNG,
                   f"{model['name']} {model['input_size'][0]}x{model['input_size'][1]}, "
                   f"{data['evaluation_images']} images")
+    view = collected["per_class"]
+    confusion = [] if view is None else confusion_rows(
+        view["names"], view["labels"], view["predictions"][view["confusion_variant"]])
+    atomic.write_text(layout.CONFUSION_CSV, csv_text(confusion, ["actual", "predicted"]))
     print(markdown(rows, collected))
     return rows
 

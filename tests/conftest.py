@@ -97,8 +97,9 @@ def tiny_project(tmp_path: Path, image_folder: Path, monkeypatch: pytest.MonkeyP
     return project
 
 
-def small_classifier(input_shape: tuple = (32, 32, 3), outputs: int = 1000):
-    """A tiny Keras model (conv, pooling, dense softmax): fast to export and convert.
+def small_classifier(input_shape: tuple = (32, 32, 3), outputs: int = 1000,
+                     activation: str = "softmax"):
+    """A tiny Keras model (conv, pooling, dense ``activation``): fast to export and convert.
 
     With the default arguments it is a valid ImageNet classifier for the pipeline; other shapes
     make models the export stage must refuse.
@@ -112,7 +113,7 @@ def small_classifier(input_shape: tuple = (32, 32, 3), outputs: int = 1000):
         x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
         x = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(x)
         x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, keras.layers.Dense(outputs, activation="softmax")(x))
+    return keras.Model(inputs, keras.layers.Dense(outputs, activation=activation)(x))
 
 
 def write_image_folder(root: Path, per_class: int = 4) -> Path:
@@ -123,17 +124,30 @@ def write_image_folder(root: Path, per_class: int = 4) -> Path:
     return root
 
 
-def write_user_model_project(root: Path, folder: Path, model, variants: list[str]) -> Path:
+def write_user_model_project(root: Path, folder: Path, model, variants: list[str],
+                             labels: str = "imagenet") -> Path:
     """``root/project/params.yaml`` for a tiny run of the user Keras ``model`` (saved as
-    ``root/<model name>.keras``, preprocessing ``tf``) on ``folder`` with only ``variants``."""
+    ``root/<model name>.keras``, preprocessing ``tf``, ``model.labels`` ``labels``) on
+    ``folder`` with only ``variants``."""
     model_path = root / f"{model.name}.keras"
     model.save(model_path)
     project = root / "project"
     project.mkdir()
-    params = tiny_params(folder, model={"source": str(model_path), "preprocessing": "tf"})
+    params = tiny_params(folder, model={"source": str(model_path), "preprocessing": "tf",
+                                        "labels": labels})
     params["convert"]["variants"] = {v: params["convert"]["variants"][v] for v in variants}
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return project
+
+
+def prepared_split(project: Path, split: str = "evaluation"
+                   ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """A prepared split of ``project`` read whole (tests only): ``images`` ``uint8``
+    ``(N, h, w, 3)``, ``labels`` ``int32`` ``(N,)`` and the image ``paths`` (relative to
+    ``data/fetch``)."""
+    folder = project / "data" / "prepare" / split
+    return (np.load(folder / "images.npy"), np.load(folder / "labels.npy"),
+            (folder / "paths.txt").read_text("utf-8").splitlines())
 
 
 def run_front_stages(project: Path, baseline: bool = True) -> None:

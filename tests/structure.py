@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("stages", "litequant")
 #: Data files a library module reads through ``importlib.resources``.
-PACKAGE_DATA = {"litequant.imagenet": ["litequant/imagenet_classes.tsv"]}
+PACKAGE_DATA = {"litequant.labels": ["litequant/imagenet_classes.tsv"]}
 
 
 def module_path(module: str) -> Path:

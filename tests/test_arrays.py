@@ -67,11 +67,34 @@ def test_running_metrics_over_batches_equal_the_whole_array_formulas() -> None:
     whole = {"top1": metrics.top_k_accuracy(scores, labels, 1),
              "top5": metrics.top_k_accuracy(scores, labels, 5), "images": 50,
              "agreement": metrics.top1_agreement(reference, scores),
-             "top5_overlap": metrics.top5_overlap(reference, scores),
+             "top5_overlap": metrics.top_k_overlap(reference, scores, 5),
              "kl_divergence": metrics.mean_kl_divergence(reference, scores),
              "sqnr_db": metrics.sqnr_db(reference, scores)}
     assert {**running.classification(), **running.fidelity()} == pytest.approx(whole, rel=1e-12)
     assert 0 < whole["agreement"] < 100  # a case where the metrics are not trivial
+
+
+@pytest.mark.parametrize(("classes", "k"), [(3, 2), (4, 3), (2, None)])
+def test_running_metrics_use_top_k_of_the_label_space(classes: int, k: int | None) -> None:
+    rng = np.random.default_rng(classes)
+    reference = metrics.softmax(rng.normal(size=(40, classes)).astype(np.float32))
+    scores = metrics.softmax(rng.normal(size=(40, classes)).astype(np.float32))
+    labels = rng.integers(0, classes, 40)
+    running = metrics.RunningMetrics()
+    for start in range(0, 40, 9):
+        running.add(scores[start:start + 9], labels[start:start + 9])
+        running.add_fidelity(reference[start:start + 9], scores[start:start + 9])
+    measured = {**running.classification(), **running.fidelity()}
+    top_keys = {key for key in measured if key.startswith("top") and key != "top1"}
+    if k is None:  # two classes: top-k would be top-1, so there is none
+        assert top_keys == set()
+        return
+    assert top_keys == {f"top{k}", f"top{k}_overlap"}
+    # by hand: a label is a hit when fewer than k classes score higher than it
+    higher = (scores > scores[np.arange(40), labels][:, None]).sum(axis=1)
+    assert measured[f"top{k}"] == pytest.approx(100 * np.mean(higher < k))
+    assert measured[f"top{k}_overlap"] == pytest.approx(
+        metrics.top_k_overlap(reference, scores, k), rel=1e-12)
 
 
 class CountingRows(NpyRows):
@@ -100,11 +123,18 @@ def test_evaluation_reads_one_batch_of_the_split_at_a_time(tmp_path: Path) -> No
     reference = model.predict(images.astype(np.float32) / 127.5 - 1.0, verbose=0)
     np.save(tmp_path / "reference.npy", reference.astype(np.float32))
     CountingRows.largest = 0
-    streamed = evaluate_model(tmp_path / "m.tflite", CountingRows(tmp_path / "images.npy"),
-                              labels, CountingRows(tmp_path / "reference.npy"), "tf",
-                              "probabilities", workers=1, batch_size=4)
+    streamed, predicted = evaluate_model(
+        tmp_path / "m.tflite", CountingRows(tmp_path / "images.npy"), labels,
+        CountingRows(tmp_path / "reference.npy"), "tf", "probabilities", workers=1, batch_size=4)
     assert CountingRows.largest == 4
-    in_memory = evaluate_model(tmp_path / "m.tflite", images, labels, reference, "tf",
-                               "probabilities", workers=2, batch_size=4)
+    in_memory, predicted_in_memory = evaluate_model(
+        tmp_path / "m.tflite", images, labels, reference, "tf", "probabilities", workers=2,
+        batch_size=4)
     assert streamed == pytest.approx(in_memory, rel=1e-9)
     assert streamed["images"] == 23 and streamed["agreement"] >= 90.0
+    # the per-image top-1 classes, gathered chunk by chunk in row order
+    assert predicted.dtype == np.int32 and predicted.shape == (23,)
+    np.testing.assert_array_equal(predicted, predicted_in_memory)
+    assert streamed["top1"] == pytest.approx(100 * np.mean(predicted == labels))
+    assert streamed["agreement"] == pytest.approx(
+        100 * np.mean(predicted == np.argmax(reference, axis=1)))

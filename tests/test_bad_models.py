@@ -50,7 +50,7 @@ def test_missing_model_file_names_the_key_and_path(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name, content, expected", [
     ("model.keras", b"this is not a zip archive", "cannot load"),
     ("empty.keras", b"", "cannot load"),
-    ("model.weights.h5", b"\x89HDF\r\n\x1a\n", "is not a .keras file"),
+    ("model.weights.h5", b"\x89HDF\r\n\x1a\n", "holds weights only, not a model"),
     ("model.tflite", b"TFL3", "is not a .keras file"),
 ])
 def test_files_that_are_not_keras_models_are_refused(tmp_path: Path, name: str, content: bytes,
@@ -65,8 +65,8 @@ def test_files_that_are_not_keras_models_are_refused(tmp_path: Path, name: str, 
 
 
 @pytest.mark.parametrize("input_shape, outputs, expected", [
-    ((32, 32, 3), 10, "expected one output of 1000 ImageNet classes"),
-    ((32, 32, 3), 1001, "expected one output of 1000 ImageNet classes"),
+    ((32, 32, 3), 10, "model.labels is 'imagenet' (1000 ImageNet classes) but"),
+    ((32, 32, 3), 1001, "has 1001 classes; set model.labels to folders, dataset or a label"),
     ((32, 32, 1), 1000, "expected one image input of shape (batch, height, width, 3)"),
     ((784,), 1000, "expected one image input of shape (batch, height, width, 3)"),
     ((None, None, 3), 1000, "with a fixed size"),

@@ -66,7 +66,7 @@ def test_agreement_and_top5_overlap_by_hand() -> None:
     # row 1: top-1 4 instead of 5; top-5 {4,5,3,2,1} identical set -> 5 of 5
     scores = np.array([[6, 5, 4, 3, 0, 1], [1, 2, 3, 4, 7, 6]], dtype=float)
     assert metrics.top1_agreement(reference, scores) == pytest.approx(50.0)
-    assert metrics.top5_overlap(reference, scores) == pytest.approx(100 * (4 / 5 + 5 / 5) / 2)
+    assert metrics.top_k_overlap(reference, scores, 5) == pytest.approx(100 * (4 / 5 + 5 / 5) / 2)
 
 
 def test_kl_divergence_by_hand() -> None:

@@ -31,7 +31,8 @@ def _collected(latency: dict[str, dict]) -> dict:
     return {"keras": {"top1": 70.0, "top5": 90.0, "images": 50},
             "data": {"evaluation_images": 50, "calibration_images": 10, "bad_image_count": 0,
                      "synthetic": False, "description": "test images"},
-            "model": {"name": "MobileNetV2", "input_size": [224, 224], "preprocessing": "tf"},
+            "model": {"name": "MobileNetV2", "input_size": [224, 224], "preprocessing": "tf",
+                      "num_classes": 1000, "labels": {"kind": "imagenet"}},
             **{variant: {"conversion": conversion, "evaluation": evaluation,
                          "benchmark": latency[variant]} for variant in latency}}
 

@@ -12,7 +12,7 @@ import pytest
 from litequant.fetching import fetch
 from litequant.params import CalibrationParams, CheckParams, FetchParams, load, section
 from stages import layer_errors
-from tests.conftest import params_section
+from tests.conftest import params_section, prepared_split
 
 VARIANTS = ["float32", "float16", "dynamic", "int8", "int16x8", "int8_selective"]
 
@@ -54,9 +54,12 @@ def test_fetch_splits_are_disjoint_sized_and_labelled(pipeline_run: Path) -> Non
     assert not {r["origin"] for r in calibration} & {r["origin"] for r in evaluation}
     for row in rows:
         assert (pipeline_run / "data/fetch" / row["path"]).is_file()
-        # n01440764 is class 0, n01443537 class 1 in the ImageNet order
-        assert int(row["label"]) == {"n01440764": 0, "n01443537": 1, "n01484850": 2,
-                                     "n01491361": 3, "n01494475": 4}[row["synset"]]
+    # prepare labels them: n01440764 is class 0, n01443537 class 1 in the ImageNet order
+    _, labels, paths = prepared_split(pipeline_run)
+    by_path = dict(zip(paths, labels, strict=True))
+    for row in evaluation:
+        assert by_path[row["path"]] == {"n01440764": 0, "n01443537": 1, "n01484850": 2,
+                                        "n01491361": 3, "n01494475": 4}[row["class"]]
 
 
 def test_fetch_is_deterministic_and_seeded(image_folder: Path, tmp_path: Path) -> None:
@@ -91,7 +94,8 @@ def test_prepare_arrays_match_manifest(pipeline_run: Path) -> None:
     rows = [row for row in csv.DictReader((pipeline_run / "data/fetch/manifest.csv").open())
             if row["split"] == "evaluation"]
     assert paths == [row["path"] for row in rows]
-    assert labels.tolist() == [int(row["label"]) for row in rows]
+    synsets = ("n01440764", "n01443537", "n01484850", "n01491361", "n01494475")
+    assert labels.tolist() == [synsets.index(row["class"]) for row in rows]
 
 
 def test_variants_convert_with_expected_io(pipeline_run: Path) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from litequant.imagenet import class_table
 from litequant.images import load_resized
+from litequant.labels import class_table
 from litequant.preprocessing import preprocess
 from tests.conftest import SHARED_KERAS, SHARED_VAL, needs_shared
 

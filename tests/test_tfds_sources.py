@@ -9,6 +9,7 @@ info, so ``litequant.fetching`` takes exactly the code path of a prepared datase
 from __future__ import annotations
 
 import csv
+import json
 import re
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 
 from litequant.errors import PipelineError
 from litequant.fetching import fetch
-from litequant.imagenet import class_table
+from litequant.labels import class_table, label_indices, resolve
 from litequant.offline import OFFLINE_HELP, network_reachable
 from litequant.params import FetchParams
 from tests.conftest import params_section
@@ -30,7 +31,9 @@ IMAGENETTE = {
     "n03417042": (569, "garbage truck"), "n03425413": (571, "gas pump"),
     "n03445777": (574, "golf ball"), "n03888257": (701, "parachute"),
 }
-MOCK_EXAMPLES = 24
+#: Mock examples per split. tfds' mock images are 5..49 pixels a side at random, and fetch skips
+#: images under 32x32 as too small to classify, so only about one in six is usable.
+MOCK_EXAMPLES = 160
 
 
 def write_prepared_metadata(data_dir: Path, name: str, splits: dict[str, int]) -> None:
@@ -59,7 +62,9 @@ def mocked_examples(name: str, data_dir: Path, split: str) -> list[dict]:
 
 def fetch_mocked(tmp_path: Path, name: str, splits: dict[str, int], **fetch_values: object
                  ) -> tuple[list[dict[str, str]], dict[str, list[dict]]]:
-    """Fetch from a mocked ``name``; returns the manifest rows and the mocked examples."""
+    """Fetch from a mocked ``name``; returns the manifest rows (each with ``label``: its
+    ImageNet-1k index, as stage ``prepare`` resolves it for ``model.labels: imagenet``) and the
+    mocked examples."""
     import tensorflow_datasets as tfds
 
     data_dir = tmp_path / "tfds"
@@ -71,7 +76,14 @@ def fetch_mocked(tmp_path: Path, name: str, splits: dict[str, int], **fetch_valu
         fetch(params_section(FetchParams, **values), tmp_path / "fetch")
         examples = {split: mocked_examples(name, data_dir, split) for split in splits}
     with (tmp_path / "fetch" / "manifest.csv").open() as handle:
-        return list(csv.DictReader(handle)), examples
+        rows = list(csv.DictReader(handle))
+    if all(r["class"] in class_table() for r in rows):
+        summary = json.loads((tmp_path / "fetch" / "fetch.json").read_text())
+        space = resolve({"kind": "imagenet"}, 1000, "tfds", summary["classes"])
+        for row, label in zip(rows, label_indices(space, [r["class"] for r in rows]),
+                              strict=True):
+            row["label"] = str(label)
+    return rows, examples
 
 
 def source_example(row: dict[str, str], name: str, examples: dict[str, list[dict]]) -> dict:
@@ -101,7 +113,7 @@ def test_imagenette_labels_map_to_imagenet_indices(name: str, tmp_path: Path) ->
         assert f"/{'train' if row['split'] == 'calibration' else 'validation'}[" in row["origin"]
         example = source_example(row, name, examples)
         synset = label_names[example["label"]]
-        assert row["synset"] == synset and int(row["label"]) == IMAGENETTE[synset][0]
+        assert row["class"] == synset and int(row["label"]) == IMAGENETTE[synset][0]
         assert (tmp_path / "fetch" / row["path"]).read_bytes() == example["image"]
 
 
@@ -115,7 +127,7 @@ def test_imagenet_v2_label_i_is_imagenet_class_i(config: str, tmp_path: Path) ->
     for row in rows:
         example = source_example(row, name, examples)
         assert int(row["label"]) == example["label"]
-        assert row["synset"] == table.synsets[example["label"]]
+        assert row["class"] == table.synsets[example["label"]]
         assert (tmp_path / "fetch" / row["path"]).read_bytes() == example["image"]
 
 
@@ -130,7 +142,7 @@ def test_imagenet2012_with_manual_dir(tmp_path: Path) -> None:
         assert f"/{'train' if row['split'] == 'calibration' else 'validation'}[" in row["origin"]
         example = source_example(row, name, examples)
         assert int(row["label"]) == example["label"]
-        assert row["synset"] == table.synsets[example["label"]]
+        assert row["class"] == table.synsets[example["label"]]
 
 
 def test_imagenet2012_unprepared_asks_for_the_manual_dir(tmp_path: Path) -> None:
@@ -165,3 +177,26 @@ def test_default_source_unprepared_and_offline_fails_within_seconds(tmp_path: Pa
     assert time.monotonic() - start < 15
     assert "imagenet_v2/matched-frequency" in str(raised.value)
     assert OFFLINE_HELP in str(raised.value)
+
+
+@pytest.mark.parametrize("name, classes", [
+    ("tf_flowers", ["dandelion", "daisy", "tulips", "sunflowers", "roses"]),
+    ("cats_vs_dogs", ["cat", "dog"]),
+])
+def test_own_class_datasets_take_their_class_label_names(name: str, classes: list[str],
+                                                         tmp_path: Path) -> None:
+    import tensorflow_datasets as tfds
+
+    rows, examples = fetch_mocked(tmp_path, name, {"train": 200})
+    assert tfds.builder(name).info.features["label"].names == classes
+    summary = json.loads((tmp_path / "fetch" / "fetch.json").read_text())
+    assert summary["classes"] == classes  # ClassLabel order: label i is class i
+    space = resolve({"kind": "dataset"}, len(classes), "tfds", summary["classes"])
+    labels = label_indices(space, [row["class"] for row in rows])
+    for row, label in zip(rows, labels, strict=True):
+        example = source_example(row, name, examples)
+        assert label == example["label"] and row["class"] == classes[example["label"]]
+        assert (tmp_path / "fetch" / row["path"]).read_bytes() == example["image"]
+    with pytest.raises(PipelineError, match="not ImageNet-1k synsets.*model.labels to folders, "
+                                            "dataset or a label file"):
+        resolve({"kind": "imagenet"}, 1000, "tfds", summary["classes"])
