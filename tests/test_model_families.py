@@ -72,7 +72,13 @@ def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-@pytest.mark.parametrize("name", list(FAMILIES))
+#: Families run by ``pytest -m "not slow"``: one per preprocessing range the others share.
+QUICK_FAMILIES = ("MobileNet", "MobileNetV2")
+
+
+@pytest.mark.parametrize("name", [name if name in QUICK_FAMILIES
+                                  else pytest.param(name, marks=pytest.mark.slow)
+                                  for name in FAMILIES])
 def test_family_converts_and_evaluates_with_its_preprocessing(
         name: str, fetched: Path, tmp_path: Path) -> None:
     import keras
@@ -98,6 +104,7 @@ def test_family_converts_and_evaluates_with_its_preprocessing(
     assert metrics["int8"]["compression"] > 2.5
 
 
+@pytest.mark.slow  # exports and converts three times
 def test_user_keras_file_and_saved_model_give_the_applications_results(
         fetched: Path, tmp_path: Path) -> None:
     """A .keras file (preprocessing auto) and a SavedModel (explicit) of the same model."""
