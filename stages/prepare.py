@@ -32,30 +32,33 @@ from litequant.images import BadImageError, decode_chunks
 def prepare() -> dict[str, int]:
     """Write one folder per split (see module docstring); returns the image count per split."""
     size = tuple(layout.read_model_info(layout.MODEL_INFO)["input_size"])
-    rows = layout.read_manifest(layout.FETCH_MANIFEST)
+    # only the path and label of each image are kept (a few dozen bytes an image)
+    splits: dict[str, tuple[list[str], list[int]]] = {split: ([], []) for split in layout.SPLITS}
+    for row in layout.iter_manifest(layout.FETCH_MANIFEST):
+        if row["split"] in splits:
+            splits[row["split"]][0].append(row["path"])
+            splits[row["split"]][1].append(int(row["label"]))
     counts = {}
     begin = time.perf_counter()
     with atomic.output_folder(layout.PREPARE_DIR) as tmp:
         for split, target in layout.SPLITS.items():
-            chosen = [row for row in rows if row["split"] == split]
-            if not chosen:
+            paths, labels = splits[split]
+            if not paths:
                 raise PipelineError(f"{layout.FETCH_MANIFEST} has no {split} images")
             folder = tmp / target.name
             folder.mkdir()
-            paths = [layout.FETCH_DIR / row["path"] for row in chosen]
             try:
-                with NpyWriter(folder / layout.SPLIT_IMAGES, (len(chosen), *size, 3),
+                with NpyWriter(folder / layout.SPLIT_IMAGES, (len(paths), *size, 3),
                                np.uint8) as writer:
-                    for images in decode_chunks(paths, size, f"decode {split}"):
+                    for images in decode_chunks(paths, size, f"decode {split}",
+                                                root=layout.FETCH_DIR):
                         writer.write(images)
             except BadImageError as error:
                 raise PipelineError(f"prepare: {error} (it was decodable when fetched; "
                                     "re-run dvc repro fetch)") from None
-            labels = np.array([int(row["label"]) for row in chosen], dtype=np.int32)
-            np.save(folder / layout.SPLIT_LABELS, labels)
-            (folder / layout.SPLIT_PATHS).write_text(
-                "".join(row["path"] + "\n" for row in chosen), "utf-8")
-            counts[split] = len(chosen)
+            np.save(folder / layout.SPLIT_LABELS, np.array(labels, dtype=np.int32))
+            (folder / layout.SPLIT_PATHS).write_text("".join(p + "\n" for p in paths), "utf-8")
+            counts[split] = len(paths)
     seconds = time.perf_counter() - begin
     print(f"prepare: {counts['calibration']} calibration + {counts['evaluation']} evaluation "
           f"images at {size[0]}x{size[1]} in {seconds:.1f} s "
