@@ -98,8 +98,8 @@ def run_stage(project: Path, arguments: list[str]) -> dict:
             "output": output.strip().splitlines()[-1] if output.strip() else ""}
 
 
-def run_size(photos: Path, weights: str, size: int, root: Path) -> dict:
-    """All :data:`STAGES` on a ``size``-image folder in a fresh scratch project."""
+def run_size(photos: Path, weights: str, size: int, root: Path, last: str) -> dict:
+    """:data:`STAGES` up to ``last`` on a ``size``-image folder in a fresh scratch project."""
     folder = build_folder(photos, root / "images", size)
     project = root / "project"
     project.mkdir()
@@ -118,6 +118,8 @@ def run_size(photos: Path, weights: str, size: int, root: Path) -> dict:
         rate = f"{measured['images_per_s']:7.1f} images/s" if per else " " * 16
         print(f"  {size:>6} {name:<18} {measured['seconds']:8.1f} s {rate} "
               f"{measured['peak_rss_mb']:8.0f} MB   {measured['output'][:70]}", flush=True)
+        if name == last:
+            break
     return results
 
 
@@ -144,11 +146,14 @@ def report(results: dict[int, dict], machine: str) -> str:
                  f"{results[s][name]['peak_rss_mb'] / results[base][name]['peak_rss_mb']:.2f}x"
                  for s in sizes[1:]]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    per_image = [n for n, per in ((("@".join(a)), p) for a, p in STAGES) if per]
+    per_image = [n for n, per in ((("@".join(a)), p) for a, p in STAGES)
+                 if per and n in results[base]]
     lines += ["", "Acceptance (largest size against the smallest):", ""]
     top = sizes[-1]
     low, high = (r * top / base for r in TIME_RATIO_PER_SIZE_RATIO)
     for name in ["prepare", "evaluate_keras", "evaluate@float32", "evaluate@int8"]:
+        if name not in results[top]:
+            continue
         ratio = results[top][name]["peak_rss_mb"] / results[base][name]["peak_rss_mb"]
         verdict = "holds" if ratio <= MAX_RSS_RATIO else "FAILS"
         lines.append(f"- peak RSS of {name}: {ratio:.2f}x (at most {MAX_RSS_RATIO}x): {verdict}")
@@ -169,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="MobileNetV2 1.0/224 ImageNet .weights.h5 (model.weights)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 4000, 16000])
     parser.add_argument("--output", type=Path, help="also write the figures as JSON here")
+    parser.add_argument("--until", default=STAGES[-1][0][0] + "@" + STAGES[-1][0][1],
+                        choices=["@".join(a) for a, _ in STAGES],
+                        help="last stage to run at each size (default: all of them)")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="where the temporary folders go (default: the system temp dir)")
     args = parser.parse_args(argv)
@@ -180,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     for size in sorted(args.sizes):
         with tempfile.TemporaryDirectory(prefix=f"scale{size}-", dir=args.workdir) as root:
             results[size] = run_size(args.images.resolve(), str(Path(args.weights).resolve()),
-                                     size, Path(root))
+                                     size, Path(root), args.until)
         if args.output:
             args.output.write_text(json.dumps({str(k): v for k, v in results.items()},
                                               indent=2))

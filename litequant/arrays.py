@@ -55,7 +55,7 @@ class NpyWriter:
                                 f"fit an array of {self.dtype} {self.shape}")
         if self.rows + len(rows) > self.shape[0]:
             raise PipelineError(f"{self.path}: more than {self.shape[0]} rows written")
-        self._handle.write(rows.tobytes())
+        self._handle.write(memoryview(rows).cast("B"))  # no copy of the chunk
         self.rows += len(rows)
 
     def close(self) -> None:

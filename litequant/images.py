@@ -128,9 +128,10 @@ def load_resized(path: str | os.PathLike, size: tuple[int, int],
 DECODE_CHUNK = 64
 
 
-def decode_chunks(paths: list[Path], size: tuple[int, int], description: str,
-                  chunk: int = DECODE_CHUNK) -> Iterator[np.ndarray]:
-    """Decode ``paths`` with :func:`load_resized`, in order, on all cores, ``chunk`` at a time.
+def decode_chunks(paths: list[Path] | list[str], size: tuple[int, int], description: str,
+                  chunk: int = DECODE_CHUNK, root: Path | None = None) -> Iterator[np.ndarray]:
+    """Decode ``paths`` (relative to ``root`` when given) with :func:`load_resized`, in order,
+    on all cores, ``chunk`` at a time.
 
     Yields ``uint8`` ``(<= chunk, height, width, 3)`` arrays, RGB 0..255, in the order of
     ``paths``; only one chunk is decoded at a time, so memory does not grow with ``len(paths)``.
@@ -140,6 +141,10 @@ def decode_chunks(paths: list[Path], size: tuple[int, int], description: str,
             progress_counter(description, len(paths)) as update:
         for start in range(0, len(paths), chunk):
             batch = paths[start:start + chunk]
-            images = np.stack(list(pool.map(lambda p: load_resized(p, size), batch)))
+            images = np.empty((len(batch), size[0], size[1], 3), dtype=np.uint8)
+            if root is not None:
+                batch = [Path(root) / path for path in batch]
+            for index, pixels in enumerate(pool.map(lambda p: load_resized(p, size), batch)):
+                images[index] = pixels
             update(len(batch))
             yield images

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -185,13 +186,23 @@ def load_float_probabilities(path: Path, images: int | None = None) -> NpyRows:
     return probabilities
 
 
-def read_manifest(path: Path) -> list[dict[str, str]]:
-    """The rows of the fetch stage's ``manifest.csv``."""
+def iter_manifest(path: Path) -> Iterator[dict[str, str]]:
+    """The rows of the fetch stage's ``manifest.csv``, one at a time (the file is checked
+    before the first row)."""
     path = Path(path)
     if not path.is_file():
         raise PipelineError(f"{path} not found: run the fetch stage first (dvc repro fetch)")
+    return _csv_rows(path)
+
+
+def _csv_rows(path: Path) -> Iterator[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
+        yield from csv.DictReader(handle)
+
+
+def read_manifest(path: Path) -> list[dict[str, str]]:
+    """The rows of the fetch stage's ``manifest.csv``."""
+    return list(iter_manifest(path))
 
 
 def read_layer_errors(path: Path) -> list[dict[str, str]]:

@@ -46,31 +46,34 @@ def prepare() -> dict[str, int]:
     size = tuple(info["input_size"])
     source = layout.read_json(layout.FETCH_INFO, "fetch")
     space = resolve(info["labels"], info["num_classes"], source["source"], source["classes"])
-    rows = layout.read_manifest(layout.FETCH_MANIFEST)
+    # only the path and class of each image are kept (a few dozen bytes an image)
+    splits: dict[str, tuple[list[str], list[str]]] = {split: ([], []) for split in layout.SPLITS}
+    for row in layout.iter_manifest(layout.FETCH_MANIFEST):
+        if row["split"] in splits:
+            splits[row["split"]][0].append(row["path"])
+            splits[row["split"]][1].append(row["class"])
     counts = {}
     begin = time.perf_counter()
     with atomic.output_folder(layout.PREPARE_DIR) as tmp:
         for split, target in layout.SPLITS.items():
-            chosen = [row for row in rows if row["split"] == split]
-            if not chosen:
+            paths, classes = splits[split]
+            if not paths:
                 raise PipelineError(f"{layout.FETCH_MANIFEST} has no {split} images")
-            labels = np.array(label_indices(space, [row["class"] for row in chosen]),
-                              dtype=np.int32)
+            labels = np.array(label_indices(space, classes), dtype=np.int32)
             folder = tmp / target.name
             folder.mkdir()
-            paths = [layout.FETCH_DIR / row["path"] for row in chosen]
             try:
-                with NpyWriter(folder / layout.SPLIT_IMAGES, (len(chosen), *size, 3),
+                with NpyWriter(folder / layout.SPLIT_IMAGES, (len(paths), *size, 3),
                                np.uint8) as writer:
-                    for images in decode_chunks(paths, size, f"decode {split}"):
+                    for images in decode_chunks(paths, size, f"decode {split}",
+                                                root=layout.FETCH_DIR):
                         writer.write(images)
             except BadImageError as error:
                 raise PipelineError(f"prepare: {error} (it was decodable when fetched; "
                                     "re-run dvc repro fetch)") from None
             np.save(folder / layout.SPLIT_LABELS, labels)
-            (folder / layout.SPLIT_PATHS).write_text(
-                "".join(row["path"] + "\n" for row in chosen), "utf-8")
-            counts[split] = len(chosen)
+            (folder / layout.SPLIT_PATHS).write_text("".join(p + "\n" for p in paths), "utf-8")
+            counts[split] = len(paths)
         atomic.write_json(tmp / layout.CLASSES.name, space.describe())
     seconds = time.perf_counter() - begin
     print(f"prepare: {counts['calibration']} calibration + {counts['evaluation']} evaluation "
