@@ -1,25 +1,7 @@
-"""The float Keras classifier, saved for conversion and as the accuracy baseline (stage ``export``).
-
-:func:`export` takes the ``model`` params and writes ``data/export/``:
-
-* ``model.keras``: the float Keras model;
-* ``saved_model/``: a TensorFlow SavedModel (``model.export``) with a dynamic batch dimension,
-  which ``convert`` reads with ``TFLiteConverter.from_saved_model``;
-* ``model.json``: the input size, preprocessing family, number of classes (2 for a single
-  sigmoid output), the label space as far as the model decides it (``model.labels``,
-  :mod:`litequant.labels`) and whether the output is already a probability distribution
-  (softmax or sigmoid) or logits.
-
-``model.source`` is ``applications`` (a ``keras.applications`` classifier named by
-``model.name``, with ``model.alpha``, ``model.input_size`` and ``model.weights``: ``imagenet``
-for the normal Keras download, a local ``.weights.h5`` file, or ``random`` for tests) or the path
-of a user's model: a ``.keras`` file or a TensorFlow SavedModel directory (its ``serving_default``
-signature; no ``model.keras`` is written for it and ``evaluate_keras`` runs the SavedModel). A
-user model's input size is read from the model (``model.input_size`` applies to
-``keras.applications`` only) and its preprocessing is ``model.preprocessing`` (``auto`` works for
-``.keras`` files saved from ``keras.applications``, which keep Keras' default model names).
-User ``.keras`` files are loaded with Keras' safe mode on, so they can never execute embedded
-code (Lambda layers with pickled functions are refused).
+"""The float Keras classifier: built from ``keras.applications`` or loaded from a user's
+``.keras`` file (safe mode) or SavedModel, checked against its label space, saved for conversion
+(:func:`export`, what stage ``export`` runs: ``python -m stages.export --help`` lists its outputs)
+and run on the evaluation images as the accuracy baseline (:func:`keras_probabilities`).
 """
 
 from __future__ import annotations
