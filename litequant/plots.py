@@ -66,6 +66,11 @@ def _zoom(values: list[float], log: bool = False) -> tuple[float, float]:
     return low - 0.12 * span, high + 0.3 * span
 
 
+#: Points more than this many percentage points below the best one (collapsed variants, e.g.
+#: int4 at 11 %) are drawn on the bottom edge with their value, so they do not squash the axis.
+COLLAPSED_POINTS = 20.0
+
+
 def _panel(axes: Any, points: list[dict[str, Any]], x: str, y: str, x_title: str, y_title: str,
            reference: float | None = None, log: bool = False) -> list[tuple[float, float, str]]:
     """Draw the points and axes of one panel; returns the points to label (after layout)."""
@@ -83,10 +88,20 @@ def _panel(axes: Any, points: list[dict[str, Any]], x: str, y: str, x_title: str
         axes.xaxis.set_major_locator(FixedLocator([v for v in nice if low <= v <= high]))
         axes.xaxis.set_major_formatter(ScalarFormatter())
         axes.xaxis.set_minor_formatter(NullFormatter())
+    best = max(d[1] for d in drawn)
+    collapsed = [d for d in drawn if d[1] < best - COLLAPSED_POINTS]
+    drawn = [d for d in drawn if d not in collapsed]
     axes.scatter([d[0] for d in drawn], [d[1] for d in drawn], s=22, color="#1f77b4", zorder=3)
     ys = [d[1] for d in drawn] + ([reference] if reference is not None else [])
-    axes.set_xlim(*_zoom([d[0] for d in drawn], log))
-    axes.set_ylim(*_zoom(ys))
+    axes.set_xlim(*_zoom([d[0] for d in drawn + collapsed], log))
+    low, high = _zoom(ys)
+    if collapsed:  # on the bottom edge, pointing down, with their real value in the label
+        low -= 0.08 * (high - low)
+        edge = low + 0.02 * (high - low)
+        axes.scatter([d[0] for d in collapsed], [edge] * len(collapsed), s=30, marker="v",
+                     color="#d62728", zorder=3, clip_on=False)
+        drawn += [(d[0], edge, f"{d[2]} ({d[1]:.1f}, off scale)") for d in collapsed]
+    axes.set_ylim(low, high)
     if reference is not None:
         axes.axhline(reference, color="grey", linestyle="--", linewidth=0.8)
         axes.annotate("float Keras model", (axes.get_xlim()[0], reference), xytext=(4, 3),
