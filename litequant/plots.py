@@ -89,12 +89,12 @@ def _panel(axes: Any, points: list[dict[str, Any]], x: str, y: str, x_title: str
         axes.xaxis.set_major_formatter(ScalarFormatter())
         axes.xaxis.set_minor_formatter(NullFormatter())
     best = max(d[1] for d in drawn)
-    collapsed = [d for d in drawn if d[1] < best - COLLAPSED_POINTS]
+    faithful = [d for d in drawn if d[1] >= best - COLLAPSED_POINTS]
+    low, high = _zoom([d[1] for d in faithful] + ([reference] if reference is not None else []))
+    collapsed = [d for d in drawn if d[1] < low]
     drawn = [d for d in drawn if d not in collapsed]
     axes.scatter([d[0] for d in drawn], [d[1] for d in drawn], s=22, color="#1f77b4", zorder=3)
-    ys = [d[1] for d in drawn] + ([reference] if reference is not None else [])
     axes.set_xlim(*_zoom([d[0] for d in drawn + collapsed], log))
-    low, high = _zoom(ys)
     if collapsed:  # on the bottom edge, pointing down, with their real value in the label
         low -= 0.08 * (high - low)
         edge = low + 0.02 * (high - low)
