@@ -137,6 +137,7 @@ def prepared_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return project
 
 
+@pytest.mark.slow  # kills real stage processes at random moments, then re-runs them
 def test_killed_convert_and_evaluate_leave_no_partial_output_and_rerun_exactly(
         prepared_project: Path) -> None:
     project = prepared_project
