@@ -22,8 +22,6 @@ import math
 import re
 from typing import Any
 
-from litequant.errors import PipelineError
-
 COLUMNS = ["position", "rank", "op", "keras_layer", "keras_layers", "tensor_name",
            "rmse_over_scale", "rmse", "mean_error", "max_abs_error", "scale", "zero_point",
            "num_elements"]
@@ -88,13 +86,4 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
         writer.writerow({key: (f"{value:.6g}" if isinstance(value, float) else value)
                          for key, value in row.items()})
     return buffer.getvalue()
-
-
-def worst_layers(rows: list[dict[str, str]], count: int) -> list[dict[str, str]]:
-    """The ``count`` rows of ``layer_errors.csv`` with the largest ``rmse_over_scale``."""
-    ranked = sorted(rows, key=lambda row: int(row["rank"]))
-    if count > len(ranked):
-        raise PipelineError(f"params.yaml: convert.variants.int8_selective.float_layers={count} "
-                            f"is more than the {len(ranked)} quantized layers of the int8 model")
-    return ranked[:count]
 

@@ -86,6 +86,13 @@ def recipe_file(variant: str) -> Path:
     return convert_dir(variant) / "recipe.json"
 
 
+def selection_file(variant: str) -> Path:
+    """``data/convert/<variant>/selection.json``: the layers ``int8_selective`` keeps float, the
+    output-sensitivity ranking of every weight op and the agreement-vs-layers-kept curve
+    (:func:`litequant.sensitivity.select_float_ops`)."""
+    return convert_dir(variant) / "selection.json"
+
+
 def evaluate_dir(variant: str) -> Path:
     """``data/evaluate/<variant>``: ``metrics.json``."""
     return EVALUATE_DIR / variant
@@ -112,6 +119,10 @@ VARIANTS_JSON = REPORTS_DIR / "variants.json"
 #: The report's static figures (PNG), one per :data:`litequant.plots.FIGURES` entry.
 ACCURACY_VS_SIZE_PNG = PLOTS_DIR / "accuracy_vs_size.png"
 ACCURACY_VS_LATENCY_PNG = PLOTS_DIR / "accuracy_vs_latency.png"
+#: ``int8_selective``'s calibration agreement vs the number of layers kept float (simulated), for
+#: DVC's plot, and the same as a PNG.
+SELECTION_CURVE_CSV = PLOTS_DIR / "selection_curve.csv"
+SELECTION_CURVE_PNG = PLOTS_DIR / "selection_curve.png"
 #: ``actual, predicted`` class name per evaluation image of one variant (DVC confusion plot).
 CONFUSION_CSV = PLOTS_DIR / "confusion.csv"
 CHECK_MD = REPORTS_DIR / "check.md"

@@ -95,8 +95,17 @@ class VariantEntry(Section):
     params: str
     deps: str
     calibration: str
-    #: ``int8_selective`` only: how many of the worst layers stay float.
-    float_layers: int | None = Field(default=None, ge=1)
+    #: ``int8_selective`` only: the most top-1 agreement (percentage points) with the float32
+    #: model that the simulated selection may lose on the calibration images.
+    budget_points: float | None = Field(default=None, ge=0, le=100)
+    #: ``int8_selective`` only: the most layers (weight ops) kept float.
+    max_layers: int | None = Field(default=None, ge=1)
+
+
+#: The settings of ``int8_selective`` (required there, refused elsewhere) and what they mean.
+SELECTION_SETTINGS = {
+    "budget_points": "the most points of calibration agreement the float layers may lose",
+    "max_layers": "the most layers kept float"}
 
 
 class ConvertParams(Section):
@@ -119,10 +128,11 @@ class ConvertParams(Section):
                 shown = ", ".join(f"{name}: {value}" for name, value in wiring.items())
                 raise ValueError(f"convert.variants.{key} must be wired as {{{shown}}} (what its "
                                  f"conversion depends on), got {given}")
-            if variant.keeps_layers_float != (entry.float_layers is not None):
-                raise ValueError(f"convert.variants.{key}.float_layers: " + (
-                    "required (the number of worst layers kept float)"
-                    if variant.keeps_layers_float else "only int8_selective takes it"))
+            for setting, meaning in SELECTION_SETTINGS.items():
+                if variant.keeps_layers_float != (getattr(entry, setting) is not None):
+                    raise ValueError(f"convert.variants.{key}.{setting}: " + (
+                        f"required ({meaning})" if variant.keeps_layers_float
+                        else "only int8_selective takes it"))
         return self
 
 

@@ -6,7 +6,9 @@ data (not from 0):
 * ``accuracy_vs_size.png``: top-1 (%) vs file size (MB), agreement with the float model (%) vs
   size; the float Keras model's top-1 is a dashed line;
 * ``accuracy_vs_latency.png``: the same against p50 latency on a log scale, at the smallest
-  thread count measured (named in the axis title).
+  thread count measured (named in the axis title);
+* ``selection_curve.png``: ``int8_selective``'s calibration agreement with float32 vs the number
+  of layers kept float (simulated), the budget line, the chosen point and the real model's.
 
 Drawn with matplotlib's Agg backend (no display needed). Imports nothing of the project but the
 atomic writer.
@@ -158,3 +160,46 @@ def write_figures(points: list[dict[str, Any]], threads: list[str], float_top1: 
     else:
         png = figure_png([], "none", "latency", "no latency measured", None)
     atomic.write_bytes(latency_png, png)
+
+
+def selection_png(selection: dict[str, Any] | None, title: str) -> bytes:
+    """``int8_selective``'s agreement-vs-layers-kept curve as PNG bytes.
+
+    ``selection``: ``selection.json`` (:func:`litequant.sensitivity.select_float_ops`, with the
+    real model's check under ``real``), or ``None`` (a figure saying it was not built).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4.5), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
+    if not selection:
+        axes.text(0.5, 0.5, "int8_selective was not built", ha="center", va="center",
+                  transform=axes.transAxes)
+    else:
+        curve = selection["curve"]
+        kept = [p["layers_kept"] for p in curve]
+        axes.plot(kept, [p["agreement"] for p in curve], marker="o", color="#1f77b4",
+                  label="simulated (int8 weights, float activations)")
+        floor = 100.0 - selection["budget_points"]
+        axes.axhline(floor, color="grey", linestyle="--", linewidth=0.8,
+                     label=f"budget: {selection['budget_points']:g} points lost")
+        chosen = selection["layers_kept"]
+        real = selection.get("real")
+        if real is not None:
+            axes.scatter([chosen], [real["agreement"]], marker="s", s=40, color="#d62728",
+                         zorder=3, label="real int8_selective (int8 activations too)")
+        axes.axvline(chosen, color="#2ca02c", linewidth=0.8, label=f"chosen: {chosen} kept")
+        axes.set_xticks(kept)
+        axes.set_xlabel("layers kept float (most output-sensitive first)")
+        axes.set_ylabel(f"top-1 agreement with float32 (%), {selection['images']} images")
+        axes.grid(True, linewidth=0.3, alpha=0.6)
+        axes.legend(fontsize=8, loc="lower right")
+    figure.suptitle(title)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()

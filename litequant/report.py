@@ -101,10 +101,8 @@ def build_rows(collected: dict[str, Any], variants: list[str]) -> list[dict[str,
                 notes.append(f"NOT REPRESENTATIVE: calibrated on {calibration['num_images']} "
                              f"{calibration['source']} noise samples, not images "
                              "(see Calibration below)")
-        if conversion.get("denylist") is not None:
-            kept = conversion.get("float_keras_layers") or conversion["denylist"]
-            notes.append(f"{len(conversion['denylist'])} worst layer(s) kept float: "
-                         + ", ".join(name or "?" for name in kept))
+        if conversion.get("float_layers") is not None:
+            notes.append(selection_note(conversion))
         if bench.get("note"):
             notes.append(bench["note"])
         if conversion.get("tool") == EDGE_QUANTIZER:
@@ -119,9 +117,11 @@ def build_rows(collected: dict[str, Any], variants: list[str]) -> list[dict[str,
         if calibration:
             row["calibration_images"] = calibration["num_images"]
             row["calibration_representative"] = bool(calibration["representative"])
-        if conversion.get("denylist") is not None:
-            row["float_layers"] = len(conversion["denylist"])
-            row["denylist"] = list(conversion["denylist"])
+        if conversion.get("float_layers") is not None:
+            row["float_layers"] = list(conversion["float_layers"])
+            row["budget_points"] = conversion["budget_points"]
+            row["budget_met_simulated"] = conversion["budget_met"]["simulated"]
+            row["budget_met_real"] = conversion["budget_met"]["real"]
         if float32_ok:
             row["compression"] = _round(float32["conversion"]["size_bytes"]
                                         / conversion["size_bytes"], 3)
@@ -139,6 +139,22 @@ def build_rows(collected: dict[str, Any], variants: list[str]) -> list[dict[str,
             row["notes"] += "; " + row["speedup_refused"]
         rows.append(row)
     return rows
+
+
+def selection_note(conversion: dict[str, Any]) -> str:
+    """What ``int8_selective`` kept float and whether its agreement budget held
+    (``conversion.json`` fields of :func:`litequant.sensitivity.record_fields`)."""
+    met, agreement = conversion["budget_met"], conversion["calibration_agreement"]
+    verdict = ", ".join(f"{kind} {agreement[kind]:.1f}% ({'met' if met[kind] else 'NOT met'})"
+                        for kind in ("simulated", "real"))
+    kept = ", ".join(conversion["float_ops"]) or "none"
+    return (f"{len(conversion['float_layers'])} layer(s) kept float by output sensitivity "
+            f"(budget {conversion['budget_points']:g} points of agreement with float32 on "
+            f"{conversion['selection_images']} calibration images: {verdict}): {kept}")
+
+
+#: The columns of ``reports/plots/selection_curve.csv``.
+SELECTION_CURVE_COLUMNS = ["layers_kept", "agreement", "kl_divergence"]
 
 
 def accuracy_columns(evaluation: dict[str, Any], float_model: dict[str, Any]
@@ -465,7 +481,7 @@ def layer_errors_section(layer_rows: list[dict[str, str]] | None,
     """The worst int8 layers of ``reports/layer_errors.csv`` and which ones stay float."""
     if not layer_rows:
         return []
-    kept = {name for row in rows for name in row.get("denylist") or []}
+    kept = {name for row in rows for name in row.get("float_layers") or []}
     worst = sorted(layer_rows, key=lambda row: int(row["rank"]))[:WORST_LAYERS_SHOWN]
     lines = ["## int8 layer-wise error (QuantizationDebugger, calibration images)", "",
              f"The {len(worst)} worst of {len(layer_rows)} quantized ops of the `int8` recipe, "

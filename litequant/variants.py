@@ -19,13 +19,12 @@ FLOAT_VARIANT = "float32"
 #: The variants whose weights and activations are all floating point (the rest are "integer").
 FLOAT_WEIGHT_VARIANTS = frozenset({"float32", "float16"})
 
-#: The file ``int8_selective`` takes its layer ranking from (``layout.LAYER_ERRORS_CSV``).
-LAYER_ERRORS_DEP = "reports/layer_errors.csv"
 #: The extra dependency of every other variant (already a dependency of each convert stage).
 EXPORT_DEP = "data/export"
 #: The calibration split the calibrated variants read (``layout.CALIBRATION_SPLIT``).
 CALIBRATION_DEP = "data/prepare/calibration"
-#: What ai-edge-quantizer variants are built from: the float32 variant (``layout.FLOAT32_DIR``).
+#: What ai-edge-quantizer variants are built from, and what ``int8_grid`` and ``int8_selective``
+#: read: the float32 variant (``layout.FLOAT32_MODEL``'s folder).
 FLOAT32_DEP = "data/convert/float32"
 
 TF_CONVERTER = "TFLiteConverter"
@@ -77,7 +76,9 @@ class Variant:
             ai-edge-quantizer from the ``float32`` variant (the recipe named like the variant in
             :data:`litequant.edge_quantizer.EDGE_QUANTIZER_VARIANTS`).
         kernel_note: what to expect of its CPU kernels (shown in the report), or ``""``.
-        keeps_layers_float: ``int8`` except the worst layers of ``reports/layer_errors.csv``.
+        keeps_layers_float: ``int8`` except the fewest weight ops, ranked by the effect of their
+            int8 weight rounding on the float32 variant's output, that keep the calibration
+            agreement within a budget (:mod:`litequant.sensitivity`); they stay float.
         regrids_weights: ``int8`` whose weight scales are then re-chosen per channel by
             reconstruction error (:mod:`litequant.weight_grid`), from the float32 variant's
             weights.
@@ -100,9 +101,9 @@ class Variant:
     @property
     def extra_dep(self) -> str:
         """The one file or folder its conversion depends on besides the export (DVC ``deps:``)."""
-        if self.tool == EDGE_QUANTIZER or self.regrids_weights:
+        if self.tool == EDGE_QUANTIZER or self.regrids_weights or self.keeps_layers_float:
             return FLOAT32_DEP
-        return LAYER_ERRORS_DEP if self.keeps_layers_float else EXPORT_DEP
+        return EXPORT_DEP
 
     @property
     def calibration_dep(self) -> str:
@@ -121,8 +122,9 @@ VARIANTS: dict[str, Variant] = {variant.name: variant for variant in (
             _int16x8,
             kernel_note="int16x8 ops run on TFLite reference kernels (no optimised CPU "
                         "implementation): expect it to be tens of times slower"),
-    Variant("int8_selective", "int8 except the worst layers of the int8 layer-error ranking, "
-            "kept float", True, _int8, keeps_layers_float=True),
+    Variant("int8_selective", "int8 except the fewest layers, ranked by their effect on the "
+            "output, that keep calibration agreement within a budget: kept float", True, _int8,
+            keeps_layers_float=True),
     Variant("int8_grid", "int8 with per-channel weight scales chosen by reconstruction error "
             "(better rounding than round-to-nearest), int8 input and output", True, _int8,
             regrids_weights=True),

@@ -2,11 +2,14 @@
 
 ``python -m stages.convert <variant>`` reads ``params.yaml`` sections ``convert`` and (for
 calibrated variants) ``calibration``, ``data/export/`` and ``data/prepare/calibration/``
-(``int8_selective`` also ``reports/layer_errors.csv``), and writes ``data/convert/<variant>/``:
+(``int8_grid``, ``int8_selective`` and the ai-edge-quantizer variants also
+``data/convert/float32/``), and writes ``data/convert/<variant>/``:
 
 * ``model.tflite``: the converted model (absent when the conversion failed);
 * ``conversion.json``: status (``ok``/``failed`` with the converter's message), size, the
-  input/output dtypes and quantization, and the calibration data used.
+  input/output dtypes and quantization, and the calibration data used;
+* ``selection.json`` (``int8_selective``): the output-sensitivity ranking of every weight op
+  and the agreement-vs-layers-kept curve.
 
 Variants (``litequant.variants``):
     ``float32``   plain conversion, float weights and activations;
@@ -14,10 +17,14 @@ Variants (``litequant.variants``):
     ``dynamic``   dynamic-range: int8 weights, float activations quantized on the fly;
     ``int8``      full integer: int8 weights and activations, int8 input and output;
     ``int16x8``   16-bit activations, 8-bit weights, int16 input and output;
-    ``int8_selective``  ``int8`` except the ``convert.variants.int8_selective.float_layers``
-                  layers with the largest quantization error in ``reports/layer_errors.csv``
-                  (stage ``layer_errors``), which stay float (the converter's denylist);
-                  int8 input and output.
+    ``int8_selective``  ``int8`` except the fewest weight ops that keep top-1 agreement with
+                  the float32 model within ``convert.variants.int8_selective.budget_points``
+                  (at most ``max_layers``), which stay float (the converter's denylist); int8
+                  input and output. The ops are ranked by the effect of each one's int8 weight
+                  rounding alone on the float32 model's output (KL divergence), simulated on
+                  float32's weights on the first calibration images
+                  (:mod:`litequant.sensitivity`); the real model's agreement on the same
+                  images is recorded beside the simulated one.
     ``int8_grid`` ``int8``, then every weight op's int8 weights and per-channel scales are
                   re-chosen from the float32 variant's weights: the scale ``max|w|/k``
                   (``k`` in 64..127) with the smallest reconstruction error, instead of the
@@ -49,6 +56,7 @@ import argparse
 import contextlib
 import io
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,10 +71,10 @@ from litequant.conversion import (
     failure,
 )
 from litequant.errors import PipelineError
-from litequant.layer_errors import worst_layers
 from litequant.litert import LiteRTModel
-from litequant.params import CalibrationParams, ConvertParams, load, section
+from litequant.params import CalibrationParams, ConvertParams, VariantEntry, load, section
 from litequant.quiet import native_stderr_silenced
+from litequant.sensitivity import RANKING_IMAGES, real_check, record_fields, select_float_ops
 from litequant.variants import EDGE_QUANTIZER, VARIANTS
 from litequant.weight_grid import regrid
 
@@ -90,23 +98,27 @@ def convert(variant: str, params_path: str) -> dict[str, Any]:
                    if recipe.needs_calibration else None)
     info = layout.read_model_info(layout.MODEL_INFO)
     record = conversion_record(variant, calibration)
-    representative = None
+    representative = selection_inputs = None
     if calibration is not None:
         calibration_images, _ = layout.load_split(layout.CALIBRATION_SPLIT)
         representative = calibration_inputs(calibration_images, calibration,
                                             info["preprocessing"])
+        if recipe.keeps_layers_float:
+            selection_inputs = real_images(calibration_images, calibration, representative,
+                                           info["preprocessing"])[:RANKING_IMAGES]
     if recipe.tool == EDGE_QUANTIZER:
         return convert_edge(variant, record, representative)
     if not layout.SAVED_MODEL.is_dir():
         raise PipelineError(f"{layout.SAVED_MODEL} not found: run the export stage first")
+    extra: dict[Path, Any] = {}
     try:
         if recipe.keeps_layers_float:
-            worst = worst_layers(layout.read_layer_errors(layout.LAYER_ERRORS_CSV),
-                                 entry.float_layers)
-            record["denylist"] = [row["tensor_name"] for row in worst]
-            record["float_keras_layers"] = [row["keras_layer"] for row in worst]
-            model_bytes = convert_selective(layout.SAVED_MODEL, representative,
-                                            record["denylist"])
+            model_bytes, selection = convert_kept_float(entry, representative, selection_inputs,
+                                                        info["output"])
+            record.update(record_fields(selection, selection["real"]),
+                          selection=layout.selection_file(variant).as_posix(),
+                          built_from=layout.FLOAT32_MODEL.as_posix())
+            extra[layout.selection_file(variant)] = selection
         else:
             model_bytes = convert_variant(layout.SAVED_MODEL, variant, representative)
         if recipe.regrids_weights:
@@ -116,7 +128,37 @@ def convert(variant: str, params_path: str) -> dict[str, Any]:
         raise
     except Exception as error:  # the converter raises many types; record it, keep going
         return write_failure(failure(record, "the converter failed", error))
-    return write_model(variant, record, model_bytes)
+    return write_model(variant, record, model_bytes, extra)
+
+
+def real_images(calibration_images: Any, calibration: CalibrationParams,
+                representative: np.ndarray, family: str) -> np.ndarray:
+    """The calibration images, preprocessed: ``representative`` itself, or, when the variant is
+    calibrated on noise, the images the same params would have chosen (the selection of the
+    float layers is always judged on real images)."""
+    if calibration.source == "images":
+        return representative
+    return calibration_inputs(calibration_images,
+                              calibration.model_copy(update={"source": "images"}), family)
+
+
+def convert_kept_float(entry: VariantEntry, representative: np.ndarray,
+                       selection_inputs: np.ndarray, output_kind: str
+                       ) -> tuple[bytes, dict[str, Any]]:
+    """``int8_selective``: choose the float layers on float32's model, convert, check for real.
+
+    Returns the model and the selection (``selection.json``, with the real model's check under
+    ``real``). Raises ``RuntimeError`` (recorded as this variant's failure) when float32 did
+    not convert or the converter kept other layers float than the chosen ones.
+    """
+    float_model = float32_model_bytes()
+    selection = select_float_ops(float_model, selection_inputs, output_kind,
+                                 entry.budget_points, entry.max_layers)
+    model_bytes = convert_selective(layout.SAVED_MODEL, representative,
+                                    selection["float_layers"])
+    selection["real"] = real_check(selection, model_bytes, float_model, selection_inputs,
+                                   output_kind)
+    return model_bytes, selection
 
 
 def float32_model_bytes() -> bytes:
@@ -142,12 +184,15 @@ def convert_edge(variant: str, record: dict[str, Any], representative: np.ndarra
             model_bytes, used = quantize(float32_model_bytes(), variant, representative)
     except Exception as error:  # ai-edge-quantizer raises many types; record it, keep going
         return write_failure(failure(record, "ai-edge-quantizer failed", error))
-    return write_model(variant, record, model_bytes, recipe_json(used))
+    return write_model(variant, record, model_bytes,
+                       {layout.recipe_file(variant): recipe_json(used)})
 
 
 def write_model(variant: str, record: dict[str, Any], model_bytes: bytes,
-                recipe: str | None = None) -> dict[str, Any]:
-    """Check that LiteRT runs ``model_bytes``, then write the model, its record (and recipe)."""
+                extra: dict[Path, Any] | None = None) -> dict[str, Any]:
+    """Check that LiteRT runs ``model_bytes``, then write the model, its record and ``extra``
+    files in the variant's folder (``{path: text, or data written as JSON}``: ``recipe.json``,
+    ``selection.json``)."""
     try:
         model = LiteRTModel(layout.model_file(variant), model_content=model_bytes)
         model.smoke_test()
@@ -156,8 +201,11 @@ def write_model(variant: str, record: dict[str, Any], model_bytes: bytes,
     record.update(status="ok", size_bytes=len(model_bytes), **model.describe())
     with atomic.output_folder(layout.convert_dir(variant)) as tmp:
         (tmp / layout.model_file(variant).name).write_bytes(model_bytes)
-        if recipe is not None:
-            atomic.write_text(tmp / layout.recipe_file(variant).name, recipe)
+        for path, content in (extra or {}).items():
+            if isinstance(content, str):
+                atomic.write_text(tmp / path.name, content)
+            else:
+                atomic.write_json(tmp / path.name, content)
         atomic.write_json(tmp / "conversion.json", record)
     calibrated = (f", calibrated on {record['calibration']['num_images']} "
                   f"{record['calibration']['source']}" if record["calibration"] else "")

@@ -15,6 +15,9 @@ model's metrics, ``data/fetch/fetch.json``, ``data/export/model.json``, the peer
 * ``reports/plots/variants.csv``: the plot data of ``dvc plots show``;
 * ``reports/plots/accuracy_vs_size.png`` and ``accuracy_vs_latency.png``: the same figures as
   static images (:mod:`litequant.plots`);
+* ``reports/plots/selection_curve.csv`` and ``selection_curve.png``: ``int8_selective``'s
+  calibration agreement vs the number of layers kept float (from its ``selection.json``; header
+  only / a blank figure when it was not built);
 * ``reports/plots/confusion.csv``: ``actual, predicted`` class per evaluation image of ``int8``
   (else the first integer variant), for label spaces of up to 100 classes (header only above),
   and in ``summary.md`` a per-class top-1 table, float model vs each integer variant (from
@@ -32,10 +35,11 @@ from litequant import atomic, layout
 from litequant.cli import run_stage
 from litequant.labels import PER_CLASS_LIMIT
 from litequant.params import ConvertParams, read_section
-from litequant.plots import write_figures
+from litequant.plots import selection_png, write_figures
 from litequant.report import (
     FLOAT_MODEL_ROW,
     PEER_ROW,
+    SELECTION_CURVE_COLUMNS,
     build_rows,
     confusion_rows,
     confusion_variant,
@@ -49,6 +53,7 @@ from litequant.report import (
     table_columns,
     variants_document,
 )
+from litequant.variants import VARIANTS
 
 
 def collect(variants: list[str]) -> dict[str, Any]:
@@ -75,7 +80,16 @@ def collect(variants: list[str]) -> dict[str, Any]:
             "benchmark": latency.get(variant, {}),
         }
     collected["per_class"] = per_class(variants, collected)
+    collected["selection"] = selection(variants, collected)
     return collected
+
+
+def selection(variants: list[str], collected: dict[str, Any]) -> dict[str, Any] | None:
+    """``int8_selective``'s ``selection.json`` when it was built, else ``None``."""
+    variant = next((v for v in variants if VARIANTS[v].keeps_layers_float), None)
+    if variant is None or collected[variant]["conversion"]["status"] != "ok":
+        return None
+    return layout.read_json(layout.selection_file(variant), f"convert@{variant}")
 
 
 def per_class(variants: list[str], collected: dict[str, Any]) -> dict[str, Any] | None:
@@ -114,6 +128,11 @@ def report(params: ConvertParams) -> list[dict[str, Any]]:
     confusion = [] if view is None else confusion_rows(
         view["names"], view["labels"], view["predictions"][view["confusion_variant"]])
     atomic.write_text(layout.CONFUSION_CSV, csv_text(confusion, ["actual", "predicted"]))
+    chosen = collected["selection"]
+    atomic.write_text(layout.SELECTION_CURVE_CSV, csv_text(
+        chosen["curve"] if chosen else [], SELECTION_CURVE_COLUMNS))
+    atomic.write_bytes(layout.SELECTION_CURVE_PNG, selection_png(
+        chosen, f"int8_selective: agreement vs layers kept float: {model['name']}"))
     print(markdown(rows, collected))
     return rows
 

@@ -16,7 +16,7 @@ import pytest
 from benchmarks import calibration_sweep
 from litequant import layout, metrics
 from litequant.errors import PipelineError
-from litequant.layer_errors import keras_layers_of, layer_rows, worst_layers
+from litequant.layer_errors import keras_layers_of, layer_rows
 from litequant.params import BenchmarkParams, EvaluateParams, PeerParams
 from litequant.report import (
     PEER_ROW,
@@ -114,14 +114,6 @@ def test_layer_rows_rank_by_rmse_over_scale() -> None:
     assert [r["rank"] for r in rows] == [2, 1]
     assert [r["keras_layer"] for r in rows] == ["Conv1", "block_1_project"]
     assert rows[1]["zero_point"] == 3 and rows[0]["num_elements"] == 100
-
-
-def test_worst_layers_follow_the_rank_and_refuse_too_many() -> None:
-    rows = [{"rank": "2", "tensor_name": "b"}, {"rank": "1", "tensor_name": "a"},
-            {"rank": "3", "tensor_name": "c"}]
-    assert [row["tensor_name"] for row in worst_layers(rows, 2)] == ["a", "b"]
-    with pytest.raises(PipelineError, match="int8_selective.float_layers=4"):
-        worst_layers(rows, 4)
 
 
 # --- report: noise calibration is explained ----------------------------------------------------

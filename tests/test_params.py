@@ -201,20 +201,30 @@ def test_convert_variant_with_the_wrong_wiring_names_the_right_one() -> None:
     assert ("convert.variants.int8 must be wired as {params: calibration, deps: data/export, "
             "calibration: data/prepare/calibration}") in message
     params = repo_params()
-    params["convert"]["variants"]["int8_selective"]["deps"] = "data/export"
-    assert "deps: reports/layer_errors.csv" in refusal(params, "convert")
+    params["convert"]["variants"]["int8_selective"]["deps"] = "reports/layer_errors.csv"
+    assert "deps: data/convert/float32" in refusal(params, "convert")
 
 
-def test_convert_variants_unknown_and_float_layers() -> None:
+def test_convert_variants_unknown_and_selection_settings() -> None:
     params = repo_params()
     params["convert"]["variants"]["int4"] = dict(params["convert"]["variants"]["int8"])
     assert "convert.variants.int4: unknown variant" in refusal(params, "convert")
+    for setting, value in (("budget_points", 0.5), ("max_layers", 3)):
+        params = repo_params()
+        params["convert"]["variants"]["int8"][setting] = value
+        assert (f"convert.variants.int8.{setting}: only int8_selective"
+                in refusal(params, "convert"))
+        params = repo_params()
+        del params["convert"]["variants"]["int8_selective"][setting]
+        assert (f"convert.variants.int8_selective.{setting}: required"
+                in refusal(params, "convert"))
     params = repo_params()
-    params["convert"]["variants"]["int8"]["float_layers"] = 3
-    assert "convert.variants.int8.float_layers: only int8_selective" in refusal(params, "convert")
+    params["convert"]["variants"]["int8_selective"]["float_layers"] = 5  # the old fixed K
+    assert "convert.variants.int8_selective.float_layers: unknown key" in refusal(
+        params, "convert")
     params = repo_params()
-    del params["convert"]["variants"]["int8_selective"]["float_layers"]
-    assert "convert.variants.int8_selective.float_layers: required" in refusal(params, "convert")
+    params["convert"]["variants"]["int8_selective"]["budget_points"] = -1
+    assert "convert.variants.int8_selective.budget_points" in refusal(params, "convert")
 
 
 def test_params_section_helper_overrides_the_repo_values(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from litequant import variants
-from litequant.layout import CALIBRATION_SPLIT, EXPORT_DIR, FLOAT32_MODEL, LAYER_ERRORS_CSV
+from litequant.layout import CALIBRATION_SPLIT, EXPORT_DIR, FLOAT32_MODEL
 from tests.structure import REPO, code_files, depth, imports_of, layout_paths, stage_modules
 
 
@@ -28,7 +28,6 @@ def test_library_imports_no_stage() -> None:
 
 
 def test_registry_dependency_strings_are_the_layout_paths() -> None:
-    assert variants.LAYER_ERRORS_DEP == LAYER_ERRORS_CSV.as_posix()
     assert variants.EXPORT_DEP == EXPORT_DIR.as_posix()
     assert variants.CALIBRATION_DEP == CALIBRATION_SPLIT.as_posix()
     assert variants.FLOAT32_DEP == FLOAT32_MODEL.parent.as_posix()
