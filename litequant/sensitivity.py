@@ -86,6 +86,17 @@ class WeightOp:
         return "/".join(parts[1:-1]) if len(parts) > 2 else last
 
 
+def _weight_ops(model: Any) -> list[WeightOp]:
+    tensors = model.subgraphs[0].tensors
+    return [WeightOp(position, name, tensor_name(tensors[op.outputs[0]]))
+            for position, (name, op) in enumerate(weighted_ops(model))]
+
+
+def weight_ops_of(model_bytes: bytes) -> list[WeightOp]:
+    """The weight ops of a ``.tflite`` model, in execution order."""
+    return _weight_ops(read_model(model_bytes))
+
+
 class WeightRounding:
     """The float32 model with any set of its weight ops' weights int8-rounded.
 
@@ -105,21 +116,19 @@ class WeightRounding:
         raw = schema.Model.GetRootAs(self.model, 0)
         base = np.frombuffer(self.model, dtype=np.uint8).ctypes.data
         tensors = model.subgraphs[0].tensors
-        self.ops: list[WeightOp] = []
+        self.ops = _weight_ops(model)
         self._patches: list[tuple[int, bytes]] = []
-        for position, (name, op) in enumerate(weighted_ops(model)):
+        for weight_op, (_, op) in zip(self.ops, weighted_ops(model), strict=True):
             weight = tensors[op.inputs[1]]
+            where = f"weight op {weight_op.position} ({weight_op.op})"
             if weight.type != _FLOAT32:
-                raise ValueError(f"weight op {position} ({name}) has no float32 weights: not a "
-                                 "float model")
+                raise ValueError(f"{where} has no float32 weights: not a float model")
             w = buffer_array(model, weight, np.float32)
-            view = raw.Buffers(weight.buffer).DataAsNumpy()
-            start = int(view.ctypes.data - base)
+            start = int(raw.Buffers(weight.buffer).DataAsNumpy().ctypes.data - base)
             if not np.array_equal(np.frombuffer(self.model, np.float32, w.size, start),
                                   w.reshape(-1)):
-                raise ValueError(f"weight op {position} ({name}): weights not found in place")
-            rounded = fake_quantize(w, CHANNEL_AXIS[name], "max").astype(np.float32)
-            self.ops.append(WeightOp(position, name, tensor_name(tensors[op.outputs[0]])))
+                raise ValueError(f"{where}: its weights are not where the flatbuffer says")
+            rounded = fake_quantize(w, CHANNEL_AXIS[weight_op.op], "max").astype(np.float32)
             self._patches.append((start, rounded.tobytes()))
 
     def model_bytes(self, rounded: Collection[int]) -> bytes:

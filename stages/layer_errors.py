@@ -4,10 +4,11 @@
 ``data/export/`` (SavedModel, ``model.keras``, ``model.json``) and
 ``data/prepare/calibration/``, quantizes the model exactly like the ``int8`` variant and runs
 ``tf.lite.experimental.QuantizationDebugger`` on the real calibration images (never on
-evaluation images, so the layers ``int8_selective`` keeps float are not chosen on the test set;
-with noise calibration the debugger still feeds real images, which shows the layers noise
-calibration breaks). It writes ``reports/layer_errors.csv``, one row per quantized op output in
-the model's execution order (columns: :mod:`litequant.layer_errors`).
+evaluation images; with noise calibration the debugger still feeds real images, which shows the
+layers noise calibration breaks). A report only: ``int8_selective`` chooses its float layers by
+their effect on the output (:mod:`litequant.sensitivity`), not from this table. It writes
+``reports/layer_errors.csv``, one row per quantized op output in the model's execution order
+(columns: :mod:`litequant.layer_errors`).
 
 The debugger does not support int16x8 models; only the int8 recipe is analysed.
 """

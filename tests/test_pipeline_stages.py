@@ -168,8 +168,7 @@ def test_report_has_a_row_per_variant(pipeline_run: Path) -> None:
                                             "int8_selective"]
 
 
-def test_layer_errors_name_real_layers_and_int8_selective_keeps_the_worst_float(
-        pipeline_run: Path) -> None:
+def test_layer_errors_name_real_layers(pipeline_run: Path) -> None:
     import keras
 
     rows = list(csv.DictReader((pipeline_run / "reports/layer_errors.csv").open()))
@@ -181,23 +180,53 @@ def test_layer_errors_name_real_layers_and_int8_selective_keeps_the_worst_float(
     ranks = sorted(rows, key=lambda row: int(row["rank"]))
     errors = [float(row["rmse_over_scale"]) for row in ranks]
     assert errors == sorted(errors, reverse=True)
-    record = json.loads((pipeline_run / "data/convert/int8_selective/conversion.json").read_text())
-    keep = load(pipeline_run / "params.yaml")["convert"]["variants"]["int8_selective"][
-        "float_layers"]
-    assert record["denylist"] == [row["tensor_name"] for row in ranks[:keep]]
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(
-        model_path=str(pipeline_run / "data/convert/int8_selective/model.tflite"))
-    ops = {op["op_name"] for op in interpreter._get_ops_details()}
-    assert "DEQUANTIZE" in ops  # float islands inside the int8 graph
-    assert interpreter.get_input_details()[0]["dtype"] == np.int8
-    metrics = json.loads((pipeline_run / "reports/variants.json").read_text())
-    assert metrics["int8_selective"]["float_layers"] == keep
-    assert metrics["int8_selective"]["denylist"] == record["denylist"]
     summary = (pipeline_run / "reports/summary.md").read_text()
     assert "## int8 layer-wise error" in summary
     assert f"| 1 | {ranks[0]['keras_layer']} |" in summary
+
+
+def test_int8_selective_keeps_the_chosen_layers_float_and_records_the_selection(
+        pipeline_run: Path) -> None:
+    from litequant.sensitivity import float_weight_positions, weight_ops_of
+
+    folder = pipeline_run / "data/convert/int8_selective"
+    record = json.loads((folder / "conversion.json").read_text())
+    entry = load(pipeline_run / "params.yaml")["convert"]["variants"]["int8_selective"]
+    assert record["status"] == "ok" and record["built_from"] == "data/convert/float32/model.tflite"
+    assert (record["budget_points"], record["max_layers"]) == (entry["budget_points"],
+                                                               entry["max_layers"])
+    selection = json.loads((folder / "selection.json").read_text())
+    float_ops = weight_ops_of((pipeline_run / "data/convert/float32/model.tflite").read_bytes())
+    # every weight op of float32 ranked once; the curve runs k = 0 .. max_layers
+    assert sorted(row["position"] for row in selection["ranking"]) == list(range(len(float_ops)))
+    assert [p["layers_kept"] for p in selection["curve"]] == list(range(entry["max_layers"] + 1))
+    kept = selection["layers_kept"]
+    assert record["float_layers"] == [op.tensor_name for op in float_ops
+                                      if op.position in {row["position"] for row in
+                                                         selection["ranking"][:kept]}]
+    met = 100.0 - selection["curve"][kept]["agreement"] <= entry["budget_points"] + 1e-9
+    assert record["budget_met"]["simulated"] == met
+    assert record["calibration_agreement"]["real"] == selection["real"]["agreement"]
+    # the real model keeps exactly those ops float (their names are the denylist's names) ...
+    model = (folder / "model.tflite").read_bytes()
+    assert float_weight_positions(model) == [op["position"] for op in selection["float_ops"]]
+    # ... and the names of float32's weight ops are those the QuantizationDebugger reports
+    debugged = {row["tensor_name"] for row in csv.DictReader(
+        (pipeline_run / "reports/layer_errors.csv").open())}
+    assert {op.tensor_name for op in float_ops} <= debugged
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model)
+    assert interpreter.get_input_details()[0]["dtype"] == np.int8
+    metrics = json.loads((pipeline_run / "reports/variants.json").read_text())
+    assert metrics["int8_selective"]["float_layers"] == record["float_layers"]
+    assert metrics["int8_selective"]["budget_met_real"] == record["budget_met"]["real"]
+    summary = (pipeline_run / "reports/summary.md").read_text()
+    assert f"{kept} layer(s) kept float by output sensitivity" in summary
+    curve = list(csv.DictReader((pipeline_run / "reports/plots/selection_curve.csv").open()))
+    assert [float(p["agreement"]) for p in curve] == [p["agreement"]
+                                                      for p in selection["curve"]]
+    assert (pipeline_run / "reports/plots/selection_curve.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_check_gate_fails_on_the_failed_variant_and_marks_new_ones(
