@@ -81,9 +81,9 @@ class WeightOp:
     def label(self) -> str:
         """A short name for tables: the TensorFlow scope of the op that made the output (the
         last ``;``-separated part of the fused name, without its model prefix and op name)."""
-        last = self.tensor_name.split(";")[-1]
-        parts = last.split("/")
-        return "/".join(parts[1:-1]) if len(parts) > 2 else last
+        last = [part for part in self.tensor_name.split(";") if part][-1:] or [""]
+        parts = last[0].split("/")
+        return "/".join(parts[1:-1]) if len(parts) > 2 else last[0]
 
 
 def _weight_ops(model: Any) -> list[WeightOp]:
@@ -124,7 +124,10 @@ class WeightRounding:
             if weight.type != _FLOAT32:
                 raise ValueError(f"{where} has no float32 weights: not a float model")
             w = buffer_array(model, weight, np.float32)
-            start = int(raw.Buffers(weight.buffer).DataAsNumpy().ctypes.data - base)
+            # the object model renumbers buffers: find the bytes through the file's own tables
+            buffer = raw.Buffers(raw.Subgraphs(0).Tensors(op.inputs[1]).Buffer())
+            start = (int(buffer.DataAsNumpy().ctypes.data - base) if buffer.DataLength()
+                     else int(buffer.Offset()))  # a model > 2 GB keeps buffers after the tables
             if not np.array_equal(np.frombuffer(self.model, np.float32, w.size, start),
                                   w.reshape(-1)):
                 raise ValueError(f"{where}: its weights are not where the flatbuffer says")
