@@ -59,6 +59,8 @@ CHANNEL_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}
 #: Interpreter threads of the simulation runs (float kernels give the same bits at any count).
 THREADS = 2
 _FLOAT32 = 0  # TensorType.FLOAT32
+#: TensorFlow op names of convolutions and matrix products in fused TFLite tensor names.
+_WEIGHT_OP_NAMES = ("convolution", "Conv2D", "depthwise", "MatMul")
 _BATCH = 16
 
 
@@ -79,11 +81,15 @@ class WeightOp:
 
     @property
     def label(self) -> str:
-        """A short name for tables: the TensorFlow scope of the op that made the output (the
-        last ``;``-separated part of the fused name, without its model prefix and op name)."""
-        last = [part for part in self.tensor_name.split(";") if part][-1:] or [""]
-        parts = last[0].split("/")
-        return "/".join(parts[1:-1]) if len(parts) > 2 else last[0]
+        """A short name for tables: the TensorFlow scope of the weight op in the fused output
+        name (``model/block_1_expand_1/convolution`` -> ``block_1_expand_1``), else of its
+        first part."""
+        parts = [part.split("/") for part in self.tensor_name.split(";") if part]
+        if not parts:
+            return self.tensor_name
+        chosen = next((p for p in parts if len(p) > 2 and p[-1].startswith(_WEIGHT_OP_NAMES)),
+                      parts[0])
+        return "/".join(chosen[1:-1]) if len(chosen) > 2 else "/".join(chosen)
 
 
 def _weight_ops(model: Any) -> list[WeightOp]:

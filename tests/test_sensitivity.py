@@ -150,3 +150,13 @@ def test_selection_keeps_the_fragile_layer_float_and_the_real_model_agrees(conve
     wrong = convert_selective(saved_model, images, [selection["ranking"][1]["tensor_name"]])
     with pytest.raises(RuntimeError, match="denylist names do not match"):
         sensitivity.real_check(selection, wrong, float_model, images, "probabilities")
+
+
+def test_labels_name_the_weight_op_of_a_fused_tensor_name() -> None:
+    fused = ("mnv2_1/expanded_conv_depthwise_relu_1/Relu6;mnv2_1/expanded_conv_depthwise_BN_1/"
+             "batchnorm/add_1;mnv2_1/expanded_conv_depthwise_1/depthwise;mnv2_1/"
+             "expanded_conv_depthwise_BN_1/Cast_3/ReadVariableOp1")
+    assert sensitivity.WeightOp(1, "DEPTHWISE_CONV_2D", fused).label \
+        == "expanded_conv_depthwise_1"
+    assert sensitivity.WeightOp(0, "FULLY_CONNECTED", "model/head_1/MatMul2").label == "head_1"
+    assert sensitivity.WeightOp(0, "CONV_2D", "out:0").label == "out:0"
