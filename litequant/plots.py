@@ -196,7 +196,8 @@ def selection_png(selection: dict[str, Any] | None, title: str) -> bytes:
         axes.axvline(chosen, color="#2ca02c", linewidth=0.8, label=f"chosen: {chosen} kept")
         axes.set_xticks(kept)
         axes.set_xlabel("layers kept float (most output-sensitive first)")
-        axes.set_ylabel(f"top-1 agreement with float32 (%), {selection['images']} images")
+        axes.set_ylabel(f"top-1 agreement with float32 (%), {selection['images']['budget']} "
+                       "calibration images")
         axes.grid(True, linewidth=0.3, alpha=0.6)
         axes.legend(fontsize=8, loc="lower right")
     figure.suptitle(title)

@@ -150,7 +150,7 @@ def selection_note(conversion: dict[str, Any]) -> str:
     kept = ", ".join(conversion["float_ops"]) or "none"
     return (f"{len(conversion['float_layers'])} layer(s) kept float by output sensitivity "
             f"(budget {conversion['budget_points']:g} points of agreement with float32 on "
-            f"{conversion['selection_images']} calibration images: {verdict}): {kept}")
+            f"{conversion['budget_images']} calibration images: {verdict}): {kept}")
 
 
 #: The columns of ``reports/plots/selection_curve.csv``.

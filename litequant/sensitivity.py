@@ -11,11 +11,13 @@ layer with a small one may flip the top-1 class):
   the same BN-folded float weights the converter quantizes). :meth:`WeightRounding.model_bytes`
   returns the float32 model with any set of weight ops so rounded (their weight bytes rewritten
   in place), which LiteRT runs in float: a simulation of int8 weights without int8 activations.
-* :func:`rank_weight_ops`: each weight op alone rounded, on the calibration images, against the
-  unmodified float32 model on the same images: mean KL divergence (the rank key: smooth, so it
-  orders ops even when no top-1 class flips on a few dozen images), top-1 agreement and SQNR.
+* :func:`rank_weight_ops`: each weight op alone rounded, on the first :data:`RANKING_IMAGES`
+  calibration images, against the unmodified float32 model on the same images: mean KL
+  divergence (the rank key: smooth, so it orders ops even when no top-1 class flips on a few
+  dozen images), top-1 agreement and SQNR.
 * :func:`agreement_curve`: every weight op rounded except the ``k`` highest ranked, for
-  ``k = 0 .. max_layers``: agreement with the float32 model (the curve the report plots).
+  ``k = 0 .. max_layers``, on all the calibration images: agreement with the float32 model
+  (the curve the report plots).
 * :func:`fewest_layers`: the smallest ``k`` whose agreement loses at most ``budget_points``
   (``100 - agreement <= budget_points``); when none does, the best point (fewest ops on ties),
   with the budget marked not met.
@@ -23,8 +25,8 @@ layer with a small one may flip the top-1 class):
   exactly those ops kept float weights and measures the real model's agreement on the same
   images (int8 activations included), so the record says whether the budget holds for real.
 
-Cost: one float32 run over the images per weight op and per curve point, so the images are
-capped at :data:`RANKING_IMAGES`.
+Cost: one float32 run over :data:`RANKING_IMAGES` images per weight op (the ranking), then one
+over all calibration images per curve point (``max_layers + 1``) and one int8 run (the check).
 
 Imports numpy, ai-edge-litert and the project's LiteRT runner, metrics and weight-rounding
 helpers only (never TensorFlow).
@@ -49,8 +51,8 @@ from litequant.weight_grid import (
     weighted_ops,
 )
 
-#: The most calibration images the ranking and the curve run on (the first ones of the
-#: calibration inputs): every weight op costs one float32 pass over them.
+#: The most calibration images the ranking runs on (the first ones of the calibration inputs):
+#: every weight op costs one float32 pass over them. The curve and the budget use them all.
 RANKING_IMAGES = 32
 #: The output-channel axis the converter quantizes per channel, per weight op: ``CONV_2D``
 #: ``(out, h, w, in)``, ``DEPTHWISE_CONV_2D`` ``(1, h, w, out)``, ``FULLY_CONNECTED``
@@ -240,31 +242,34 @@ def select_float_ops(float_model: bytes, inputs: np.ndarray, output_kind: str,
 
     Args:
         float_model: the float32 variant's ``.tflite``.
-        inputs: ``float32`` ``(N, h, w, 3)`` calibration inputs, preprocessed (the first
-            :data:`RANKING_IMAGES` are used).
+        inputs: ``float32`` ``(N, h, w, 3)`` calibration inputs, preprocessed: the first
+            :data:`RANKING_IMAGES` rank the ops, all of them measure the curve.
         output_kind: ``probabilities`` or ``logits`` (``model.json``'s ``output``).
         budget_points: the most top-1 agreement (points) with the float32 model the simulated
-            model may lose on those images.
+            model may lose on ``inputs``.
         max_layers: the most weight ops kept float.
 
     Returns:
-        The selection (``selection.json``): ``images``, ``budget_points``, ``max_layers``,
+        The selection (``selection.json``): ``images`` (``ranking`` and ``budget``: how many
+            images ranked the ops and measured the curve), ``budget_points``, ``max_layers``,
         ``weight_ops``, ``ranking`` (:func:`rank_weight_ops`), ``curve``
         (:func:`agreement_curve`), ``layers_kept``, ``budget_met_simulated``, the chosen
         ``float_layers`` (tensor names, the denylist) and ``float_ops`` (``position``, ``op``,
         ``label``), ``seconds`` (ranking and curve).
     """
     started = time.perf_counter()
-    inputs = np.asarray(inputs[:RANKING_IMAGES], dtype=np.float32)
+    inputs = np.asarray(inputs, dtype=np.float32)
     rounding = WeightRounding(float_model)
     reference = run_model(rounding.model, inputs, output_kind)
-    ranking = rank_weight_ops(rounding, inputs, reference, output_kind)
+    ranking = rank_weight_ops(rounding, inputs[:RANKING_IMAGES], reference[:RANKING_IMAGES],
+                              output_kind)
     ranked = time.perf_counter()
     curve = agreement_curve(rounding, [row["position"] for row in ranking], inputs, reference,
                             output_kind, max_layers)
     k, met = fewest_layers(curve, budget_points)
     chosen = sorted(ranking[:k], key=lambda row: row["position"])
-    return {"images": len(inputs), "budget_points": budget_points, "max_layers": max_layers,
+    return {"images": {"ranking": min(len(inputs), RANKING_IMAGES), "budget": len(inputs)},
+            "budget_points": budget_points, "max_layers": max_layers,
             "weight_ops": len(rounding.ops), "layers_kept": k, "budget_met_simulated": met,
             "float_layers": [row["tensor_name"] for row in chosen],
             "float_ops": [{key: row[key] for key in ("position", "op", "label")}
@@ -309,7 +314,7 @@ def real_check(selection: dict[str, Any], converted: bytes, float_model: bytes,
     if kept != wanted:
         raise RuntimeError(f"the converter kept weight ops {kept} float, not the chosen "
                            f"{wanted}: the denylist names do not match the converter's")
-    inputs = np.asarray(inputs[:RANKING_IMAGES], dtype=np.float32)
+    inputs = np.asarray(inputs, dtype=np.float32)
     effect = output_effect(run_model(float_model, inputs, output_kind),
                            run_model(converted, inputs, output_kind))
     return {**effect, "budget_met": meets(effect["loss_points"], selection["budget_points"]),
@@ -319,8 +324,8 @@ def real_check(selection: dict[str, Any], converted: bytes, float_model: bytes,
 def record_fields(selection: dict[str, Any], real: dict[str, Any]) -> dict[str, Any]:
     """The ``conversion.json`` fields of a selection and its :func:`real_check` (not metrics):
     ``float_layers`` (tensor names), ``float_ops`` (labels), ``budget_points``, ``max_layers``,
-    ``budget_met`` and ``calibration_agreement`` (``simulated`` and ``real``), the images and
-    the seconds the selection took."""
+    ``budget_met`` and ``calibration_agreement`` (``simulated`` and ``real``), how many images
+    ranked the ops and measured the budget, and the seconds the selection took."""
     chosen = next(p for p in selection["curve"] if p["layers_kept"] == selection["layers_kept"])
     return {"float_layers": list(selection["float_layers"]),
             "float_ops": [op["label"] for op in selection["float_ops"]],
@@ -329,5 +334,6 @@ def record_fields(selection: dict[str, Any], real: dict[str, Any]) -> dict[str, 
                            "real": real["budget_met"]},
             "calibration_agreement": {"simulated": chosen["agreement"],
                                       "real": real["agreement"]},
-            "selection_images": selection["images"],
+            "ranking_images": selection["images"]["ranking"],
+            "budget_images": selection["images"]["budget"],
             "selection_seconds": round(sum(selection["seconds"].values()) + real["seconds"], 2)}

@@ -22,9 +22,10 @@ Variants (``litequant.variants``):
                   (at most ``max_layers``), which stay float (the converter's denylist); int8
                   input and output. The ops are ranked by the effect of each one's int8 weight
                   rounding alone on the float32 model's output (KL divergence), simulated on
-                  float32's weights on the first calibration images
-                  (:mod:`litequant.sensitivity`); the real model's agreement on the same
-                  images is recorded beside the simulated one.
+                  float32's weights on the first 32 calibration images
+                  (:mod:`litequant.sensitivity`); the budget is judged on all calibration
+                  images, and the real model's agreement on them is recorded beside the
+                  simulated one.
     ``int8_grid`` ``int8``, then every weight op's int8 weights and per-channel scales are
                   re-chosen from the float32 variant's weights: the scale ``max|w|/k``
                   (``k`` in 64..127) with the smallest reconstruction error, instead of the
@@ -74,7 +75,7 @@ from litequant.errors import PipelineError
 from litequant.litert import LiteRTModel
 from litequant.params import CalibrationParams, ConvertParams, VariantEntry, load, section
 from litequant.quiet import native_stderr_silenced
-from litequant.sensitivity import RANKING_IMAGES, real_check, record_fields, select_float_ops
+from litequant.sensitivity import real_check, record_fields, select_float_ops
 from litequant.variants import EDGE_QUANTIZER, VARIANTS
 from litequant.weight_grid import regrid
 
@@ -105,7 +106,7 @@ def convert(variant: str, params_path: str) -> dict[str, Any]:
                                             info["preprocessing"])
         if recipe.keeps_layers_float:
             selection_inputs = real_images(calibration_images, calibration, representative,
-                                           info["preprocessing"])[:RANKING_IMAGES]
+                                           info["preprocessing"])
     if recipe.tool == EDGE_QUANTIZER:
         return convert_edge(variant, record, representative)
     if not layout.SAVED_MODEL.is_dir():
