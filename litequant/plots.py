@@ -193,14 +193,16 @@ def selection_png(selection: dict[str, Any] | None, title: str) -> bytes:
         if real is not None:
             axes.scatter([chosen], [real["agreement"]], marker="s", s=40, color="#d62728",
                          zorder=3, label="real int8_selective (int8 activations too)")
-        axes.axvline(chosen, color="#2ca02c", linewidth=0.8, label=f"chosen: {chosen} kept")
+        verdict = "" if selection["budget_met_simulated"] else " (budget not met: best point)"
+        axes.axvline(chosen, color="#2ca02c", linewidth=0.8,
+                     label=f"chosen: {chosen} kept{verdict}")
         axes.set_xticks(kept)
         axes.set_xlabel("layers kept float (most output-sensitive first)")
-        axes.set_ylabel(f"top-1 agreement with float32 (%), {selection['images']['budget']} "
-                       "calibration images")
+        axes.set_ylabel(f"agreement with float32 (%), {selection['images']['budget']} images")
         axes.grid(True, linewidth=0.3, alpha=0.6)
         axes.legend(fontsize=8, loc="lower right")
-    figure.suptitle(title)
+    figure.suptitle(f"{title}\n(top-1 agreement with float32 on the calibration images)",
+                    fontsize=11)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", metadata={"Software": None})
     return buffer.getvalue()

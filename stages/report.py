@@ -132,7 +132,7 @@ def report(params: ConvertParams) -> list[dict[str, Any]]:
     atomic.write_text(layout.SELECTION_CURVE_CSV, csv_text(
         chosen["curve"] if chosen else [], SELECTION_CURVE_COLUMNS))
     atomic.write_bytes(layout.SELECTION_CURVE_PNG, selection_png(
-        chosen, f"int8_selective: agreement vs layers kept float: {model['name']}"))
+        chosen, f"int8_selective: layers kept float, {model['name']}"))
     print(markdown(rows, collected))
     return rows
 
