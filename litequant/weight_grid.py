@@ -95,7 +95,8 @@ def fake_quantize(weights: np.ndarray, axis: int, rule: str = "max",
 
 # --- rewriting a converted full-integer model ----------------------------------------------------
 
-def _read(model_bytes: bytes):
+def read_model(model_bytes: bytes):
+    """A ``.tflite`` flatbuffer as ai-edge-litert's mutable object tree (``ModelT``)."""
     from ai_edge_litert.tools import flatbuffer_utils
 
     return flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))
@@ -110,22 +111,24 @@ def _op_name(model, op) -> str:
     return names.get(builtin, str(builtin))
 
 
-def _name(tensor) -> str:
+def tensor_name(tensor) -> str:
+    """A flatbuffer tensor's name as ``str``."""
     name = tensor.name
     return name.decode() if isinstance(name, bytes) else str(name)
 
 
-def _weighted_ops(model) -> list[tuple[str, Any]]:
+def weighted_ops(model) -> list[tuple[str, Any]]:
     """``(op name, op)`` of every weight op of subgraph 0 in execution order."""
     graph = model.subgraphs[0]
     return [(name, op) for op in graph.operators
             if (name := _op_name(model, op)) in WEIGHT_OPS]
 
 
-def _buffer_array(model, tensor, dtype) -> np.ndarray:
+def buffer_array(model, tensor, dtype) -> np.ndarray:
+    """A constant tensor's data as a ``dtype`` array of the tensor's shape (read-only view)."""
     data = model.buffers[tensor.buffer].data
     if data is None:
-        raise ValueError(f"tensor {_name(tensor)} has no constant data")
+        raise ValueError(f"tensor {tensor_name(tensor)} has no constant data")
     return np.frombuffer(np.asarray(data, dtype=np.uint8).tobytes(), dtype=dtype).reshape(
         tuple(tensor.shape))
 
@@ -153,10 +156,10 @@ def regrid(int8_model: bytes, float_model: bytes, min_levels: int = DEFAULT_MIN_
     """
     from ai_edge_litert.tools import flatbuffer_utils
 
-    quantized = _read(int8_model)
-    reference = _read(float_model)
-    q_ops = _weighted_ops(quantized)
-    f_ops = _weighted_ops(reference)
+    quantized = read_model(int8_model)
+    reference = read_model(float_model)
+    q_ops = weighted_ops(quantized)
+    f_ops = weighted_ops(reference)
     if [n for n, _ in q_ops] != [n for n, _ in f_ops]:
         raise ValueError(f"the int8 and float32 models have different weight ops "
                          f"({len(q_ops)} against {len(f_ops)})")
@@ -170,16 +173,16 @@ def regrid(int8_model: bytes, float_model: bytes, min_levels: int = DEFAULT_MIN_
         params = weight.quantization
         if (weight.type != 9 or params is None or params.scale is None  # 9: INT8
                 or len(params.scale) == 0):
-            skipped.append(_name(q_tensors[q_op.outputs[0]]))
+            skipped.append(tensor_name(q_tensors[q_op.outputs[0]]))
             continue
-        w = _buffer_array(reference, f_tensors[f_op.inputs[1]], np.float32).astype(np.float64)
+        w = buffer_array(reference, f_tensors[f_op.inputs[1]], np.float32).astype(np.float64)
         if w.shape != tuple(weight.shape):
-            raise ValueError(f"weight shapes differ for {_name(weight)}: {w.shape} against "
+            raise ValueError(f"weight shapes differ for {tensor_name(weight)}: {w.shape} against "
                              f"{tuple(weight.shape)}")
         axis = int(params.quantizedDimension)
         old_scales = np.asarray(params.scale, dtype=np.float64)
         if len(old_scales) != w.shape[axis]:  # per-tensor weights: leave them
-            skipped.append(_name(q_tensors[q_op.outputs[0]]))
+            skipped.append(tensor_name(q_tensors[q_op.outputs[0]]))
             continue
         scales = choose_scales(w, axis, min_levels)
         q = quantize_with(w, scales, axis)
@@ -223,7 +226,7 @@ def _requantize_bias(model, bias, old_weight_scales: np.ndarray,
         return
     safe_old_w = np.where(old_weight_scales > 0, old_weight_scales, 1.0)
     new = old * new_weight_scales / safe_old_w
-    values = _buffer_array(model, bias, np.int32).astype(np.float64) * old
+    values = buffer_array(model, bias, np.int32).astype(np.float64) * old
     safe = np.where(new > 0, new, 1.0)
     ints = np.clip(np.round(values / safe), -2 ** 31, 2 ** 31 - 1).astype(np.int32)
     model.buffers[bias.buffer].data = np.frombuffer(ints.tobytes(), dtype=np.uint8)
