@@ -12,7 +12,9 @@ Variants (``litequant.variants``):
     ``float32``   plain conversion, float weights and activations;
     ``float16``   weights stored as float16 (dequantized to float32 at load);
     ``dynamic``   dynamic-range: int8 weights, float activations quantized on the fly;
-    ``int8``      full integer: int8 weights and activations, int8 input and output;
+    ``int8_plain``  full integer: int8 weights and activations, int8 input and output, as the
+                  converter makes them (weights rounded to nearest): the fidelity baseline;
+    ``int8``      ``int8_plain``, then bias-corrected (below);
     ``int16x8``   16-bit activations, 8-bit weights, int16 input and output;
     ``int8_selective``  ``int8`` except the ``convert.variants.int8_selective.float_layers``
                   layers with the largest quantization error in ``reports/layer_errors.csv``
@@ -31,6 +33,12 @@ imported; the recipe used is written beside the model as ``recipe.json``):
     ``dynamic_int4``      int4 weights, activations quantized on the fly;
     ``static_int8_minmax``  full integer int8, activation ranges the min/max over every
                   calibration image, int8 input and output.
+
+Bias correction (``calibration.bias_correction: analytic``; ``int8``, ``int16x8``, ``int8_grid``,
+``static_int8_minmax``): each weight op's integer bias absorbs the mean output shift its weight
+rounding causes on the calibration images, computed against the float32 variant's weights
+(:mod:`litequant.bias_correction`); ``conversion.json`` records it under ``bias_correction`` and
+every variant's fidelity methods under ``methods``.
 
 Calibrated variants use ``calibration.num_images`` images of the calibration split (disjoint
 from evaluation) with exactly the evaluation preprocessing, or, for ``calibration.source``
@@ -54,6 +62,7 @@ from typing import Any
 import numpy as np
 
 from litequant import atomic, layout
+from litequant.bias_correction import correct_biases
 from litequant.cli import die_with_parent, run_stage, run_supervised
 from litequant.conversion import (
     calibration_inputs,
@@ -67,7 +76,7 @@ from litequant.layer_errors import worst_layers
 from litequant.litert import LiteRTModel
 from litequant.params import CalibrationParams, ConvertParams, load, section
 from litequant.quiet import native_stderr_silenced
-from litequant.variants import EDGE_QUANTIZER, VARIANTS
+from litequant.variants import EDGE_QUANTIZER, VARIANTS, fidelity_methods
 from litequant.weight_grid import regrid
 
 
@@ -96,7 +105,7 @@ def convert(variant: str, params_path: str) -> dict[str, Any]:
         representative = calibration_inputs(calibration_images, calibration,
                                             info["preprocessing"])
     if recipe.tool == EDGE_QUANTIZER:
-        return convert_edge(variant, record, representative)
+        return convert_edge(variant, record, representative, calibration)
     if not layout.SAVED_MODEL.is_dir():
         raise PipelineError(f"{layout.SAVED_MODEL} not found: run the export stage first")
     try:
@@ -112,11 +121,26 @@ def convert(variant: str, params_path: str) -> dict[str, Any]:
         if recipe.regrids_weights:
             model_bytes, record["weight_grid"] = regrid(model_bytes, float32_model_bytes())
             record["built_from"] = layout.FLOAT32_MODEL.as_posix()
+        model_bytes = bias_corrected(variant, model_bytes, record, representative, calibration)
     except PipelineError:
         raise
     except Exception as error:  # the converter raises many types; record it, keep going
         return write_failure(failure(record, "the converter failed", error))
     return write_model(variant, record, model_bytes)
+
+
+def bias_corrected(variant: str, model_bytes: bytes, record: dict[str, Any],
+                   representative: np.ndarray | None, calibration: CalibrationParams | None
+                   ) -> bytes:
+    """``model_bytes`` with its biases corrected for its weight rounding when the variant takes
+    it and ``calibration.bias_correction`` asks for it; the summary goes to ``record``."""
+    methods = fidelity_methods(variant, calibration.bias_correction if calibration else "none")
+    record["methods"] = methods
+    if not VARIANTS[variant].corrects_bias or calibration is None:
+        return model_bytes
+    model_bytes, record["bias_correction"] = correct_biases(
+        model_bytes, float32_model_bytes(), representative, calibration.bias_correction)
+    return model_bytes
 
 
 def float32_model_bytes() -> bytes:
@@ -130,8 +154,8 @@ def float32_model_bytes() -> bytes:
     return layout.FLOAT32_MODEL.read_bytes()
 
 
-def convert_edge(variant: str, record: dict[str, Any], representative: np.ndarray | None
-                 ) -> dict[str, Any]:
+def convert_edge(variant: str, record: dict[str, Any], representative: np.ndarray | None,
+                 calibration: CalibrationParams | None) -> dict[str, Any]:
     """Build an ai-edge-quantizer variant from the float32 variant's model (no TensorFlow)."""
     from litequant.edge_quantizer import CALIBRATION_RANGES, quantize, recipe_json
 
@@ -140,6 +164,7 @@ def convert_edge(variant: str, record: dict[str, Any], representative: np.ndarra
     try:
         with native_stderr_silenced(), contextlib.redirect_stderr(io.StringIO()):
             model_bytes, used = quantize(float32_model_bytes(), variant, representative)
+        model_bytes = bias_corrected(variant, model_bytes, record, representative, calibration)
     except Exception as error:  # ai-edge-quantizer raises many types; record it, keep going
         return write_failure(failure(record, "ai-edge-quantizer failed", error))
     return write_model(variant, record, model_bytes, recipe_json(used))
