@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from litequant.quiet import native_stderr_silenced
-from litequant.weight_grid import buffer_array, read_model, tensor_name, weighted_ops
+from litequant.weight_grid import buffer_array, matched_weight_ops, read_model, tensor_name
 
 #: ``calibration.bias_correction`` values: correct the biases, or leave the converter's model.
 METHODS = ("analytic", "none")
@@ -66,15 +66,10 @@ class WeightOp:
 
 def _quantized_weight_ops(quantized, reference) -> tuple[list[WeightOp], list[str]]:
     """The correctable ops (per-channel int8 weights, integer bias) and the names of the rest."""
-    q_ops = weighted_ops(quantized)
-    f_ops = weighted_ops(reference)
-    if [n for n, _ in q_ops] != [n for n, _ in f_ops]:
-        raise ValueError(f"the integer and float32 models have different weight ops "
-                         f"({len(q_ops)} against {len(f_ops)})")
     q_tensors = quantized.subgraphs[0].tensors
     f_tensors = reference.subgraphs[0].tensors
     found, skipped = [], []
-    for (kind, q_op), (_, f_op) in zip(q_ops, f_ops, strict=True):
+    for kind, q_op, f_op in matched_weight_ops(quantized, reference):
         weight = q_tensors[q_op.inputs[1]]
         params = weight.quantization
         has_bias = len(q_op.inputs) > 2 and q_op.inputs[2] >= 0
