@@ -462,7 +462,12 @@ def fidelity_section(rows: list[dict[str, Any]]) -> list[str]:
         lines.append(f"| {row['variant']} | {', '.join(row['methods'])} | "
                      f"{row['agreement']:.2f}% | {gain} | {row['delta_top1']:+.2f} |")
     images = measured[0].get("images")
-    lines += ["", "Agreement: the share of evaluation images whose top-1 class equals the float "
+    lines += ["", "Methods: *round to nearest*, int8 (or int4) weights on the per-channel grid "
+              "max|w|/127; *weight grid*, per-channel scales chosen by reconstruction error "
+              "(`litequant/weight_grid.py`); *layers kept float*, `int8_selective`'s chosen "
+              "layers; *bias correction*, biases absorb the mean output shift of the weight "
+              "rounding on the calibration images (`litequant/bias_correction.py`).", "",
+              "Agreement: the share of evaluation images whose top-1 class equals the float "
               "Keras model's. " + (f"One image is {100 / images:.2f} points here, so gains of "
                                    "one or two images are within noise. " if images else "")
               + ("" if baseline else f"Add `{FIDELITY_BASELINE}` to `convert.variants` to see "

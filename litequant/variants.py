@@ -154,12 +154,9 @@ def fidelity_methods(variant: str, bias_correction: str) -> list[str]:
     recipe = VARIANTS[variant]
     if recipe.name in FLOAT_WEIGHT_VARIANTS:
         return []
-    methods = ["weight grid (per-channel scales by reconstruction error)"
-               if recipe.regrids_weights else "round to nearest"]
+    methods = ["weight grid" if recipe.regrids_weights else "round to nearest"]
     if recipe.keeps_layers_float:
         methods.append("layers kept float")
-    if recipe.needs_calibration:
-        methods.append("activation ranges from calibration images")
     if recipe.corrects_bias and bias_correction != "none":
         methods.append(f"bias correction ({bias_correction})")
     return methods
