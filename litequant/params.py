@@ -86,6 +86,9 @@ class CalibrationParams(Section):
     num_images: int = Field(ge=1)
     source: Literal["images", "random_normal", "random_uniform"]
     seed: int = Field(ge=0)
+    #: ``analytic``: correct the biases for the weight rounding (:mod:`litequant.bias_correction`)
+    #: of the variants that take it; ``none``: leave the converter's biases.
+    bias_correction: Literal["analytic", "none"]
 
 
 class VariantEntry(Section):

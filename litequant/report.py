@@ -50,6 +50,10 @@ WORST_LAYERS_SHOWN = 10
 NOT_COMPARABLE = "speed-up not computed"
 
 
+#: The row the fidelity section measures every method's gain against: the converter's int8.
+FIDELITY_BASELINE = "int8_plain"
+
+
 def model_records(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Each model's entry of a benchmark session document (``data/benchmark/latency.json``),
     with the session's ``id`` as ``session``."""
@@ -114,6 +118,8 @@ def build_rows(collected: dict[str, Any], variants: list[str]) -> list[dict[str,
             "size_bytes": conversion["size_bytes"], **accuracy_columns(evaluation, float_model),
         }
         row["quantized_output"] = bool(conversion.get("output", {}).get("scale"))
+        if conversion.get("methods"):
+            row["methods"] = list(conversion["methods"])
         if calibration:
             row["calibration_images"] = calibration["num_images"]
             row["calibration_representative"] = bool(calibration["representative"])
@@ -234,7 +240,7 @@ def metrics_document(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def variants_document(rows: list[dict[str, Any]], collected: dict[str, Any]) -> dict[str, Any]:
     """``reports/variants.json``: the data facts (with the label space: ``classes``,
     ``labels`` kind and the ``top_k`` of the top-k metrics), the latency session and every row's
-    values (numbers, flags, ``tool``, ``status``, ``denylist``...), keyed by row name."""
+    values (numbers, flags, ``tool``, ``status``, ``float_layers``...), keyed by row name."""
     data, model = collected["data"], collected["model"]
     height, width = model["input_size"]
     document: dict[str, Any] = {"data": {
@@ -345,6 +351,7 @@ def markdown(rows: list[dict[str, Any]], collected: dict[str, Any]) -> str:
                   "the few likely classes most scores tie at zero and their order is arbitrary. "
                   "Top-1 agreement, KL divergence and SQNR are the meaningful fidelity measures "
                   "there.", ""]
+    lines += fidelity_section(rows)
     lines += calibration_section(rows)
     lines += per_class_section(collected.get("per_class"))
     lines += layer_errors_section(collected.get("layer_errors"), rows)
@@ -453,6 +460,35 @@ def confusion_rows(names: list[str], labels: np.ndarray, predicted: np.ndarray
     """``actual``, ``predicted`` class name per evaluation image (DVC ``confusion`` template)."""
     return [{"actual": names[int(a)], "predicted": names[int(p)]}
             for a, p in zip(labels, predicted, strict=True)]
+
+
+def fidelity_section(rows: list[dict[str, Any]]) -> list[str]:
+    """Which fidelity methods each integer variant used and what each bought: its agreement
+    with the float model next to ``int8_plain``'s (the converter's int8), same images."""
+    measured = [row for row in rows if row.get("methods") and row.get("agreement") is not None]
+    if not measured:
+        return []
+    baseline = next((row for row in measured if row["variant"] == FIDELITY_BASELINE), None)
+    lines = ["## Fidelity: methods and what each bought", "",
+             "| variant | methods | agreement | vs " + FIDELITY_BASELINE + " | Δtop-1 |",
+             "|---|---|---:|---:|---:|"]
+    for row in measured:
+        gain = ("–" if baseline is None or row is baseline
+                else f"{row['agreement'] - baseline['agreement']:+.2f}")
+        lines.append(f"| {row['variant']} | {', '.join(row['methods'])} | "
+                     f"{row['agreement']:.2f}% | {gain} | {row['delta_top1']:+.2f} |")
+    images = measured[0].get("images")
+    lines += ["", "Methods: *round to nearest*, int8 (or int4) weights on the per-channel grid "
+              "max|w|/127; *weight grid*, per-channel scales chosen by reconstruction error "
+              "(`litequant/weight_grid.py`); *layers kept float*, `int8_selective`'s chosen "
+              "layers; *bias correction*, biases absorb the mean output shift of the weight "
+              "rounding on the calibration images (`litequant/bias_correction.py`).", "",
+              "Agreement: the share of evaluation images whose top-1 class equals the float "
+              "Keras model's. " + (f"One image is {100 / images:.2f} points here, so gains of "
+                                   "one or two images are within noise. " if images else "")
+              + ("" if baseline else f"Add `{FIDELITY_BASELINE}` to `convert.variants` to see "
+                 "what the methods buy against the converter's plain int8."), ""]
+    return lines
 
 
 def calibration_section(rows: list[dict[str, Any]]) -> list[str]:

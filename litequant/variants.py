@@ -82,6 +82,9 @@ class Variant:
         regrids_weights: ``int8`` whose weight scales are then re-chosen per channel by
             reconstruction error (:mod:`litequant.weight_grid`), from the float32 variant's
             weights.
+        corrects_bias: its biases are corrected for the mean output shift of its weight
+            rounding (:mod:`litequant.bias_correction`, ``calibration.bias_correction``), from
+            the float32 variant's weights and the calibration images.
     """
 
     name: str
@@ -92,6 +95,7 @@ class Variant:
     kernel_note: str = ""
     keeps_layers_float: bool = False
     regrids_weights: bool = False
+    corrects_bias: bool = False
 
     @property
     def params_section(self) -> str:
@@ -101,7 +105,8 @@ class Variant:
     @property
     def extra_dep(self) -> str:
         """The one file or folder its conversion depends on besides the export (DVC ``deps:``)."""
-        if self.tool == EDGE_QUANTIZER or self.regrids_weights or self.keeps_layers_float:
+        if (self.tool == EDGE_QUANTIZER or self.regrids_weights or self.corrects_bias
+                or self.keeps_layers_float):
             return FLOAT32_DEP
         return EXPORT_DEP
 
@@ -116,10 +121,12 @@ VARIANTS: dict[str, Variant] = {variant.name: variant for variant in (
     Variant("float16", "float16 weights (dequantized to float32 at load)", False, _float16),
     Variant("dynamic", "dynamic range: int8 weights, activations quantized on the fly", False,
             _dynamic),
-    Variant("int8", "full integer: int8 weights and activations, int8 input and output", True,
-            _int8),
+    Variant("int8_plain", "full integer int8 as the converter makes it (round to nearest, no "
+            "bias correction): the baseline of the fidelity methods", True, _int8),
+    Variant("int8", "full integer: int8 weights and activations, int8 input and output, "
+            "biases corrected for the weight rounding", True, _int8, corrects_bias=True),
     Variant("int16x8", "16-bit activations, 8-bit weights, int16 input and output", True,
-            _int16x8,
+            _int16x8, corrects_bias=True,
             kernel_note="int16x8 ops run on TFLite reference kernels (no optimised CPU "
                         "implementation): expect it to be tens of times slower"),
     Variant("int8_selective", "int8 except the fewest layers, ranked by their effect on the "
@@ -127,7 +134,7 @@ VARIANTS: dict[str, Variant] = {variant.name: variant for variant in (
             keeps_layers_float=True),
     Variant("int8_grid", "int8 with per-channel weight scales chosen by reconstruction error "
             "(better rounding than round-to-nearest), int8 input and output", True, _int8,
-            regrids_weights=True),
+            regrids_weights=True, corrects_bias=True),
     Variant("weight_only_int8", "int8 weights dequantized at load, float compute (ai-edge-"
             "quantizer): dynamic's size at float32 speed", False, None, tool=EDGE_QUANTIZER),
     Variant("weight_only_int4", "int4 weights (int8 where int4 is unsupported), float compute",
@@ -140,5 +147,19 @@ VARIANTS: dict[str, Variant] = {variant.name: variant for variant in (
                         "float32"),
     Variant("static_int8_minmax", "full integer int8 by ai-edge-quantizer, min/max ranges "
             "calibrated over all images, int8 input and output", True, None,
-            tool=EDGE_QUANTIZER),
+            tool=EDGE_QUANTIZER, corrects_bias=True),
 )}
+
+
+def fidelity_methods(variant: str, bias_correction: str) -> list[str]:
+    """What a variant does to stay faithful to the float model, for ``conversion.json`` and the
+    report's fidelity section (``bias_correction``: the ``calibration.bias_correction`` param)."""
+    recipe = VARIANTS[variant]
+    if recipe.name in FLOAT_WEIGHT_VARIANTS:
+        return []
+    methods = ["weight grid" if recipe.regrids_weights else "round to nearest"]
+    if recipe.keeps_layers_float:
+        methods.append("layers kept float")
+    if recipe.corrects_bias and bias_correction != "none":
+        methods.append(f"bias correction ({bias_correction})")
+    return methods

@@ -96,14 +96,13 @@ def fake_quantize(weights: np.ndarray, axis: int, rule: str = "max",
 # --- rewriting a converted full-integer model ----------------------------------------------------
 
 def read_model(model_bytes: bytes):
-    """A ``.tflite`` flatbuffer as ai-edge-litert's mutable object model (``schema.ModelT``)."""
+    """A ``.tflite`` flatbuffer as ai-edge-litert's mutable object tree (``ModelT``)."""
     from ai_edge_litert.tools import flatbuffer_utils
 
     return flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))
 
 
-def op_name(model, op) -> str:
-    """The builtin operator name of ``op`` (``CONV_2D`` ...) in the object model ``model``."""
+def _op_name(model, op) -> str:
     from ai_edge_litert import schema_py_generated as schema
 
     code = model.operatorCodes[op.opcodeIndex]
@@ -113,7 +112,7 @@ def op_name(model, op) -> str:
 
 
 def tensor_name(tensor) -> str:
-    """A tensor's name as ``str`` (the converter's denylist key for an op's output)."""
+    """A flatbuffer tensor's name as ``str``."""
     name = tensor.name
     return name.decode() if isinstance(name, bytes) else str(name)
 
@@ -122,11 +121,26 @@ def weighted_ops(model) -> list[tuple[str, Any]]:
     """``(op name, op)`` of every weight op of subgraph 0 in execution order."""
     graph = model.subgraphs[0]
     return [(name, op) for op in graph.operators
-            if (name := op_name(model, op)) in WEIGHT_OPS]
+            if (name := _op_name(model, op)) in WEIGHT_OPS]
+
+
+def matched_weight_ops(quantized, reference) -> list[tuple[str, Any, Any]]:
+    """``(op name, op of quantized, op of reference)`` for the weight ops of two conversions of
+    the same SavedModel (e.g. int8 and float32), which come in the same order.
+
+    Raises:
+        ValueError: the two models do not have the same weight ops.
+    """
+    q_ops = weighted_ops(quantized)
+    f_ops = weighted_ops(reference)
+    if [n for n, _ in q_ops] != [n for n, _ in f_ops]:
+        raise ValueError(f"the quantized and float32 models have different weight ops "
+                         f"({len(q_ops)} against {len(f_ops)})")
+    return [(name, q_op, f_op) for (name, q_op), (_, f_op) in zip(q_ops, f_ops, strict=True)]
 
 
 def buffer_array(model, tensor, dtype) -> np.ndarray:
-    """The constant data of ``tensor`` as a ``dtype`` array of the tensor's shape (a copy)."""
+    """A constant tensor's data as a ``dtype`` array of the tensor's shape (read-only view)."""
     data = model.buffers[tensor.buffer].data
     if data is None:
         raise ValueError(f"tensor {tensor_name(tensor)} has no constant data")
@@ -159,17 +173,12 @@ def regrid(int8_model: bytes, float_model: bytes, min_levels: int = DEFAULT_MIN_
 
     quantized = read_model(int8_model)
     reference = read_model(float_model)
-    q_ops = weighted_ops(quantized)
-    f_ops = weighted_ops(reference)
-    if [n for n, _ in q_ops] != [n for n, _ in f_ops]:
-        raise ValueError(f"the int8 and float32 models have different weight ops "
-                         f"({len(q_ops)} against {len(f_ops)})")
     q_tensors = quantized.subgraphs[0].tensors
     f_tensors = reference.subgraphs[0].tensors
     rewritten, skipped, channels, exact = 0, [], 0, 0
     levels: list[float] = []
     err_before = err_after = power = 0.0
-    for (_, q_op), (_, f_op) in zip(q_ops, f_ops, strict=True):
+    for _, q_op, f_op in matched_weight_ops(quantized, reference):
         weight = q_tensors[q_op.inputs[1]]
         params = weight.quantization
         if (weight.type != 9 or params is None or params.scale is None  # 9: INT8

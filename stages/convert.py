@@ -15,7 +15,9 @@ Variants (``litequant.variants``):
     ``float32``   plain conversion, float weights and activations;
     ``float16``   weights stored as float16 (dequantized to float32 at load);
     ``dynamic``   dynamic-range: int8 weights, float activations quantized on the fly;
-    ``int8``      full integer: int8 weights and activations, int8 input and output;
+    ``int8_plain``  full integer: int8 weights and activations, int8 input and output, as the
+                  converter makes them (weights rounded to nearest): the fidelity baseline;
+    ``int8``      ``int8_plain``, then bias-corrected (below);
     ``int16x8``   16-bit activations, 8-bit weights, int16 input and output;
     ``int8_selective``  ``int8`` except the fewest weight ops that keep top-1 agreement with
                   the float32 model within ``convert.variants.int8_selective.budget_points``
@@ -40,6 +42,12 @@ imported; the recipe used is written beside the model as ``recipe.json``):
     ``static_int8_minmax``  full integer int8, activation ranges the min/max over every
                   calibration image, int8 input and output.
 
+Bias correction (``calibration.bias_correction: analytic``; ``int8``, ``int16x8``, ``int8_grid``,
+``static_int8_minmax``): each weight op's integer bias absorbs the mean output shift its weight
+rounding causes on the calibration images, computed against the float32 variant's weights
+(:mod:`litequant.bias_correction`); ``conversion.json`` records it under ``bias_correction`` and
+every variant's fidelity methods under ``methods``.
+
 Calibrated variants use ``calibration.num_images`` images of the calibration split (disjoint
 from evaluation) with exactly the evaluation preprocessing, or, for ``calibration.source``
 ``random_normal``/``random_uniform``, the noise many tutorials feed (the result is marked as not
@@ -63,6 +71,7 @@ from typing import Any
 import numpy as np
 
 from litequant import atomic, layout
+from litequant.bias_correction import correct_biases
 from litequant.cli import die_with_parent, run_stage, run_supervised
 from litequant.conversion import (
     calibration_inputs,
@@ -76,7 +85,7 @@ from litequant.litert import LiteRTModel
 from litequant.params import CalibrationParams, ConvertParams, VariantEntry, load, section
 from litequant.quiet import native_stderr_silenced
 from litequant.sensitivity import real_check, record_fields, select_float_ops
-from litequant.variants import EDGE_QUANTIZER, VARIANTS
+from litequant.variants import EDGE_QUANTIZER, VARIANTS, fidelity_methods
 from litequant.weight_grid import regrid
 
 
@@ -108,7 +117,7 @@ def convert(variant: str, params_path: str) -> dict[str, Any]:
             selection_inputs = real_images(calibration_images, calibration, representative,
                                            info["preprocessing"])
     if recipe.tool == EDGE_QUANTIZER:
-        return convert_edge(variant, record, representative)
+        return convert_edge(variant, record, representative, calibration)
     if not layout.SAVED_MODEL.is_dir():
         raise PipelineError(f"{layout.SAVED_MODEL} not found: run the export stage first")
     extra: dict[Path, Any] = {}
@@ -125,6 +134,7 @@ def convert(variant: str, params_path: str) -> dict[str, Any]:
         if recipe.regrids_weights:
             model_bytes, record["weight_grid"] = regrid(model_bytes, float32_model_bytes())
             record["built_from"] = layout.FLOAT32_MODEL.as_posix()
+        model_bytes = bias_corrected(variant, model_bytes, record, representative, calibration)
     except PipelineError:
         raise
     except Exception as error:  # the converter raises many types; record it, keep going
@@ -162,6 +172,20 @@ def convert_kept_float(entry: VariantEntry, representative: np.ndarray,
     return model_bytes, selection
 
 
+def bias_corrected(variant: str, model_bytes: bytes, record: dict[str, Any],
+                   representative: np.ndarray | None, calibration: CalibrationParams | None
+                   ) -> bytes:
+    """``model_bytes`` with its biases corrected for its weight rounding when the variant takes
+    it and ``calibration.bias_correction`` asks for it; the summary goes to ``record``."""
+    methods = fidelity_methods(variant, calibration.bias_correction if calibration else "none")
+    record["methods"] = methods
+    if not VARIANTS[variant].corrects_bias or calibration is None:
+        return model_bytes
+    model_bytes, record["bias_correction"] = correct_biases(
+        model_bytes, float32_model_bytes(), representative, calibration.bias_correction)
+    return model_bytes
+
+
 def float32_model_bytes() -> bytes:
     """The float32 variant's model, which ai-edge-quantizer variants and ``int8_grid`` start from.
 
@@ -173,8 +197,8 @@ def float32_model_bytes() -> bytes:
     return layout.FLOAT32_MODEL.read_bytes()
 
 
-def convert_edge(variant: str, record: dict[str, Any], representative: np.ndarray | None
-                 ) -> dict[str, Any]:
+def convert_edge(variant: str, record: dict[str, Any], representative: np.ndarray | None,
+                 calibration: CalibrationParams | None) -> dict[str, Any]:
     """Build an ai-edge-quantizer variant from the float32 variant's model (no TensorFlow)."""
     from litequant.edge_quantizer import CALIBRATION_RANGES, quantize, recipe_json
 
@@ -183,6 +207,7 @@ def convert_edge(variant: str, record: dict[str, Any], representative: np.ndarra
     try:
         with native_stderr_silenced(), contextlib.redirect_stderr(io.StringIO()):
             model_bytes, used = quantize(float32_model_bytes(), variant, representative)
+        model_bytes = bias_corrected(variant, model_bytes, record, representative, calibration)
     except Exception as error:  # ai-edge-quantizer raises many types; record it, keep going
         return write_failure(failure(record, "ai-edge-quantizer failed", error))
     return write_model(variant, record, model_bytes,

@@ -21,6 +21,7 @@ from litequant.params import BenchmarkParams, EvaluateParams, PeerParams
 from litequant.report import (
     PEER_ROW,
     calibration_section,
+    fidelity_section,
     latency_columns,
     model_records,
     peer_row,
@@ -323,3 +324,25 @@ def test_sweep_rows_from_exp_show(tmp_path: Path, capsys: pytest.CaptureFixture)
     assert [row["num_images"] for row in table] == ["10", "50"]
     assert float(table[1]["int8_top1"]) == pytest.approx(79.6)
     assert output.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_fidelity_section_shows_each_methods_gain_against_plain_int8() -> None:
+    def row(variant, methods, agreement, delta):
+        return {"variant": variant, "status": "ok", "methods": methods, "agreement": agreement,
+                "delta_top1": delta, "images": 200}
+
+    rows = [{"variant": "keras", "status": "ok", "agreement": 100.0, "images": 200},
+            row("float32", [], 100.0, 0.0),
+            row("int8_plain", ["round to nearest"], 94.0, -4.5),
+            row("int8", ["round to nearest", "bias correction (analytic)"], 95.5, -1.5)]
+    lines = fidelity_section(rows)
+    assert lines[0] == "## Fidelity: methods and what each bought"
+    # int8 - int8_plain = 95.5 - 94.0 = +1.5 points; one image of 200 = 0.5 points
+    assert ("| int8 | round to nearest, bias correction (analytic) | 95.50% | +1.50 | -1.50 |"
+            in lines)
+    assert "| int8_plain | round to nearest | 94.00% | – | -4.50 |" in lines
+    assert not any(line.startswith("| float32") for line in lines)  # no methods: not listed
+    assert "One image is 0.50 points here" in "\n".join(lines)
+    without = fidelity_section([r for r in rows if r["variant"] != "int8_plain"])
+    assert "Add `int8_plain` to `convert.variants`" in "\n".join(without)
+    assert fidelity_section(rows[:2]) == []

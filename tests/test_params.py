@@ -196,10 +196,13 @@ def test_convert_variant_with_the_wrong_wiring_names_the_right_one() -> None:
     assert ("{params: convert.variants.float32, deps: data/export, calibration: data/export}"
             in message)
     params = repo_params()
-    params["convert"]["variants"]["int8"]["params"] = "convert.variants.int8"
+    params["convert"]["variants"]["int8_plain"]["params"] = "convert.variants.int8_plain"
     message = refusal(params, "convert")
-    assert ("convert.variants.int8 must be wired as {params: calibration, deps: data/export, "
-            "calibration: data/prepare/calibration}") in message
+    assert ("convert.variants.int8_plain must be wired as {params: calibration, deps: "
+            "data/export, calibration: data/prepare/calibration}") in message
+    params = repo_params()
+    params["convert"]["variants"]["int8"]["deps"] = "data/export"  # bias correction reads float32
+    assert "deps: data/convert/float32" in refusal(params, "convert")
     params = repo_params()
     params["convert"]["variants"]["int8_selective"]["deps"] = "reports/layer_errors.csv"
     assert "deps: data/convert/float32" in refusal(params, "convert")
