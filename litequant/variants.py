@@ -131,7 +131,7 @@ VARIANTS: dict[str, Variant] = {variant.name: variant for variant in (
                         "implementation): expect it to be tens of times slower"),
     Variant("int8_selective", "int8 except the fewest layers, ranked by their effect on the "
             "output, that keep calibration agreement within a budget: kept float", True, _int8,
-            keeps_layers_float=True),
+            keeps_layers_float=True, corrects_bias=True),
     Variant("int8_grid", "int8 with per-channel weight scales chosen by reconstruction error "
             "(better rounding than round-to-nearest), int8 input and output", True, _int8,
             regrids_weights=True, corrects_bias=True),

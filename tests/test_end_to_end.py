@@ -77,12 +77,11 @@ def test_full_repro_on_real_data(project: Path) -> None:
         assert metrics[variant]["failed"] is False, variant
         assert metrics[variant]["images"] == 200
     assert metrics["int8"]["compression"] > 3.0
-    # issue 3: the best int8-family variant is within 0.5 points of float and agrees with it
-    # at least as well as Google's quantization-aware-trained peer model does
-    best = max(("int8", "int8_selective"), key=lambda v: metrics[v]["top1"])
-    assert metrics[best]["top1"] >= keras_top1 - 0.5
-    assert max(metrics[v]["agreement"] for v in ("int8", "int8_selective")) \
-        >= metrics["peer"]["agreement"]
+    # issue 14: the best variant at integer speed is within 0.5 points of float and agrees with
+    # it at least as well as Google's quantization-aware-trained peer model, minus 0.5 points
+    integer = ("int8", "int8_grid", "int8_selective")
+    assert max(metrics[v]["top1"] for v in integer) >= keras_top1 - 0.5
+    assert max(metrics[v]["agreement"] for v in integer) >= metrics["peer"]["agreement"] - 0.5
     assert metrics["peer"]["top1"] > 75
     # the peer row is timed like the variants, with its speed-up against float32
     for threads in (1, 2):
@@ -90,7 +89,8 @@ def test_full_repro_on_real_data(project: Path) -> None:
         assert metrics["peer"][f"speedup_t{threads}"] == pytest.approx(
             metrics["float32"][f"latency_p50_ms_t{threads}"]
             / metrics["peer"][f"latency_p50_ms_t{threads}"], rel=0.01)
-    assert metrics["int8_selective"]["sqnr_db"] > metrics["int8"]["sqnr_db"]
+    # bias correction removes the weight rounding's mean shift: the output SQNR rises
+    assert metrics["int8"]["sqnr_db"] > metrics["int8_plain"]["sqnr_db"] + 1.0
     assert (project / "reports/summary.md").read_text().count("| int16x8 |") == 1
 
 
