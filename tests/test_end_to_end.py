@@ -91,7 +91,10 @@ def test_full_repro_on_real_data(project: Path) -> None:
             / metrics["peer"][f"latency_p50_ms_t{threads}"], rel=0.01)
     # bias correction removes the weight rounding's mean shift: the output SQNR rises
     assert metrics["int8"]["sqnr_db"] > metrics["int8_plain"]["sqnr_db"] + 1.0
-    assert (project / "reports/summary.md").read_text().count("| int16x8 |") == 1
+    table, fidelity = (project / "reports/summary.md").read_text().split(
+        "## Fidelity: methods and what each bought")
+    assert table.count("| int16x8 |") == 1
+    assert fidelity.count("| int16x8 |") == 1 and "| int8 | round to nearest, bias" in fidelity
 
 
 @needs_shared
