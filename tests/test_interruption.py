@@ -1,9 +1,9 @@
 """Issue 6 item 5: a stage killed at any moment leaves no partial output, and a re-run gives the
 clean run's results exactly.
 
-Stages run as subprocesses (``python -m stages.convert int8``) in a tiny project and are killed
-with SIGKILL (no cleanup code can run), at a random moment and at the moment their output is
-being written.
+Stages run as subprocesses (``python -m stages.convert int8_plain``) in a tiny project and are
+killed with SIGKILL (no cleanup code can run), at a random moment and at the moment their output
+is being written.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def prepared_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("interrupt")
     # a model of a few conv layers: quick to convert, many times
     project = write_user_model_project(root, write_image_folder(root / "images"),
-                                       small_classifier(), ["int8"])
+                                       small_classifier(), ["int8_plain"])
     run_front_stages(project)
     return project
 
@@ -142,9 +142,9 @@ def test_killed_convert_and_evaluate_leave_no_partial_output_and_rerun_exactly(
         prepared_project: Path) -> None:
     project = prepared_project
     rng = random.Random(6)
-    convert_args, evaluate_args = ["-m", "stages.convert", "int8"], ["-m", "stages.evaluate",
-                                                                     "int8"]
-    converted, evaluated = project / "data/convert/int8", project / "data/evaluate/int8"
+    convert_args = ["-m", "stages.convert", "int8_plain"]  # the converter alone: no float32 to
+    evaluate_args = ["-m", "stages.evaluate", "int8_plain"]  # read (int8's bias correction does)
+    converted, evaluated = project / "data/convert/int8_plain", project / "data/evaluate/int8_plain"
 
     # the clean, uninterrupted run
     convert_seconds = run(convert_args, project)
