@@ -25,7 +25,7 @@ partly corrected integer model). Measuring every op's shift in one pass and corr
 at once double-counts (an op absorbs a shift its producers also correct) and diverged on
 MobileNetV2; done properly it needs one integer-model pass per op.
 
-Imports numpy and ai-edge-litert only (never TensorFlow).
+Imports numpy, ai-edge-litert and the project's LiteRT tensor helpers only (never TensorFlow).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from litequant.litert import dequantize, quantize, tensor_spec
 from litequant.quiet import native_stderr_silenced
 from litequant.weight_grid import buffer_array, matched_weight_ops, read_model, tensor_name
 
@@ -47,7 +48,7 @@ _SAME = 0  # TFLite Padding.SAME
 
 
 @dataclass
-class WeightOp:
+class CorrectableOp:
     """One weight op of the integer model with its counterpart in the float model."""
 
     kind: str        # CONV_2D | DEPTHWISE_CONV_2D | FULLY_CONNECTED
@@ -64,7 +65,7 @@ class WeightOp:
                    else self.weights.shape[0])
 
 
-def _quantized_weight_ops(quantized, reference) -> tuple[list[WeightOp], list[str]]:
+def _quantized_weight_ops(quantized, reference) -> tuple[list[CorrectableOp], list[str]]:
     """The correctable ops (per-channel int8 weights, integer bias) and the names of the rest."""
     q_tensors = quantized.subgraphs[0].tensors
     f_tensors = reference.subgraphs[0].tensors
@@ -93,7 +94,7 @@ def _quantized_weight_ops(quantized, reference) -> tuple[list[WeightOp], list[st
                           dtype=np.float64)
         rounded = (q - zero.reshape(shape)) * scales.reshape(shape)
         bias_scale = np.asarray(bias.quantization.scale, dtype=np.float64)
-        op = WeightOp(kind, q_op, f_op, w, rounded, bias, bias_scale)
+        op = CorrectableOp(kind, q_op, f_op, w, rounded, bias, bias_scale)
         if len(bias_scale) not in (1, op.output_channels):
             skipped.append(tensor_name(q_tensors[q_op.outputs[0]]))
             continue
@@ -137,7 +138,7 @@ def tap_means(mean_input: np.ndarray, kernel_hw: tuple[int, int], stride: tuple[
     return taps
 
 
-def mean_output(op: WeightOp, mean_input: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+def mean_output(op: CorrectableOp, mean_input: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """Per-output-channel mean of the op's linear part (no bias) with ``kernel`` over the
     positions of an input whose mean map is ``mean_input``.
 
@@ -187,34 +188,27 @@ def mean_tensors(model_bytes: bytes, inputs: np.ndarray, tensors: list[int],
             model_content=model_bytes, num_threads=1, experimental_preserve_all_tensors=True,
             experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         interpreter.allocate_tensors()
-    detail = interpreter.get_input_details()[0]
-    scale, zero_point = detail["quantization"]
-    details = {d["index"]: d for d in interpreter.get_tensor_details()}
+    source = tensor_spec(interpreter.get_input_details()[0])
+    specs = {d["index"]: tensor_spec(d) for d in interpreter.get_tensor_details()}
     sums: list[np.ndarray | None] = [None] * len(tensors)
     for sample in inputs:
-        value = np.asarray(sample, np.float64)[None]
-        if scale:
-            info = np.iinfo(detail["dtype"])
-            value = np.clip(np.round(value / scale + zero_point), info.min, info.max)
-        interpreter.set_tensor(detail["index"], value.astype(detail["dtype"]))
+        interpreter.set_tensor(source.index, quantize(np.asarray(sample)[None], source))
         interpreter.invoke()
         for position, index in enumerate(tensors):
-            raw = interpreter.get_tensor(index).astype(np.float64)[0]
-            t_scale, t_zero = details[index]["quantization"]
-            value = (raw - t_zero) * t_scale if t_scale else raw
+            value = dequantize(interpreter.get_tensor(index), specs[index])[0].astype(np.float64)
             sums[position] = value if sums[position] is None else sums[position] + value
         if on_image is not None:
             on_image()
     return [s / len(inputs) for s in sums]
 
 
-def _bias_values(model, op: WeightOp) -> np.ndarray:
+def _bias_values(model, op: CorrectableOp) -> np.ndarray:
     """The op's bias in real units, ``float64`` ``(output_channels,)``."""
     dtype = np.int32 if op.bias.type == _INT32 else np.int64
     return buffer_array(model, op.bias, dtype).astype(np.float64) * op.bias_scale
 
 
-def _set_bias(model, op: WeightOp, values: np.ndarray) -> None:
+def _set_bias(model, op: CorrectableOp, values: np.ndarray) -> None:
     """Write ``values`` (real units) into the op's integer bias, in the bias's own scale."""
     dtype = np.int32 if op.bias.type == _INT32 else np.int64
     info = np.iinfo(dtype)

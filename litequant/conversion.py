@@ -24,7 +24,7 @@ from litequant.errors import PipelineError
 from litequant.params import CalibrationParams
 from litequant.preprocessing import preprocess
 from litequant.quiet import native_stderr_silenced
-from litequant.variants import VARIANTS
+from litequant.variants import VARIANTS, fidelity_methods
 
 
 def calibration_inputs(calibration_images: np.ndarray | NpyRows, params: CalibrationParams,
@@ -132,9 +132,12 @@ def debug_int8(saved_model: Path, representative: np.ndarray, debug_inputs: np.n
 
 
 def conversion_record(variant: str, calibration: CalibrationParams | None) -> dict[str, Any]:
-    """The ``conversion.json`` fields known before converting: variant, tool, calibration data."""
+    """The ``conversion.json`` fields known before converting: variant, tool, calibration data
+    and the fidelity methods it uses (:func:`litequant.variants.fidelity_methods`)."""
     record: dict[str, Any] = {"variant": variant, "tool": VARIANTS[variant].tool,
-                              "calibration": None}
+                              "calibration": None, "methods": fidelity_methods(
+                                  variant, calibration.bias_correction if calibration
+                                  else "none")}
     if calibration is not None:
         record["calibration"] = {"source": calibration.source,
                                  "num_images": calibration.num_images,

@@ -89,7 +89,8 @@ def pixels_to_input(pixels: np.ndarray, spec: TensorSpec, family: str) -> np.nda
     return result
 
 
-def _spec(detail: dict) -> TensorSpec:
+def tensor_spec(detail: dict) -> TensorSpec:
+    """The :class:`TensorSpec` of one entry of an interpreter's tensor details."""
     scale, zero_point = detail.get("quantization", (0.0, 0))
     signature = detail.get("shape_signature")
     if signature is None or len(signature) == 0:
@@ -128,8 +129,8 @@ class LiteRTModel:
         if len(inputs) != 1 or len(outputs) != 1:
             raise PipelineError(f"{self.path}: expected one input and one output tensor, got "
                                 f"{len(inputs)} inputs and {len(outputs)} outputs")
-        self.input = _spec(inputs[0])
-        self.output = _spec(outputs[0])
+        self.input = tensor_spec(inputs[0])
+        self.output = tensor_spec(outputs[0])
         if len(self.input.shape) != 4 or self.input.shape[-1] != 3:
             raise PipelineError(f"{self.path}: input shape {self.input.shape} is not "
                                 "(batch, height, width, 3)")

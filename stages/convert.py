@@ -85,7 +85,7 @@ from litequant.litert import LiteRTModel
 from litequant.params import CalibrationParams, ConvertParams, VariantEntry, load, section
 from litequant.quiet import native_stderr_silenced
 from litequant.sensitivity import real_check, record_fields, select_float_ops
-from litequant.variants import EDGE_QUANTIZER, VARIANTS, fidelity_methods
+from litequant.variants import EDGE_QUANTIZER, VARIANTS
 from litequant.weight_grid import regrid
 
 
@@ -177,8 +177,6 @@ def bias_corrected(variant: str, model_bytes: bytes, record: dict[str, Any],
                    ) -> bytes:
     """``model_bytes`` with its biases corrected for its weight rounding when the variant takes
     it and ``calibration.bias_correction`` asks for it; the summary goes to ``record``."""
-    methods = fidelity_methods(variant, calibration.bias_correction if calibration else "none")
-    record["methods"] = methods
     if not VARIANTS[variant].corrects_bias or calibration is None:
         return model_bytes
     model_bytes, record["bias_correction"] = correct_biases(
