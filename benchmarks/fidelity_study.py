@@ -1,0 +1,120 @@
+"""Issue 14's fidelity figures: every variant of one float model against its QAT int8 twin.
+
+Runs the real pipeline (``dvc repro``, default params except the data, the model and the peer)
+in a scratch copy of the project (:mod:`benchmarks.scratch`) and prints one Markdown row per
+variant: size, top-1, Δtop-1 vs the float Keras model, top-1 agreement and SQNR against the
+float model, and p50 latency at 1 thread with its ratio to ``int8``'s (all from one benchmark
+session), then the acceptance checks: the best variant at integer speed (p50 at most 1.25x
+``int8``'s) against the peer's agreement and float's top-1, and bias-corrected ``int8`` against
+``int8_plain``. Run from the repository root, e.g. for the second ../shared model::
+
+    python benchmarks/fidelity_study.py /tmp/fidelity-v1 \\
+        --images ../shared/imagenet-sample/val \\
+        --model ../shared/models/mobilenet_v1_0.5_160_imagenet.keras \\
+        --peer ../shared/models/reference/mobilenet_v1_0.5_160_quant.tflite
+
+``--model`` is a ``.keras`` file (``model.source``) or a ``.weights.h5`` file (``model.weights``
+of the default ``MobileNetV2``). About 5 minutes per model on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.scratch import GIT_ENV, scratch_project  # noqa: E402
+
+#: p50 at 1 thread at most this multiple of int8's counts as "integer speed" (issue 14).
+INTEGER_SPEED = 1.25
+
+
+def model_params(model: Path) -> dict[str, Any]:
+    """The ``model`` params section for a ``.keras`` file or a ``.weights.h5`` file."""
+    if model.name.endswith(".weights.h5"):
+        return {"weights": str(model.resolve())}
+    return {"source": str(model.resolve())}
+
+
+def study(root: Path, images: Path, model: Path, peer: Path, bias_correction: str
+          ) -> dict[str, Any]:
+    """Run the pipeline once; returns ``reports/variants.json``."""
+    project = scratch_project(
+        root, fetch={"source": "folder", "folder": str(images.resolve())},
+        model=model_params(model), peer={"path": str(peer.resolve()), "label_offset": 1},
+        calibration={"bias_correction": bias_correction},
+        benchmark={"threads": [1]})
+    done = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=project, text=True,
+                          capture_output=True, env={**os.environ, **GIT_ENV})
+    if done.returncode != 0:
+        raise SystemExit(f"dvc repro failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return json.loads((project / "reports/variants.json").read_text())
+
+
+def render(document: dict[str, Any], model: Path) -> str:
+    """The Markdown table and the acceptance lines of one run."""
+    rows = {name: row for name, row in document.items()
+            if isinstance(row, dict) and "top1" in row and not row.get("failed")}
+    keras_top1 = rows["keras"]["top1"]
+    int8_p50 = rows["int8"]["latency_p50_ms_t1"]
+    lines = [f"### {model.name}: {document['data']['evaluation_images']} evaluation images, "
+             f"{document['data'].get('calibration_images', '?')} calibration images, "
+             f"latency session {document['latency_session']['id']}", "",
+             "| row | size MB | top-1 | Δ vs float | agreement | SQNR dB | p50 ms (1 thr) "
+             "| p50 / int8 |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, row in rows.items():
+        p50 = row.get("latency_p50_ms_t1")
+        size = row.get("size_bytes")
+        lines.append(
+            f"| {name} | {size / 1e6:.2f} |" if size else f"| {name} | – |")
+        agreement, sqnr = row.get("agreement"), row.get("sqnr_db")
+        lines[-1] += (f" {row['top1']:.1f} | {row['top1'] - keras_top1:+.1f} |"
+                      f" {'–' if agreement is None else f'{agreement:.1f}'} |"
+                      f" {'–' if sqnr is None else f'{sqnr:.1f}'} |"
+                      f" {'–' if p50 is None else p50} |"
+                      f" {'–' if p50 is None else f'{p50 / int8_p50:.2f}'} |")
+    integer = {name: row for name, row in rows.items()
+               if name not in ("keras", "peer") and row.get("latency_p50_ms_t1")
+               and row["latency_p50_ms_t1"] <= INTEGER_SPEED * int8_p50
+               and name not in ("float32", "float16", "weight_only_int8", "dynamic")}
+    best = max(integer, key=lambda name: (integer[name]["agreement"], integer[name]["top1"]))
+    peer = rows["peer"]
+    lines += ["", f"- best at integer speed (p50 ≤ {INTEGER_SPEED}x int8): `{best}`, agreement "
+              f"{integer[best]['agreement']:.1f} vs peer {peer['agreement']:.1f} − 0.5 → "
+              f"{'holds' if integer[best]['agreement'] >= peer['agreement'] - 0.5 else 'FAILS'};"
+              f" top-1 {integer[best]['top1']:.1f} vs float {keras_top1:.1f} → "
+              f"{'holds' if integer[best]['top1'] >= keras_top1 - 0.5 else 'FAILS'}",
+              f"- bias-corrected int8 agreement {rows['int8']['agreement']:.1f} vs int8_plain "
+              f"{rows['int8_plain']['agreement']:.1f}; SQNR {rows['int8']['sqnr_db']:.1f} vs "
+              f"{rows['int8_plain']['sqnr_db']:.1f} dB"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("root", type=Path, help="an empty folder for the scratch project")
+    parser.add_argument("--images", type=Path, required=True,
+                        help="an ImageNet-style folder (<folder>/<synset>/<image>)")
+    parser.add_argument("--model", type=Path, required=True,
+                        help="a .keras file, or a MobileNetV2 .weights.h5 file")
+    parser.add_argument("--peer", type=Path, required=True,
+                        help="the model's QAT int8 twin (.tflite, background class first)")
+    parser.add_argument("--bias-correction", default="analytic",
+                        help="calibration.bias_correction (default: analytic)")
+    parser.add_argument("--output", type=Path, help="also write variants.json here")
+    args = parser.parse_args(argv)
+    document = study(args.root, args.images, args.model, args.peer, args.bias_correction)
+    if args.output:
+        args.output.write_text(json.dumps(document, indent=1))
+    print(render(document, args.model))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
