@@ -34,8 +34,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from litequant.variants import VARIANTS as REGISTRY
+
 OUTPUT = Path("reports/sweeps/calibration_sweep.csv")
-VARIANTS = ("int8", "int8_selective", "int16x8", "static_int8_minmax")
+#: The variants a calibration change affects (the registry's calibrated ones), in its order.
+VARIANTS = tuple(name for name, variant in REGISTRY.items() if variant.needs_calibration)
 WITHIN_POINTS = 0.5
 
 
