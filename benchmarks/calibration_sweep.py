@@ -3,7 +3,7 @@
 Each experiment of the sweep is an ordinary pipeline run with a different
 ``calibration.num_images`` (see README, "Calibration sweep")::
 
-    for n in 10 25 50 100 150; do dvc exp run --queue -n cal-$n -S calibration.num_images=$n; done
+    for n in 10 25 50 100; do dvc exp run --queue -n cal-$n -S calibration.num_images=$n; done
     dvc queue start && dvc queue status      # wait until every task says Success
     python benchmarks/calibration_sweep.py   # -> reports/sweeps/calibration_sweep.{csv,png}
 
