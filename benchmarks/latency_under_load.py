@@ -8,8 +8,11 @@ On a scratch copy of the project (../shared data, see :mod:`benchmarks.scratch`)
 
 then prints each variant's speed-up vs float32 (``reports/variants.json``) of both runs and the
 relative change of int8's, which should stay within 25 % because every model of a session sees
-the same load. It also reports every stderr line the commands printed (TensorFlow/LiteRT leaks,
-DVC warnings), which should be none. Run from the repository root::
+the same load, at every thread count the session did not find contended: at a thread count
+whose threads did not have free cores (``contended_threads``, with the load other processes
+caused, ``other_load_cores``) the report gives no speed-up and says why. It also reports every
+stderr line the commands printed (TensorFlow/LiteRT leaks, DVC warnings), which should be none.
+Run from the repository root::
 
     nice -n 10 python benchmarks/latency_under_load.py /tmp/litequant-load
 
@@ -53,7 +56,10 @@ def _run(project: Path, log: Path, *command: str) -> tuple[float, list[str]]:
 
 def _speedups(project: Path) -> dict[str, Any]:
     document = json.loads((project / "reports/variants.json").read_text())
-    return {"session": document["latency_session"]["id"],
+    session = document["latency_session"]
+    return {"session": session["id"], "other_load_cores": session.get("other_load_cores"),
+            "contended_threads": session.get("contended_threads"),
+            "int8_speedup_refused": document["int8"].get("speedup_refused"),
             **{name: {key: row[key] for key in row if key.startswith("speedup_t")}
                for name, row in document.items() if isinstance(row, dict)
                and any(key.startswith("speedup_t") for key in row)}}

@@ -12,6 +12,15 @@ The session record (:func:`measure_session`) says when (UTC start and end), wher
 model, cores) and with what (library versions, settings) it was measured, under a random session
 id; ratios are taken only between models of the same session
 (:func:`litequant.report.same_session`).
+
+Interleaving makes single-threaded ratios fair under load (the scheduler time-slices every model
+alike), but not multi-threaded ones: an interpreter with ``t`` threads waits at every op for its
+slowest thread, so when other processes occupy the cores its threads need, its time depends on
+how the scheduler happens to place them, model by model. The session therefore also measures the
+machine's load from *other* processes while it timed (``other_load_cores``: CPU seconds of the
+whole machine, from ``/proc/stat``, minus this process's, per wall second, steal time included)
+and lists the thread counts that did not have their cores free (``contended_threads``, see
+:func:`contended_threads`); the report computes no speed-up for those.
 Imports ``ai_edge_litert`` and numpy only, never TensorFlow.
 """
 
@@ -35,6 +44,50 @@ from litequant.params import BenchmarkParams
 
 #: Timed rounds of a session: each (model, threads) pair gets this many interleaved blocks.
 ROUNDS = 10
+#: How many cores other processes may keep busy, beyond those left for an interpreter's threads,
+#: before that thread count is contended (:func:`contended_threads`).
+CONTENTION_SLACK_CORES = 0.5
+
+
+def cpu_sample() -> tuple[float, float, float] | None:
+    """``(wall seconds, CPU seconds busy on the whole machine, CPU seconds of this process)``,
+    or ``None`` where ``/proc/stat`` does not exist (not Linux): load is then not measured.
+
+    Busy time is every ``/proc/stat`` field but idle and iowait: user, nice, system, irq,
+    softirq and steal (time a hypervisor gave to other machines, also load this session saw).
+    """
+    try:
+        first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    ticks = [int(value) for value in first[1:9]]
+    busy = sum(ticks) - ticks[3] - ticks[4]
+    own = os.times()
+    return time.perf_counter(), busy / os.sysconf("SC_CLK_TCK"), own.user + own.system
+
+
+def other_load(before: tuple[float, float, float] | None,
+               after: tuple[float, float, float] | None) -> float | None:
+    """Average number of cores other processes kept busy between two CPU samples
+    (:func:`cpu_sample`)."""
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    others = (after[1] - before[1]) - (after[2] - before[2])
+    return max(0.0, others / (after[0] - before[0]))
+
+
+def contended_threads(load: float | None, cores: int | None, threads: list[int]) -> list[int]:
+    """The thread counts whose timings other processes made unreliable: ``t`` threads need ``t``
+    free cores, so ``t`` is contended when ``load > cores - t + CONTENTION_SLACK_CORES``.
+
+    >>> contended_threads(1.3, 2, [1, 2])   # two busy processes sharing 2 cores with ours
+    [2]
+    >>> contended_threads(0.05, 2, [1, 2])  # an idle machine
+    []
+    """
+    if load is None or not cores:
+        return []
+    return [t for t in threads if load > cores - t + CONTENTION_SLACK_CORES]
 
 
 def machine_info() -> dict[str, Any]:
@@ -124,11 +177,16 @@ def measure_session(models: dict[str, tuple[Path, str] | None], settings: Benchm
              for threads in settings.threads]
     runs = math.ceil(settings.min_runs / rounds)
     seconds = settings.min_seconds / rounds
+    before = cpu_sample()
     for index in range(rounds):
         shift = index % len(slots) if slots else 0
         for slot in slots[shift:] + slots[:shift]:
             _block(slot, runs, seconds)
+    load = other_load(before, cpu_sample())
     session["finished_utc"] = _utc_now()
+    session["other_load_cores"] = None if load is None else round(load, 2)
+    session["contended_threads"] = contended_threads(load, session["cores"],
+                                                     list(settings.threads))
     measured: dict[str, Any] = {}
     for name, spec in models.items():
         entry: dict[str, Any] = {"note": notes.get(name, "")}

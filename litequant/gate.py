@@ -240,12 +240,14 @@ def check_variant(variant: str, current: dict[str, Any], baseline: dict[str, Any
     elif limit is not None and variant != FLOAT_VARIANT and (
             (ratio is None and _has_latency(current, variant, threads))
             or (old_ratio is None and _has_latency(baseline, variant, threads))):
-        side = "current run" if ratio is None else "baseline"
+        side, document = ("current run", current) if ratio is None else ("baseline", baseline)
+        refused = str((document.get(variant) or {}).get("speedup_refused") or "")
+        why = (refused.split(": ", 1)[1] if ": " in refused
+               else f"no {FLOAT_VARIANT} latency of the same benchmark session")
         checks.append(Check(
             variant, metric, "–" if old_ratio is None else f"{old_ratio:.3f}",
             "–" if ratio is None else f"{ratio:.3f}", "–", f"≤ {_percent(limit)}", True,
-            f"{NOT_COMPARABLE}: the {side} has no {FLOAT_VARIANT} latency of the same "
-            "benchmark session"))
+            f"{NOT_COMPARABLE}: the {side} has no speed-up at {threads} thread(s): {why}"))
     return checks
 
 

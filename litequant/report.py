@@ -56,9 +56,14 @@ FIDELITY_BASELINE = "int8_plain"
 
 def model_records(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Each model's entry of a benchmark session document (``data/benchmark/latency.json``),
-    with the session's ``id`` as ``session``."""
-    session = document["session"]["id"]
-    return {name: {**entry, "session": session} for name, entry in document["models"].items()}
+    with the session's ``id`` as ``session``, and its ``contended_threads`` and
+    ``other_load_cores`` (:mod:`litequant.benchmarking`; absent in older records)."""
+    session = document["session"]
+    shared = {"session": session["id"],
+              "contended_threads": [str(t) for t in session.get("contended_threads") or []],
+              "other_load_cores": session.get("other_load_cores"),
+              "cores": session.get("cores")}
+    return {name: {**entry, **shared} for name, entry in document["models"].items()}
 
 
 def same_session(first: dict[str, Any], second: dict[str, Any]) -> bool:
@@ -183,24 +188,31 @@ def latency_columns(benchmark: dict[str, Any], reference: dict[str, Any]
 
     ``benchmark`` and ``reference`` (the float32 variant's) are latency records of
     :func:`model_records` (empty or without ``latency``: no columns). A speed-up is computed only
-    when both come from the same session; otherwise ``speedup_refused`` says why, and no number
-    is given.
+    when both come from the same session, and only at thread counts that session did not find
+    contended by other processes; otherwise ``speedup_refused`` says why, and no number is given.
     """
     columns: dict[str, Any] = {}
     reference_latency = reference.get("latency") or {}
     comparable = same_session(benchmark, reference)
+    contended = benchmark.get("contended_threads") or []
     for threads, stats in (benchmark.get("latency") or {}).items():
         columns[f"latency_p50_ms_t{threads}"] = _round(stats["p50_ms"], 3)
         columns[f"latency_mean_ms_t{threads}"] = _round(stats["mean_ms"], 3)
         columns[f"latency_p90_ms_t{threads}"] = _round(stats["p90_ms"], 3)
         reference_stats = reference_latency.get(threads)
-        if reference_stats and comparable:
+        if reference_stats and comparable and threads not in contended:
             columns[f"speedup_t{threads}"] = _round(reference_stats["p50_ms"] / stats["p50_ms"], 3)
     if benchmark.get("latency") and reference_latency and not comparable:
         columns["speedup_refused"] = (
             f"{NOT_COMPARABLE}: measured in benchmark session {benchmark.get('session')}, "
             f"{FLOAT_VARIANT} in session {reference.get('session')} (different times, different "
             "machine load); re-run dvc repro benchmark to measure both together")
+    elif benchmark.get("latency") and reference_latency and contended:
+        columns["speedup_refused"] = (
+            f"{NOT_COMPARABLE}: at {' and '.join(contended)} thread(s) the machine was busy "
+            f"(other processes kept {benchmark.get('other_load_cores')} of "
+            f"{benchmark.get('cores')} cores busy while it was timed, so those threads did not "
+            "have their cores); re-run dvc repro -f benchmark when it is quiet")
     return columns
 
 
@@ -365,8 +377,10 @@ def latency_section(session: dict[str, Any] | None, rows: list[dict[str, Any]]) 
         lines += [f"Latency session `{session['id']}`: {session['started_utc']} to "
                   f"{session['finished_utc']} (UTC) on {session['host']} ({session['cpu']}, "
                   f"{session['cores']} cores; ai-edge-litert {session['ai_edge_litert']}), every "
-                  f"model interleaved in {session['rounds']} rounds. Speed-ups divide latencies "
-                  "of this one session only.", ""]
+                  f"model interleaved in {session['rounds']} rounds"
+                  + (f", other processes keeping {session['other_load_cores']} cores busy"
+                     if session.get("other_load_cores") is not None else "")
+                  + ". Speed-ups divide latencies of this one session only.", ""]
     refused = [row for row in rows if row.get("speedup_refused")]
     if refused:
         lines += ["**Speed-ups not computed** for " + ", ".join(

@@ -3,6 +3,8 @@ latencies measured at different times (the "float16 0.23x" case of issue 13)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from litequant import gate
@@ -78,3 +80,93 @@ def test_gate_says_not_comparable_instead_of_judging() -> None:
     failing = [c for c in gate.run_checks(current, baseline, limits) if not c.ok]
     assert [(c.variant, c.metric) for c in failing] == [("float16",
                                                          "p50 latency / float32 (1 thr)")]
+
+
+# --- sessions measured while other processes kept the cores busy -----------------------------
+
+def test_other_load_subtracts_this_process() -> None:
+    from litequant.benchmarking import other_load
+
+    # 10 s of wall time; the machine was busy 18 CPU seconds, 5 of them this process's
+    assert other_load((100.0, 50.0, 1.0), (110.0, 68.0, 6.0)) == pytest.approx(1.3)
+    assert other_load(None, (110.0, 68.0, 6.0)) is None  # no /proc/stat: not measured
+
+
+@pytest.mark.parametrize("load, cores, contended", [
+    (0.05, 2, []),        # idle
+    (0.9, 2, [2]),        # one busy process: 2 threads no longer have 2 free cores
+    (1.3, 2, [2]),        # two busy processes sharing the cores with ours
+    (1.6, 2, [1, 2]),     # not even one core left
+    (0.9, 4, []),         # the same process on 4 cores leaves 3 free
+    (None, 2, []),        # not measured
+])
+def test_contended_threads(load: float | None, cores: int, contended: list[int]) -> None:
+    from litequant.benchmarking import contended_threads
+
+    assert contended_threads(load, cores, [1, 2]) == contended
+
+
+def test_no_speed_up_at_a_contended_thread_count() -> None:
+    document = _session("loaded", {"float32": 8.0, "int8": 2.0})
+    for model in document["models"].values():  # a second thread count, 2
+        model["latency"]["2"] = {**model["latency"]["1"], "p50_ms": model["latency"]["1"][
+            "p50_ms"] * 0.6}
+    document["session"].update(other_load_cores=1.3, contended_threads=[2])
+    records = model_records(document)
+    rows = {row["variant"]: row for row in build_rows(
+        _collected({"float32": records["float32"], "int8": records["int8"]}),
+        ["float32", "int8"])}
+    assert rows["int8"]["speedup_t1"] == pytest.approx(4.0)   # 1 thread: still fair
+    assert "speedup_t2" not in rows["int8"] and rows["int8"]["latency_p50_ms_t2"] > 0
+    assert "at 2 thread(s) the machine was busy (other processes kept 1.3 of 2 cores" in rows[
+        "int8"]["notes"]
+    collected = _collected({"float32": records["float32"], "int8": records["int8"]})
+    text = markdown(list(rows.values()), {**collected, "latency_session": document["session"]})
+    assert "**Speed-ups not computed** for float32, int8: at 2 thread(s) the machine" in text
+    assert "other processes keeping 1.3 cores busy" in text
+    # the gate says why instead of judging the 2-thread ratio
+    limits = params_section(CheckParams, latency_threads=2, max_latency_regression=0.25)
+    current = {"keras": {"top1": 70.0}, **{name: {**row, "failed": False}
+                                           for name, row in rows.items() if name != "keras"}}
+    baseline = {"keras": {"top1": 70.0}, "float32": {**current["float32"], "speedup_t2": 1.0},
+                "int8": {**current["int8"], "speedup_t2": 4.0}}
+    check = [c for c in gate.run_checks(current, baseline, limits)
+             if c.variant == "int8" and c.metric.startswith("p50 latency")]
+    assert len(check) == 1 and check[0].ok and "kept 1.3 of 2 cores busy" in check[0].note
+
+
+def test_a_session_under_a_cpu_hog_marks_multi_thread_counts(tmp_path: Path) -> None:
+    """Real processes: with one busy process per core, the session measures the load and marks
+    the 2-thread measurement as contended."""
+    import multiprocessing
+    import os
+
+    import tensorflow as tf
+
+    from litequant.benchmarking import measure_session
+    from litequant.params import BenchmarkParams
+    from tests.conftest import small_classifier
+
+    if not os.path.exists("/proc/stat"):
+        pytest.skip("load is measured from /proc/stat (Linux)")
+    model = tmp_path / "tiny.tflite"
+    model.write_bytes(tf.lite.TFLiteConverter.from_keras_model(small_classifier()).convert())
+    settings = params_section(BenchmarkParams, threads=[1, 2], warmup_runs=1, min_runs=10,
+                              min_seconds=1.0)
+    cores = os.cpu_count() or 1
+    hogs = [multiprocessing.get_context("fork").Process(target=_spin, daemon=True)
+            for _ in range(cores)]
+    for hog in hogs:
+        hog.start()
+    try:
+        loaded = measure_session({"tiny": (model, "tf")}, settings)["session"]
+    finally:
+        for hog in hogs:
+            hog.terminate()
+            hog.join()
+    assert loaded["other_load_cores"] > 0.5 and 2 in loaded["contended_threads"]
+
+
+def _spin() -> None:
+    while True:
+        pass
