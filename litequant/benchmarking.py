@@ -213,4 +213,9 @@ def describe(document: dict[str, Any]) -> str:
         shown = ", ".join(f"{t} thread(s) p50 {v['p50_ms']:.2f} ms"
                           for t, v in entry["latency"].items())
         lines.append(f"benchmark: {name}: {entry['size_bytes']:,} bytes, {shown}")
+    session = document["session"]
+    if session.get("contended_threads"):
+        lines.append(f"benchmark: other processes kept {session['other_load_cores']} of "
+                     f"{session['cores']} cores busy while timing: no speed-up will be computed "
+                     f"at {' and '.join(map(str, session['contended_threads']))} thread(s)")
     return "\n".join(lines)
