@@ -42,14 +42,17 @@ VARIANTS = tuple(name for name, variant in REGISTRY.items() if variant.needs_cal
 WITHIN_POINTS = 0.5
 
 
-def _revisions(entries: list[dict[str, Any]], baseline: str | None = None
-               ) -> Iterator[tuple[str | None, dict[str, Any]]]:
-    """``(baseline rev, revision)`` for every revision in ``dvc exp show --json`` output."""
+def _revisions(entries: list[dict[str, Any]], baseline: str | None = None,
+               state: str | None = None) -> Iterator[tuple[str | None, dict[str, Any], str | None]]:
+    """``(baseline rev, revision, executor state)`` for every revision in ``dvc exp show
+    --json`` output; the state is DVC's for a queued experiment (``queued``, ``running``,
+    ``failed`` ...), ``None`` for a finished run or a commit."""
     for entry in entries:
         rev = baseline or (None if entry.get("rev") == "workspace" else entry.get("rev"))
-        yield rev, entry
+        yield rev, entry, state
         for experiment in entry.get("experiments") or []:
-            yield from _revisions(experiment.get("revs") or [], rev)
+            executor = (experiment.get("executor") or {}).get("state")
+            yield from _revisions(experiment.get("revs") or [], rev, executor)
 
 
 def _params(revision: dict[str, Any]) -> dict[str, Any]:
@@ -92,11 +95,17 @@ def experiment_points(exp_show: list[dict[str, Any]], read_details: bool = False
     params) and one ``skipped`` line per revision without metrics. With ``read_details``, the
     agreement comes from each revision's ``reports/variants.json`` (``git show``)."""
     points, skipped = [], []
-    for _, revision in _revisions(exp_show):
+    for _, revision, state in _revisions(exp_show):
         data = revision.get("data") or {}
         params = _params(revision)
         rev = str(revision.get("rev", ""))
         name = revision.get("name") or (rev if rev == "workspace" else rev[:7])
+        if state in ("queued", "running"):  # its metrics are still the baseline's
+            skipped.append(f"skipped {name}: still {state} (see dvc queue status)")
+            continue
+        if state == "failed":
+            skipped.append(f"skipped {name}: failed (dvc queue logs {name})")
+            continue
         metrics = ((data.get("metrics") or {}).get("reports/metrics.json") or {}).get("data")
         calibration = params.get("calibration") or {}
         if not metrics or "keras" not in metrics or "num_images" not in calibration:

@@ -296,11 +296,18 @@ def test_sweep_rows_from_exp_show(tmp_path: Path, capsys: pytest.CaptureFixture)
                                         1.0)]},
                     # another split: other evaluation images, not part of this sweep
                     {"revs": [_revision("e", "2026-01-01T14:00:00", 100, "images", 85.0,
-                                        calibration_size=100)]}]}]
+                                        calibration_size=100)]},
+                    # a queued run still shows its baseline's metrics: not a point yet
+                    {"executor": {"state": "running"},
+                     "revs": [_revision("f", "2026-01-01T15:00:00", 25, "images", 78.0)]},
+                    {"executor": {"state": "failed"},
+                     "revs": [_revision("g", "2026-01-01T15:00:00", 150, "images", 78.0)]}]}]
     points, skipped = calibration_sweep.experiment_points(exp_show)
     assert [p["experiment"] for p in points] == ["a", "b", "c", "d", "e"]
     assert skipped == ["skipped workspace: no reports/metrics.json (not run, or failed)",
-                       "skipped main: no reports/metrics.json (not run, or failed)"]
+                       "skipped main: no reports/metrics.json (not run, or failed)",
+                       "skipped f: still running (see dvc queue status)",
+                       "skipped g: failed (dvc queue logs g)"]
     rows, noise, more = calibration_sweep.sweep_group(points)
     # noise and other split excluded; size 50 run twice -> the newer (c) wins; sorted by size
     assert [(r["num_images"], r["experiment"]) for r in rows] == [(10, "b"), (50, "c")]
