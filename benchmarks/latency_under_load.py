@@ -59,7 +59,6 @@ def _speedups(project: Path) -> dict[str, Any]:
     session = document["latency_session"]
     return {"session": session["id"], "other_load_cores": session.get("other_load_cores"),
             "contended_threads": session.get("contended_threads"),
-            "int8_speedup_refused": document["int8"].get("speedup_refused"),
             **{name: {key: row[key] for key in row if key.startswith("speedup_t")}
                for name, row in document.items() if isinstance(row, dict)
                and any(key.startswith("speedup_t") for key in row)}}

@@ -241,8 +241,10 @@ def check_variant(variant: str, current: dict[str, Any], baseline: dict[str, Any
             (ratio is None and _has_latency(current, variant, threads))
             or (old_ratio is None and _has_latency(baseline, variant, threads))):
         side, document = ("current run", current) if ratio is None else ("baseline", baseline)
-        refused = str((document.get(variant) or {}).get("speedup_refused") or "")
-        why = (refused.split(": ", 1)[1] if ": " in refused
+        session = document.get("latency_session") or {}
+        why = (f"the machine was busy (other processes kept {session.get('other_load_cores')} "
+               f"of {session.get('cores')} cores busy while it was timed)"
+               if threads in (session.get("contended_threads") or [])
                else f"no {FLOAT_VARIANT} latency of the same benchmark session")
         checks.append(Check(
             variant, metric, "–" if old_ratio is None else f"{old_ratio:.3f}",
