@@ -21,6 +21,7 @@ machine's load from *other* processes while it timed (``other_load_cores``: CPU 
 whole machine, from ``/proc/stat``, minus this process's, per wall second, steal time included)
 and lists the thread counts that did not have their cores free (``contended_threads``, see
 :func:`contended_threads`); the report computes no speed-up for those.
+
 Imports ``ai_edge_litert`` and numpy only, never TensorFlow.
 """
 
