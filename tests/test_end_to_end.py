@@ -83,9 +83,14 @@ def test_full_repro_on_real_data(project: Path) -> None:
     assert max(metrics[v]["top1"] for v in integer) >= keras_top1 - 0.5
     assert max(metrics[v]["agreement"] for v in integer) >= metrics["peer"]["agreement"] - 0.5
     assert metrics["peer"]["top1"] > 75
-    # the peer row is timed like the variants, with its speed-up against float32
+    # the peer row is timed like the variants, with its speed-up against float32 (none at a
+    # thread count the session found contended by other processes)
+    contended = metrics["latency_session"]["contended_threads"]
     for threads in (1, 2):
         assert metrics["peer"][f"latency_p50_ms_t{threads}"] > 0
+        if threads in contended:
+            assert f"speedup_t{threads}" not in metrics["peer"]
+            continue
         assert metrics["peer"][f"speedup_t{threads}"] == pytest.approx(
             metrics["float32"][f"latency_p50_ms_t{threads}"]
             / metrics["peer"][f"latency_p50_ms_t{threads}"], rel=0.01)
