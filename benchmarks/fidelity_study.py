@@ -36,6 +36,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.scratch import GIT_ENV, scratch_project  # noqa: E402
+from litequant.variants import VARIANTS as REGISTRY  # noqa: E402
 
 #: p50 at 1 thread at most this multiple of int8's counts as "integer speed" (issue 14).
 INTEGER_SPEED = 1.25
@@ -118,10 +119,10 @@ def render(document: dict[str, Any], model: Path) -> str:
                       f" {'–' if sqnr is None else f'{sqnr:.1f}'} |"
                       f" {'–' if p50 is None else p50} |"
                       f" {'–' if p50 is None else f'{p50 / int8_p50:.2f}'} |")
-    integer = {name: row for name, row in rows.items()
-               if name not in ("keras", "peer") and row.get("latency_p50_ms_t1")
-               and row["latency_p50_ms_t1"] <= INTEGER_SPEED * int8_p50
-               and name not in ("float32", "float16", "weight_only_int8", "dynamic")}
+    integer = {name: row for name, row in rows.items()  # full integer: the calibrated ones
+               if name in REGISTRY and REGISTRY[name].needs_calibration
+               and row.get("latency_p50_ms_t1")
+               and row["latency_p50_ms_t1"] <= INTEGER_SPEED * int8_p50}
     best = max(integer, key=lambda name: (integer[name]["agreement"], integer[name]["top1"]))
     peer = rows["peer"]
     lines += ["", f"- best at integer speed (p50 ≤ {INTEGER_SPEED}x int8): `{best}`, agreement "

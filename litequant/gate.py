@@ -21,6 +21,7 @@ from litequant import atomic
 from litequant.errors import PipelineError, UnusableInputError
 from litequant.params import CheckParams
 from litequant.report import FLOAT_MODEL_ROW as FLOAT_ROW
+from litequant.report import busy_machine
 from litequant.variants import FLOAT_VARIANT
 
 #: Rows of the metrics documents that are not variants.
@@ -242,9 +243,7 @@ def check_variant(variant: str, current: dict[str, Any], baseline: dict[str, Any
             or (old_ratio is None and _has_latency(baseline, variant, threads))):
         side, document = ("current run", current) if ratio is None else ("baseline", baseline)
         session = document.get("latency_session") or {}
-        why = (f"the machine was busy (other processes kept {session.get('other_load_cores')} "
-               f"of {session.get('cores')} cores busy while it was timed)"
-               if threads in (session.get("contended_threads") or [])
+        why = (busy_machine(session) if threads in (session.get("contended_threads") or [])
                else f"no {FLOAT_VARIANT} latency of the same benchmark session")
         checks.append(Check(
             variant, metric, "–" if old_ratio is None else f"{old_ratio:.3f}",

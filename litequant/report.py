@@ -66,6 +66,13 @@ def model_records(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {name: {**entry, **shared} for name, entry in document["models"].items()}
 
 
+def busy_machine(session: dict[str, Any]) -> str:
+    """Why a contended thread count gets no speed-up, from anything holding the session's
+    ``other_load_cores`` and ``cores`` (the session record or a :func:`model_records` entry)."""
+    return (f"the machine was busy (other processes kept {session.get('other_load_cores')} of "
+            f"{session.get('cores')} cores busy while it was timed)")
+
+
 def same_session(first: dict[str, Any], second: dict[str, Any]) -> bool:
     """True when two latency records (:func:`model_records`) come from one benchmark session:
     the only latencies that may be divided by each other."""
@@ -209,10 +216,8 @@ def latency_columns(benchmark: dict[str, Any], reference: dict[str, Any]
             "machine load); re-run dvc repro benchmark to measure both together")
     elif benchmark.get("latency") and reference_latency and contended:
         columns["speedup_refused"] = (
-            f"{NOT_COMPARABLE}: at {' and '.join(contended)} thread(s) the machine was busy "
-            f"(other processes kept {benchmark.get('other_load_cores')} of "
-            f"{benchmark.get('cores')} cores busy while it was timed, so those threads did not "
-            "have their cores); re-run dvc repro -f benchmark when it is quiet")
+            f"{NOT_COMPARABLE}: at {' and '.join(contended)} thread(s) {busy_machine(benchmark)}; "
+            "re-run dvc repro -f benchmark when it is quiet")
     return columns
 
 
