@@ -23,8 +23,9 @@ FLOAT_WEIGHT_VARIANTS = frozenset({"float32", "float16"})
 EXPORT_DEP = "data/export"
 #: The calibration split the calibrated variants read (``layout.CALIBRATION_SPLIT``).
 CALIBRATION_DEP = "data/prepare/calibration"
-#: What ai-edge-quantizer variants are built from, and what ``int8_grid`` and ``int8_selective``
-#: read: the float32 variant (``layout.FLOAT32_MODEL``'s folder).
+#: What ai-edge-quantizer variants are built from, and what the bias-corrected, ``int8_grid``,
+#: ``int8_gptq`` and ``int8_selective`` variants read: the float32 variant
+#: (``layout.FLOAT32_MODEL``'s folder).
 FLOAT32_DEP = "data/convert/float32"
 
 TF_CONVERTER = "TFLiteConverter"
@@ -82,6 +83,9 @@ class Variant:
         regrids_weights: ``int8`` whose weight scales are then re-chosen per channel by
             reconstruction error (:mod:`litequant.weight_grid`), from the float32 variant's
             weights.
+        rounds_with_gptq: ``int8`` whose weights are then re-rounded by GPTQ on the same grid
+            (:mod:`litequant.gptq`), from the float32 variant's weights and the calibration
+            images.
         corrects_bias: its biases are corrected for the mean output shift of its weight
             rounding (:mod:`litequant.bias_correction`, ``calibration.bias_correction``), from
             the float32 variant's weights and the calibration images.
@@ -95,6 +99,7 @@ class Variant:
     kernel_note: str = ""
     keeps_layers_float: bool = False
     regrids_weights: bool = False
+    rounds_with_gptq: bool = False
     corrects_bias: bool = False
 
     @property
@@ -105,8 +110,8 @@ class Variant:
     @property
     def extra_dep(self) -> str:
         """The one file or folder its conversion depends on besides the export (DVC ``deps:``)."""
-        if (self.tool == EDGE_QUANTIZER or self.regrids_weights or self.corrects_bias
-                or self.keeps_layers_float):
+        if (self.tool == EDGE_QUANTIZER or self.regrids_weights or self.rounds_with_gptq
+                or self.corrects_bias or self.keeps_layers_float):
             return FLOAT32_DEP
         return EXPORT_DEP
 
@@ -135,6 +140,9 @@ VARIANTS: dict[str, Variant] = {variant.name: variant for variant in (
     Variant("int8_grid", "int8 with per-channel weight scales chosen by reconstruction error "
             "(better rounding than round-to-nearest), int8 input and output", True, _int8,
             regrids_weights=True, corrects_bias=True),
+    Variant("int8_gptq", "int8 with weights rounded by GPTQ (each rounding error compensated "
+            "by the channel's other weights, for the calibration inputs), int8 input and output",
+            True, _int8, rounds_with_gptq=True, corrects_bias=True),
     Variant("weight_only_int8", "int8 weights dequantized at load, float compute (ai-edge-"
             "quantizer): dynamic's size at float32 speed", False, None, tool=EDGE_QUANTIZER),
     Variant("weight_only_int4", "int4 weights (int8 where int4 is unsupported), float compute",
@@ -157,7 +165,8 @@ def fidelity_methods(variant: str, bias_correction: str) -> list[str]:
     recipe = VARIANTS[variant]
     if recipe.name in FLOAT_WEIGHT_VARIANTS:
         return []
-    methods = ["weight grid" if recipe.regrids_weights else "round to nearest"]
+    methods = ["weight grid" if recipe.regrids_weights
+               else "GPTQ rounding" if recipe.rounds_with_gptq else "round to nearest"]
     if recipe.keeps_layers_float:
         methods.append("layers kept float")
     if recipe.corrects_bias and bias_correction != "none":

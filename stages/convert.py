@@ -2,8 +2,8 @@
 
 ``python -m stages.convert <variant>`` reads ``params.yaml`` sections ``convert`` and (for
 calibrated variants) ``calibration``, ``data/export/`` and ``data/prepare/calibration/``
-(``int8_grid``, ``int8_selective`` and the ai-edge-quantizer variants also
-``data/convert/float32/``), and writes ``data/convert/<variant>/``:
+(the bias-corrected variants, ``int8_grid``, ``int8_gptq``, ``int8_selective`` and the
+ai-edge-quantizer variants also ``data/convert/float32/``), and writes ``data/convert/<variant>/``:
 
 * ``model.tflite``: the converted model (absent when the conversion failed);
 * ``conversion.json``: status (``ok``/``failed`` with the converter's message), size, the
@@ -33,6 +33,11 @@ Variants (``litequant.variants``):
                   (``k`` in 64..127) with the smallest reconstruction error, instead of the
                   converter's fixed ``max|w|/127`` (:mod:`litequant.weight_grid`); same ops,
                   size and speed as ``int8``.
+    ``int8_gptq`` ``int8``, then every weight op's int8 weights are re-rounded by GPTQ on the
+                  converter's grid: each channel's weights are rounded one input at a time and
+                  the rest compensate the error for the calibration inputs (``H = E[x xᵀ]``
+                  from one float32 pass, :mod:`litequant.gptq`); same scales, ops, size and
+                  speed as ``int8``.
 
 Built by ai-edge-quantizer from ``data/convert/float32/model.tflite`` (no TensorFlow is
 imported; the recipe used is written beside the model as ``recipe.json``):
@@ -43,10 +48,10 @@ imported; the recipe used is written beside the model as ``recipe.json``):
                   calibration image, int8 input and output.
 
 Bias correction (``calibration.bias_correction: analytic``; ``int8``, ``int16x8``, ``int8_grid``,
-``static_int8_minmax``): each weight op's integer bias absorbs the mean output shift its weight
-rounding causes on the calibration images, computed against the float32 variant's weights
-(:mod:`litequant.bias_correction`); ``conversion.json`` records it under ``bias_correction`` and
-every variant's fidelity methods under ``methods``.
+``int8_gptq``, ``static_int8_minmax``): each weight op's integer bias absorbs the mean output
+shift its weight rounding causes on the calibration images, computed against the float32
+variant's weights (:mod:`litequant.bias_correction`); ``conversion.json`` records it under
+``bias_correction`` and every variant's fidelity methods under ``methods``.
 
 Calibrated variants use ``calibration.num_images`` images of the calibration split (disjoint
 from evaluation) with exactly the evaluation preprocessing, or, for ``calibration.source``
@@ -81,6 +86,7 @@ from litequant.conversion import (
     failure,
 )
 from litequant.errors import PipelineError
+from litequant.gptq import gptq_model
 from litequant.litert import LiteRTModel
 from litequant.params import CalibrationParams, ConvertParams, VariantEntry, load, section
 from litequant.quiet import native_stderr_silenced
@@ -133,6 +139,10 @@ def convert(variant: str, params_path: str) -> dict[str, Any]:
             model_bytes = convert_variant(layout.SAVED_MODEL, variant, representative)
         if recipe.regrids_weights:
             model_bytes, record["weight_grid"] = regrid(model_bytes, float32_model_bytes())
+            record["built_from"] = layout.FLOAT32_MODEL.as_posix()
+        if recipe.rounds_with_gptq:
+            model_bytes, record["gptq"] = gptq_model(model_bytes, float32_model_bytes(),
+                                                     representative)
             record["built_from"] = layout.FLOAT32_MODEL.as_posix()
         model_bytes = bias_corrected(variant, model_bytes, record, representative, calibration)
     except PipelineError:
