@@ -15,7 +15,8 @@ ai-edge-quantizer's GPTQ covers ``FULLY_CONNECTED`` only; this covers ``CONV_2D`
 patches of ``kh * kw * in`` values), ``DEPTHWISE_CONV_2D`` (each channel its own
 ``kh * kw`` patch and ``H``) and ``FULLY_CONNECTED``, on the converter's model, reading the float
 (BN-folded) weights from the float32 conversion of the same SavedModel. One float32 pass over
-the calibration images gives every op's ``H``.
+the calibration images gives every op's ``H`` (from at most :data:`MAX_POSITIONS` output
+positions per image).
 
 Imports numpy, ai-edge-litert and the project's LiteRT and flatbuffer helpers (never
 TensorFlow).
@@ -34,6 +35,11 @@ from litequant.weight_grid import buffer_array, matched_weight_ops, read_model, 
 
 #: Damping added to ``H``'s diagonal, as a fraction of its mean diagonal (GPTQ's default).
 DAMPING = 0.01
+#: Output positions per image a convolution's ``H`` is estimated from (evenly spaced; only the
+#: early, high-resolution layers have more, and their ``H`` is small: ``K`` of 27 to a few
+#: hundred).
+MAX_POSITIONS = 1024
+_BLOCK = 128  # columns rounded between two updates of the rest (GPTQ's lazy batch updates)
 _INT8 = 9  # TFLite TensorType INT8
 _SAME = 0  # TFLite Padding.SAME
 
@@ -67,17 +73,24 @@ def gptq_round(weights: np.ndarray, hessian: np.ndarray, scales: np.ndarray) -> 
     upper = np.linalg.cholesky(np.linalg.inv(h)).transpose(0, 2, 1)
     step = np.where(scales > 0, scales, 1.0).astype(np.float64)
     levels = np.zeros((rows, columns))
-    for column in range(columns):
-        levels[:, column] = np.clip(np.round(w[:, column] / step), -127, 127)
-        pivot = upper[:, column, column]
-        error = (w[:, column] - levels[:, column] * step) / pivot
-        w[:, column + 1:] -= error[:, None] * upper[:, column, column + 1:]
+    for start in range(0, columns, _BLOCK):  # GPTQ's lazy batch updates: same result, faster
+        end = min(start + _BLOCK, columns)
+        errors = np.zeros((rows, end - start))
+        for column in range(start, end):
+            levels[:, column] = np.clip(np.round(w[:, column] / step), -127, 127)
+            error = (w[:, column] - levels[:, column] * step) / upper[:, column, column]
+            w[:, column + 1:end] -= error[:, None] * upper[:, column, column + 1:end]
+            errors[:, column - start] = error
+        if end < columns:
+            w[:, end:] -= (errors @ upper[0, start:end, end:] if shared else
+                           np.matmul(errors[:, None, :], upper[:, start:end, end:])[:, 0, :])
     levels[scales <= 0] = 0
     return levels[:, np.argsort(order)].astype(np.int8)
 
 
 def input_patches(x: np.ndarray, kernel_hw: tuple[int, int], stride: tuple[int, int],
-                  dilation: tuple[int, int], same_padding: bool) -> np.ndarray:
+                  dilation: tuple[int, int], same_padding: bool,
+                  max_positions: int | None = None) -> np.ndarray:
     """The input patch each output position of a convolution reads.
 
     Args:
@@ -85,9 +98,11 @@ def input_patches(x: np.ndarray, kernel_hw: tuple[int, int], stride: tuple[int, 
         kernel_hw, stride, dilation: the convolution's geometry ``(rows, columns)``.
         same_padding: TFLite ``SAME`` padding (zeros, the extra row/column after), else
             ``VALID``.
+        max_positions: at most this many output positions, evenly spaced in raster order
+            (``None``: all).
 
     Returns:
-        ``(positions, kernel_h, kernel_w, channels)``, ``x``'s dtype.
+        ``(positions, kernel_h, kernel_w, channels)``, ``x``'s dtype, in raster order.
     """
     height, width, channels = x.shape
     (kh, kw), (sh, sw), (dh, dw) = kernel_hw, stride, dilation
@@ -100,17 +115,22 @@ def input_patches(x: np.ndarray, kernel_hw: tuple[int, int], stride: tuple[int, 
                        (0, 0)))
     else:
         out_h, out_w = (height - extent_h) // sh + 1, (width - extent_w) // sw + 1
-    patches = np.empty((out_h, out_w, kh, kw, channels), dtype=x.dtype)
+    positions = np.arange(out_h * out_w)
+    if max_positions is not None and len(positions) > max_positions:
+        positions = np.unique(np.linspace(0, len(positions) - 1, max_positions).round()
+                              .astype(np.int64))
+    rows, columns = np.divmod(positions, out_w)
+    patches = np.empty((len(positions), kh, kw, channels), dtype=x.dtype)
     for i in range(kh):
         for j in range(kw):
-            patches[:, :, i, j] = x[i * dh: i * dh + (out_h - 1) * sh + 1: sh,
-                                    j * dw: j * dw + (out_w - 1) * sw + 1: sw]
-    return patches.reshape(-1, kh, kw, channels)
+            patches[:, i, j] = x[rows * sh + i * dh, columns * sw + j * dw]
+    return patches
 
 
 def input_gram(kind: str, options: Any, weights: np.ndarray, x: np.ndarray
                ) -> tuple[np.ndarray, int]:
-    """``sum(x xᵀ)`` over one input's patches, and their number.
+    """``sum(x xᵀ)`` over one input's patches (at most :data:`MAX_POSITIONS` output positions,
+    evenly spaced), and their number.
 
     Args:
         kind: ``CONV_2D`` | ``DEPTHWISE_CONV_2D`` | ``FULLY_CONNECTED``.
@@ -131,12 +151,12 @@ def input_gram(kind: str, options: Any, weights: np.ndarray, x: np.ndarray
     kernel_hw = (weights.shape[1], weights.shape[2])
     patches = input_patches(x, kernel_hw, (int(options.strideH), int(options.strideW)),
                             (int(options.dilationHFactor), int(options.dilationWFactor)),
-                            int(options.padding) == _SAME)
+                            int(options.padding) == _SAME, MAX_POSITIONS)
     if kind == "CONV_2D":
         rows = patches.reshape(len(patches), -1)
         return rows.T @ rows, len(rows)
-    taps = patches.reshape(len(patches), kernel_hw[0] * kernel_hw[1], -1)
-    gram = np.einsum("pkc,pjc->ckj", taps, taps)
+    taps = patches.reshape(len(patches), kernel_hw[0] * kernel_hw[1], -1).transpose(2, 0, 1)
+    gram = np.matmul(taps.transpose(0, 2, 1), taps)  # (channels, kh * kw, kh * kw)
     multiplier = weights.shape[3] // x.shape[2]
     return (np.repeat(gram, multiplier, axis=0) if multiplier > 1 else gram), len(patches)
 
@@ -146,8 +166,8 @@ def output_power(rows: np.ndarray, hessian: np.ndarray) -> float:
     weight error) over inputs with ``H = E[x xᵀ]`` (shared ``(K, K)`` or per row
     ``(rows, K, K)``), summed over output channels."""
     if hessian.ndim == 2:
-        return float(np.einsum("rk,kj,rj->", rows, hessian, rows))
-    return float(np.einsum("rk,rkj,rj->", rows, hessian, rows))
+        return float(np.sum((rows @ hessian) * rows))
+    return float(np.sum(np.matmul(rows[:, None, :], hessian)[:, 0, :] * rows))
 
 
 def _as_rows(kind: str, weights: np.ndarray) -> np.ndarray:
