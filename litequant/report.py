@@ -481,6 +481,13 @@ def confusion_rows(names: list[str], labels: np.ndarray, predicted: np.ndarray
             for a, p in zip(labels, predicted, strict=True)]
 
 
+def _gain(row: dict[str, Any], baseline: dict[str, Any] | None, key: str) -> str:
+    """``row[key] - baseline[key]`` signed, or ``–`` (the baseline itself, or a value missing)."""
+    if baseline is None or row is baseline or row.get(key) is None or baseline.get(key) is None:
+        return "–"
+    return f"{row[key] - baseline[key]:+.2f}"
+
+
 def fidelity_section(rows: list[dict[str, Any]]) -> list[str]:
     """Which fidelity methods each integer variant used and what each bought: its agreement
     with the float model next to ``int8_plain``'s (the converter's int8), same images."""
@@ -489,22 +496,27 @@ def fidelity_section(rows: list[dict[str, Any]]) -> list[str]:
         return []
     baseline = next((row for row in measured if row["variant"] == FIDELITY_BASELINE), None)
     lines = ["## Fidelity: methods and what each bought", "",
-             "| variant | methods | agreement | vs " + FIDELITY_BASELINE + " | Δtop-1 |",
-             "|---|---|---:|---:|---:|"]
+             f"| variant | methods | agreement | vs {FIDELITY_BASELINE} | SQNR dB "
+             f"| vs {FIDELITY_BASELINE} | Δtop-1 |",
+             "|---|---|---:|---:|---:|---:|---:|"]
     for row in measured:
-        gain = ("–" if baseline is None or row is baseline
-                else f"{row['agreement'] - baseline['agreement']:+.2f}")
         lines.append(f"| {row['variant']} | {', '.join(row['methods'])} | "
-                     f"{row['agreement']:.2f}% | {gain} | {row['delta_top1']:+.2f} |")
+                     f"{row['agreement']:.2f}% | {_gain(row, baseline, 'agreement')} | "
+                     f"{_format(row.get('sqnr_db'), 'sqnr_db')} | "
+                     f"{_gain(row, baseline, 'sqnr_db')} | {row['delta_top1']:+.2f} |")
     images = measured[0].get("images")
     lines += ["", "Methods: *round to nearest*, int8 (or int4) weights on the per-channel grid "
               "max|w|/127; *weight grid*, per-channel scales chosen by reconstruction error "
-              "(`litequant/weight_grid.py`); *layers kept float*, `int8_selective`'s chosen "
+              "(`litequant/weight_grid.py`); *GPTQ rounding*, the same grid, each channel's "
+              "rounding errors compensated by its other weights for the calibration inputs "
+              "(`litequant/gptq.py`); *layers kept float*, `int8_selective`'s chosen "
               "layers; *bias correction*, biases absorb the mean output shift of the weight "
               "rounding on the calibration images (`litequant/bias_correction.py`).", "",
               "Agreement: the share of evaluation images whose top-1 class equals the float "
               "Keras model's. " + (f"One image is {100 / images:.2f} points here, so gains of "
-                                   "one or two images are within noise. " if images else "")
+                                   "one or two images are within noise; SQNR (the output's "
+                                   "signal-to-noise ratio against the float model) moves with "
+                                   "every image. " if images else "")
               + ("" if baseline else f"Add `{FIDELITY_BASELINE}` to `convert.variants` to see "
                  "what the methods buy against the converter's plain int8."), ""]
     return lines

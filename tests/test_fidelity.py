@@ -334,20 +334,25 @@ def test_sweep_rows_from_exp_show(tmp_path: Path, capsys: pytest.CaptureFixture)
 
 
 def test_fidelity_section_shows_each_methods_gain_against_plain_int8() -> None:
-    def row(variant, methods, agreement, delta):
+    def row(variant, methods, agreement, delta, sqnr=None):
         return {"variant": variant, "status": "ok", "methods": methods, "agreement": agreement,
-                "delta_top1": delta, "images": 200}
+                "delta_top1": delta, "images": 200, "sqnr_db": sqnr}
 
     rows = [{"variant": "keras", "status": "ok", "agreement": 100.0, "images": 200},
-            row("float32", [], 100.0, 0.0),
-            row("int8_plain", ["round to nearest"], 94.0, -4.5),
-            row("int8", ["round to nearest", "bias correction (analytic)"], 95.5, -1.5)]
+            row("float32", [], 100.0, 0.0, 90.0),
+            row("int8_plain", ["round to nearest"], 94.0, -4.5, 18.25),
+            row("int8", ["round to nearest", "bias correction (analytic)"], 95.5, -1.5, 22.5),
+            row("int8_gptq", ["GPTQ rounding", "bias correction (analytic)"], 95.0, -1.0)]
     lines = fidelity_section(rows)
     assert lines[0] == "## Fidelity: methods and what each bought"
-    # int8 - int8_plain = 95.5 - 94.0 = +1.5 points; one image of 200 = 0.5 points
-    assert ("| int8 | round to nearest, bias correction (analytic) | 95.50% | +1.50 | -1.50 |"
-            in lines)
-    assert "| int8_plain | round to nearest | 94.00% | – | -4.50 |" in lines
+    # int8 - int8_plain = 95.5 - 94.0 = +1.5 points (one image of 200 = 0.5 points);
+    # SQNR 22.5 - 18.25 = +4.25 dB
+    assert ("| int8 | round to nearest, bias correction (analytic) | 95.50% | +1.50 | 22.50 | "
+            "+4.25 | -1.50 |" in lines)
+    assert "| int8_plain | round to nearest | 94.00% | – | 18.25 | – | -4.50 |" in lines
+    # a missing SQNR is shown as missing, not as a gain
+    assert ("| int8_gptq | GPTQ rounding, bias correction (analytic) | 95.00% | +1.00 | – | – | "
+            "-1.00 |" in lines)
     assert not any(line.startswith("| float32") for line in lines)  # no methods: not listed
     assert "One image is 0.50 points here" in "\n".join(lines)
     without = fidelity_section([r for r in rows if r["variant"] != "int8_plain"])
