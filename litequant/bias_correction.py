@@ -28,7 +28,8 @@ equal to the float model's, op by op, one integer-model pass per op) is not offe
 Measuring every op's shift in one pass instead double-counts (an op absorbs a shift its
 producers also correct).
 
-Imports numpy, ai-edge-litert and the project's LiteRT tensor helpers only (never TensorFlow).
+Imports numpy, ai-edge-litert and the project's LiteRT, flatbuffer and convolution-patch
+helpers only (never TensorFlow).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from litequant.gptq import input_patches
 from litequant.litert import dequantize, quantize, tensor_spec
 from litequant.quiet import native_stderr_silenced
 from litequant.weight_grid import buffer_array, matched_weight_ops, read_model, tensor_name
@@ -120,25 +122,9 @@ def tap_means(mean_input: np.ndarray, kernel_hw: tuple[int, int], stride: tuple[
         ``float64`` ``(kernel_h, kernel_w, channels)``: ``conv(mean_input, K)`` averaged over
         output positions equals ``sum(K * tap_means)`` for any kernel ``K`` of one output channel.
     """
-    x = np.asarray(mean_input, dtype=np.float64)
-    height, width = x.shape[:2]
-    (kh, kw), (sh, sw), (dh, dw) = kernel_hw, stride, dilation
-    extent_h, extent_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
-    if same_padding:
-        out_h, out_w = -(-height // sh), -(-width // sw)
-        pad_h = max((out_h - 1) * sh + extent_h - height, 0)
-        pad_w = max((out_w - 1) * sw + extent_w - width, 0)
-        x = np.pad(x, ((pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2),
-                       (0, 0)))
-    else:
-        out_h, out_w = (height - extent_h) // sh + 1, (width - extent_w) // sw + 1
-    taps = np.empty((kh, kw, x.shape[2]))
-    for i in range(kh):
-        for j in range(kw):
-            window = x[i * dh: i * dh + (out_h - 1) * sh + 1: sh,
-                       j * dw: j * dw + (out_w - 1) * sw + 1: sw]
-            taps[i, j] = window.mean(axis=(0, 1))
-    return taps
+    patches = input_patches(np.asarray(mean_input, dtype=np.float64), kernel_hw, stride,
+                            dilation, same_padding)
+    return patches.mean(axis=0)
 
 
 def mean_output(op: CorrectableOp, mean_input: np.ndarray, kernel: np.ndarray) -> np.ndarray:
