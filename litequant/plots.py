@@ -1,7 +1,7 @@
 """The report's static figures: PNGs that work offline, in a pull-request comment or job summary.
 
-Two figures of two panels each, every point labelled with its variant name, axes zoomed to the
-data (not from 0):
+Two figures of two panels each, every point labelled with its variant name (one label naming
+all the variants drawn on the same spot), axes zoomed to the data (not from 0):
 
 * ``accuracy_vs_size.png``: top-1 (%) vs file size (MB), agreement with the float model (%) vs
   size; the float Keras model's top-1 is a dashed line;
@@ -27,10 +27,32 @@ _OFFSETS = ((6, 4), (6, -11), (-6, 4), (-6, -11), (6, 14), (6, -21), (-6, 14), (
             (6, 24), (6, -31))
 
 
+#: Points closer than this (pixels) share one label, their names joined by commas.
+_SAME_SPOT = 3.0
+
+
+def coincident_labels(axes: Any, points: list[tuple[float, float, str]]
+                      ) -> list[tuple[float, float, str]]:
+    """One ``(x, y, "a, b")`` per spot: points drawn on top of each other (same size and
+    agreement, say) get one label naming all of them instead of labels that cannot say which
+    point is which."""
+    spots: list[tuple[float, float, float, float, list[str]]] = []
+    for x, y, name in points:
+        px, py = axes.transData.transform((x, y))
+        for spot in spots:
+            if abs(spot[0] - px) <= _SAME_SPOT and abs(spot[1] - py) <= _SAME_SPOT:
+                spot[4].append(name)
+                break
+        else:
+            spots.append((px, py, x, y, [name]))
+    return [(x, y, ", ".join(names)) for _, _, x, y, names in spots]
+
+
 def _place_labels(axes: Any, points: list[tuple[float, float, str]]) -> None:
-    """Annotate each point with its name, at the first offset that overlaps nothing placed."""
+    """Annotate each spot with its names, at the first offset that overlaps nothing placed."""
     figure = axes.figure
     renderer = figure.canvas.get_renderer()
+    points = coincident_labels(axes, points)
     taken = []
     for x, y in ((x, y) for x, y, _ in points):
         centre = axes.transData.transform((x, y))
