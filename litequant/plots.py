@@ -22,9 +22,10 @@ from typing import Any
 
 from litequant import atomic
 
-#: Label offsets (points) tried in turn until the label overlaps no other label or point.
-_OFFSETS = ((6, 4), (6, -11), (-6, 4), (-6, -11), (6, 14), (6, -21), (-6, 14), (-6, -21),
-            (6, 24), (6, -31))
+#: Label offsets (points) tried in turn until the label overlaps no other label or point and is
+#: nearer its own point than any other (``dy == 0``: centred beside the point).
+_OFFSETS = ((6, 4), (6, -11), (-6, 4), (-6, -11), (8, 0), (-8, 0), (6, 14), (6, -21),
+            (-6, 14), (-6, -21), (6, 24), (6, -31))
 
 
 #: Points closer than this (pixels) share one label, their names joined by commas.
@@ -48,36 +49,57 @@ def coincident_labels(axes: Any, points: list[tuple[float, float, str]]
     return [(x, y, ", ".join(names)) for _, _, x, y, names in spots]
 
 
+def _box_distance(box: tuple[float, float, float, float], px: float, py: float) -> float:
+    """Pixels from a point to the nearest edge of a box (0 inside)."""
+    dx = max(box[0] - px, 0.0, px - box[2])
+    dy = max(box[1] - py, 0.0, py - box[3])
+    return (dx * dx + dy * dy) ** 0.5
+
+
+def _annotate(axes: Any, name: str, point: tuple[float, float], offset: tuple[float, float]
+              ) -> Any:
+    """A label ``offset`` points from ``point``, with a thin leader line to it."""
+    dx, dy = offset
+    return axes.annotate(name, point, xytext=offset, textcoords="offset points", fontsize=8,
+                         ha="left" if dx > 0 else "right",
+                         va="bottom" if dy > 0 else "top" if dy < 0 else "center",
+                         arrowprops={"arrowstyle": "-", "color": "#999999", "linewidth": 0.5,
+                                     "shrinkA": 0, "shrinkB": 3})
+
+
 def _place_labels(axes: Any, points: list[tuple[float, float, str]]) -> None:
-    """Annotate each spot with its names, at the first offset that overlaps nothing placed."""
+    """Annotate each spot with its names, at the first offset that overlaps nothing placed and
+    is nearer its own point than any other (else the first that overlaps nothing)."""
+    from matplotlib.text import Text
+
     figure = axes.figure
     renderer = figure.canvas.get_renderer()
     points = coincident_labels(axes, points)
-    taken = []
-    for x, y in ((x, y) for x, y, _ in points):
-        centre = axes.transData.transform((x, y))
-        taken.append((centre[0] - 4, centre[1] - 4, centre[0] + 4, centre[1] + 4))
+    centres = [tuple(axes.transData.transform((x, y))) for x, y, _ in points]
+    taken = [(cx - 4, cy - 4, cx + 4, cy + 4) for cx, cy in centres]
+    frame = axes.get_window_extent(renderer)
     for x, y, name in sorted(points, key=lambda p: (p[0], p[1])):
-        label = None
+        own = tuple(axes.transData.transform((x, y)))
+        others = [c for c in centres if c != own]
+        chosen = fallback = None
         for dx, dy in _OFFSETS:
-            if label is not None:
-                label.remove()
-            label = axes.annotate(name, (x, y), xytext=(dx, dy), textcoords="offset points",
-                                  fontsize=8, ha="left" if dx > 0 else "right",
-                                  va="bottom" if dy > 0 else "top",
-                                  arrowprops={"arrowstyle": "-", "color": "#999999",
-                                              "linewidth": 0.5, "shrinkA": 0, "shrinkB": 3})
-            from matplotlib.text import Text
-
+            label = _annotate(axes, name, (x, y), (dx, dy))
             label.update_positions(renderer)
             box = Text.get_window_extent(label, renderer)  # the text alone, not the leader
             bounds = (box.x0, box.y0, box.x1, box.y1)
-            frame = axes.get_window_extent(renderer)
+            label.remove()
             inside = (frame.x0 <= bounds[0] and bounds[2] <= frame.x1 and frame.y0 <= bounds[1]
                       and bounds[3] <= frame.y1)
-            if inside and not any(bounds[0] < t[2] and t[0] < bounds[2] and bounds[1] < t[3]
-                                  and t[1] < bounds[3] for t in taken):
+            if not inside or any(bounds[0] < t[2] and t[0] < bounds[2] and bounds[1] < t[3]
+                                 and t[1] < bounds[3] for t in taken):
+                continue
+            fallback = fallback or (dx, dy, bounds)
+            if all(_box_distance(bounds, *own) <= _box_distance(bounds, *other)
+                   for other in others):
+                chosen = (dx, dy, bounds)
                 break
+        dx, dy, bounds = chosen or fallback or (*_OFFSETS[-1], bounds)
+        _annotate(axes, name, (x, y), (dx, dy))
         taken.append(bounds)
 
 

@@ -23,3 +23,31 @@ def test_points_on_the_same_spot_share_one_label() -> None:
     plt.close(figure)
     assert labels == [(4.0, 97.5, "int8_plain, int8, int8_selective"),
                       (4.0, 98.5, "int8_grid"), (14.0, 100.0, "float32")]
+
+
+def test_each_label_sits_nearer_its_own_point_than_any_other() -> None:
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    from litequant.plots import _box_distance, _place_labels
+
+    figure, axes = plt.subplots(figsize=(4, 3), dpi=100)
+    axes.set_xlim(0, 10)
+    axes.set_ylim(90, 100)
+    # a column of points about 10 pixels apart: a label right above one is right below the next
+    points = [(5.0, 95.0 + 0.5 * k, f"variant_{k}") for k in range(4)]
+    figure.canvas.draw()
+    _place_labels(axes, points)
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    centres = {name: tuple(axes.transData.transform((x, y))) for x, y, name in points}
+    labels = {text.get_text(): Text.get_window_extent(text, renderer) for text in axes.texts}
+    plt.close(figure)
+    assert sorted(labels) == sorted(centres)
+    for name, box in labels.items():
+        bounds = (box.x0, box.y0, box.x1, box.y1)
+        own = _box_distance(bounds, *centres[name])
+        assert all(own <= _box_distance(bounds, *centre)
+                   for other, centre in centres.items() if other != name), name
