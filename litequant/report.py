@@ -368,7 +368,7 @@ def markdown(rows: list[dict[str, Any]], collected: dict[str, Any]) -> str:
                   "the few likely classes most scores tie at zero and their order is arbitrary. "
                   "Top-1 agreement, KL divergence and SQNR are the meaningful fidelity measures "
                   "there.", ""]
-    lines += fidelity_section(rows)
+    lines += fidelity_section(rows, collected.get("fidelity_changes") or {})
     lines += calibration_section(rows)
     lines += per_class_section(collected.get("per_class"))
     lines += layer_errors_section(collected.get("layer_errors"), rows)
@@ -488,20 +488,60 @@ def _gain(row: dict[str, Any], baseline: dict[str, Any] | None, key: str) -> str
     return f"{row[key] - baseline[key]:+.2f}"
 
 
-def fidelity_section(rows: list[dict[str, Any]]) -> list[str]:
+def paired_changes(predictions: dict[str, np.ndarray],
+                   baseline: str = FIDELITY_BASELINE) -> dict[str, tuple[int, int]]:
+    """Per variant, ``(won, lost)`` against ``baseline`` on the same images: how many images it
+    agrees with the float model on (same top-1 as ``keras``) where ``baseline`` does not, and
+    the reverse. Empty when the baseline or the float model was not evaluated.
+
+    Args:
+        predictions: ``int`` ``(N,)`` top-1 per row name (``keras`` and variants).
+    """
+    if baseline not in predictions or FLOAT_MODEL_ROW not in predictions:
+        return {}
+    reference = np.asarray(predictions[FLOAT_MODEL_ROW])
+    base = np.asarray(predictions[baseline]) == reference
+    changes = {}
+    for name, predicted in predictions.items():
+        if name in (FLOAT_MODEL_ROW, baseline):
+            continue
+        agrees = np.asarray(predicted) == reference
+        changes[name] = (int(np.sum(agrees & ~base)), int(np.sum(~agrees & base)))
+    return changes
+
+
+def beyond_noise(won: int, lost: int) -> bool:
+    """Whether ``won`` against ``lost`` changed images is more than chance: a two-sided sign test
+    at 95 % (normal approximation), ``|won - lost| > 1.96 * sqrt(won + lost)``."""
+    return abs(won - lost) > 1.96 * (won + lost) ** 0.5
+
+
+def _changes_cell(name: str, baseline: dict[str, Any] | None,
+                  changes: dict[str, tuple[int, int]]) -> str:
+    if baseline is None or name == baseline["variant"] or name not in changes:
+        return "–"
+    won, lost = changes[name]
+    return f"{won} / {lost}" + ("" if beyond_noise(won, lost) else " (noise)")
+
+
+def fidelity_section(rows: list[dict[str, Any]],
+                     changes: dict[str, tuple[int, int]] | None = None) -> list[str]:
     """Which fidelity methods each integer variant used and what each bought: its agreement
-    with the float model next to ``int8_plain``'s (the converter's int8), same images."""
+    with the float model next to ``int8_plain``'s (the converter's int8), same images, with the
+    images it won and lost against it (``changes``, :func:`paired_changes`)."""
+    changes = changes or {}
     measured = [row for row in rows if row.get("methods") and row.get("agreement") is not None]
     if not measured:
         return []
     baseline = next((row for row in measured if row["variant"] == FIDELITY_BASELINE), None)
     lines = ["## Fidelity: methods and what each bought", "",
-             f"| variant | methods | agreement | vs {FIDELITY_BASELINE} | SQNR dB "
-             f"| vs {FIDELITY_BASELINE} | Δtop-1 |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+             f"| variant | methods | agreement | vs {FIDELITY_BASELINE} | images won / lost "
+             f"| SQNR dB | vs {FIDELITY_BASELINE} | Δtop-1 |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for row in measured:
         lines.append(f"| {row['variant']} | {', '.join(row['methods'])} | "
                      f"{row['agreement']:.2f}% | {_gain(row, baseline, 'agreement')} | "
+                     f"{_changes_cell(row['variant'], baseline, changes)} | "
                      f"{_format(row.get('sqnr_db'), 'sqnr_db')} | "
                      f"{_gain(row, baseline, 'sqnr_db')} | {row['delta_top1']:+.2f} |")
     images = measured[0].get("images")
@@ -513,12 +553,15 @@ def fidelity_section(rows: list[dict[str, Any]]) -> list[str]:
               "layers; *bias correction*, biases absorb the mean output shift of the weight "
               "rounding on the calibration images (`litequant/bias_correction.py`).", "",
               "Agreement: the share of evaluation images whose top-1 class equals the float "
-              "Keras model's. " + (f"One image is {100 / images:.2f} points here, so gains of "
-                                   "one or two images are within noise; SQNR (the output's "
-                                   "signal-to-noise ratio against the float model) moves with "
-                                   "every image. " if images else "")
-              + ("" if baseline else f"Add `{FIDELITY_BASELINE}` to `convert.variants` to see "
-                 "what the methods buy against the converter's plain int8."), ""]
+              "Keras model's. " + (f"One image is {100 / images:.2f} points here. " if images
+                                   else "")
+              + (f"Images won / lost: evaluation images on which the variant agrees with the "
+                 f"float model and `{FIDELITY_BASELINE}` does not, and the reverse; *(noise)* "
+                 "marks a difference a fair coin would give (a sign test at 95 %: |won − lost| "
+                 "≤ 1.96·√(won + lost)). SQNR (the output's signal-to-noise ratio against the "
+                 "float model) moves with every image."
+                 if baseline else f"Add `{FIDELITY_BASELINE}` to `convert.variants` to see what "
+                 "the methods buy against the converter's plain int8."), ""]
     return lines
 
 

@@ -21,7 +21,10 @@ model's metrics, ``data/fetch/fetch.json``, ``data/export/model.json``, the peer
 * ``reports/plots/confusion.csv``: ``actual, predicted`` class per evaluation image of ``int8``
   (else the first integer variant), for label spaces of up to 100 classes (header only above),
   and in ``summary.md`` a per-class top-1 table, float model vs each integer variant (from
-  ``data/prepare/classes.json``, the evaluation labels and every ``predictions.npy``).
+  ``data/prepare/classes.json``, the evaluation labels and every ``predictions.npy``);
+  ``summary.md``'s fidelity section also counts, per integer variant, the evaluation images on
+  which it agrees with the float model and ``int8_plain`` does not, and the reverse (from every
+  ``predictions.npy``).
 
 Variants calibrated on noise are marked NOT REPRESENTATIVE, and ``summary.md`` explains why their
 accuracy collapses.
@@ -30,6 +33,8 @@ accuracy collapses.
 from __future__ import annotations
 
 from typing import Any
+
+import numpy as np
 
 from litequant import atomic, layout
 from litequant.cli import run_stage
@@ -47,6 +52,7 @@ from litequant.report import (
     markdown,
     metrics_document,
     model_records,
+    paired_changes,
     plot_columns,
     plot_rows,
     plot_threads,
@@ -79,7 +85,9 @@ def collect(variants: list[str]) -> dict[str, Any]:
                                            f"evaluate@{variant}"),
             "benchmark": latency.get(variant, {}),
         }
-    collected["per_class"] = per_class(variants, collected)
+    predictions = evaluated_predictions(variants, collected)
+    collected["per_class"] = per_class(predictions)
+    collected["fidelity_changes"] = paired_changes(predictions)
     collected["selection"] = selection(variants, collected)
     return collected
 
@@ -92,18 +100,25 @@ def selection(variants: list[str], collected: dict[str, Any]) -> dict[str, Any] 
     return layout.read_json(layout.selection_file(variant), f"convert@{variant}")
 
 
-def per_class(variants: list[str], collected: dict[str, Any]) -> dict[str, Any] | None:
-    """Class names, evaluation labels and every model's top-1 predictions, for label spaces of
-    up to :data:`~litequant.labels.PER_CLASS_LIMIT` classes (else ``None``)."""
-    names = layout.read_json(layout.CLASSES, "prepare")["names"]
-    if len(names) > PER_CLASS_LIMIT:
-        return None
+def evaluated_predictions(variants: list[str], collected: dict[str, Any]
+                          ) -> dict[str, np.ndarray]:
+    """Top-1 predictions ``int32`` ``(N,)`` of the float Keras model (``keras``) and of every
+    variant that evaluated."""
     predictions = {FLOAT_MODEL_ROW: layout.load_predictions(layout.KERAS_PREDICTIONS,
                                                             "evaluate_keras")}
     for variant in variants:
         if collected[variant]["evaluation"].get("status") == "ok":
             predictions[variant] = layout.load_predictions(layout.predictions_file(variant),
                                                            f"evaluate@{variant}")
+    return predictions
+
+
+def per_class(predictions: dict[str, np.ndarray]) -> dict[str, Any] | None:
+    """Class names, evaluation labels and every model's top-1 predictions, for label spaces of
+    up to :data:`~litequant.labels.PER_CLASS_LIMIT` classes (else ``None``)."""
+    names = layout.read_json(layout.CLASSES, "prepare")["names"]
+    if len(names) > PER_CLASS_LIMIT:
+        return None
     return {"names": names, "labels": layout.load_labels(layout.EVALUATION_SPLIT),
             "predictions": predictions, "confusion_variant": confusion_variant(predictions)}
 

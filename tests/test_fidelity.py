@@ -20,10 +20,12 @@ from litequant.layer_errors import keras_layers_of, layer_rows
 from litequant.params import BenchmarkParams, EvaluateParams, PeerParams
 from litequant.report import (
     PEER_ROW,
+    beyond_noise,
     calibration_section,
     fidelity_section,
     latency_columns,
     model_records,
+    paired_changes,
     peer_row,
 )
 from tests.conftest import params_section
@@ -254,6 +256,9 @@ def test_peer_latency_in_the_peer_row(background_model: Path, tmp_path: Path,
     assert json.loads(layout.BENCHMARK_LATENCY.read_text()) == document
     # the row's speed-up is float32's p50 over the peer's p50 of the same thread count
     record = model_records(document)["peer"]
+    # (this checks the arithmetic: a session that found the machine busy gives no speed-up at
+    # all, tests/test_latency_sessions.py)
+    record = {**record, "contended_threads": []}
     p50 = result["latency"]["1"]["p50_ms"]
     float32 = {"session": record["session"], "latency": {"1": {"p50_ms": 3 * p50}}}
     columns = latency_columns(record, float32)
@@ -343,18 +348,29 @@ def test_fidelity_section_shows_each_methods_gain_against_plain_int8() -> None:
             row("int8_plain", ["round to nearest"], 94.0, -4.5, 18.25),
             row("int8", ["round to nearest", "bias correction (analytic)"], 95.5, -1.5, 22.5),
             row("int8_gptq", ["GPTQ rounding", "bias correction (analytic)"], 95.0, -1.0)]
-    lines = fidelity_section(rows)
+    lines = fidelity_section(rows, {"int8": (9, 0), "int8_gptq": (5, 3)})
     assert lines[0] == "## Fidelity: methods and what each bought"
     # int8 - int8_plain = 95.5 - 94.0 = +1.5 points (one image of 200 = 0.5 points);
-    # SQNR 22.5 - 18.25 = +4.25 dB
-    assert ("| int8 | round to nearest, bias correction (analytic) | 95.50% | +1.50 | 22.50 | "
-            "+4.25 | -1.50 |" in lines)
-    assert "| int8_plain | round to nearest | 94.00% | – | 18.25 | – | -4.50 |" in lines
-    # a missing SQNR is shown as missing, not as a gain
-    assert ("| int8_gptq | GPTQ rounding, bias correction (analytic) | 95.00% | +1.00 | – | – | "
-            "-1.00 |" in lines)
+    # SQNR 22.5 - 18.25 = +4.25 dB; 9 images won, none lost: 9 > 1.96 * 3 = 5.88, beyond noise
+    assert ("| int8 | round to nearest, bias correction (analytic) | 95.50% | +1.50 | 9 / 0 | "
+            "22.50 | +4.25 | -1.50 |" in lines)
+    assert "| int8_plain | round to nearest | 94.00% | – | – | 18.25 | – | -4.50 |" in lines
+    # 5 won, 3 lost: 2 <= 1.96 * sqrt(8) = 5.5, what a coin gives; a missing SQNR stays missing
+    assert ("| int8_gptq | GPTQ rounding, bias correction (analytic) | 95.00% | +1.00 | "
+            "5 / 3 (noise) | – | – | -1.00 |" in lines)
     assert not any(line.startswith("| float32") for line in lines)  # no methods: not listed
     assert "One image is 0.50 points here" in "\n".join(lines)
     without = fidelity_section([r for r in rows if r["variant"] != "int8_plain"])
     assert "Add `int8_plain` to `convert.variants`" in "\n".join(without)
     assert fidelity_section(rows[:2]) == []
+
+
+def test_paired_changes_count_the_images_each_variant_won_and_lost() -> None:
+    keras = np.array([0, 1, 2, 3, 4, 5])
+    plain = np.array([0, 1, 9, 9, 4, 9])   # agrees on images 0, 1, 4
+    int8 = np.array([0, 9, 2, 3, 4, 9])    # agrees on 0, 2, 3, 4: won 2 and 3, lost 1
+    assert paired_changes({"keras": keras, "int8_plain": plain, "int8": int8}) == {
+        "int8": (2, 1)}
+    assert paired_changes({"keras": keras, "int8": int8}) == {}
+    assert beyond_noise(9, 0) and not beyond_noise(3, 3) and not beyond_noise(5, 1)
+    assert beyond_noise(8, 1)  # 7 > 1.96 * 3
