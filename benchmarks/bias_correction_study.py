@@ -36,12 +36,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from litequant.bias_correction import (  # noqa: E402
-    _bias_values,
-    _quantized_weight_ops,
-    _set_bias,
+    bias_values,
     correct_biases,
+    correctable_ops,
     mean_output,
     mean_tensors,
+    set_bias,
 )
 from litequant.conversion import calibration_inputs  # noqa: E402
 from litequant.evaluation import evaluate_model  # noqa: E402
@@ -55,7 +55,7 @@ def empirical_correction(quantized_model: bytes, float_model: bytes, inputs: np.
     from ai_edge_litert.tools import flatbuffer_utils
 
     quantized, reference = read_model(quantized_model), read_model(float_model)
-    ops, _ = _quantized_weight_ops(quantized, reference)
+    ops, _ = correctable_ops(quantized, reference)
     float_tensors = reference.subgraphs[0].tensors
     float_means = mean_tensors(float_model, inputs, [op.float_op.inputs[0] for op in ops])
     current = quantized_model
@@ -64,8 +64,8 @@ def empirical_correction(quantized_model: bytes, float_model: bytes, inputs: np.
                                   np.float32).astype(np.float64)
         target = mean_output(op, float_mean, op.weights) + float_bias
         (integer_mean,) = mean_tensors(current, inputs, [op.op.inputs[0]])
-        bias = _bias_values(quantized, op)
-        _set_bias(quantized, op, bias - (mean_output(op, integer_mean, op.rounded) + bias
+        bias = bias_values(quantized, op)
+        set_bias(quantized, op, bias - (mean_output(op, integer_mean, op.rounded) + bias
                                          - target))
         current = bytes(flatbuffer_utils.convert_object_to_bytearray(quantized))
     return current

@@ -41,9 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from litequant.gptq import input_patches
-from litequant.litert import dequantize, quantize, tensor_spec
-from litequant.quiet import native_stderr_silenced
+from litequant.convolution import padded_input
+from litequant.litert import intermediate_tensors
 from litequant.weight_grid import buffer_array, matched_weight_ops, read_model, tensor_name
 
 #: ``calibration.bias_correction`` values: correct the biases, or leave the converter's model.
@@ -70,7 +69,7 @@ class CorrectableOp:
                    else self.weights.shape[0])
 
 
-def _quantized_weight_ops(quantized, reference) -> tuple[list[CorrectableOp], list[str]]:
+def correctable_ops(quantized, reference) -> tuple[list[CorrectableOp], list[str]]:
     """The correctable ops (per-channel int8 weights, integer bias) and the names of the rest."""
     q_tensors = quantized.subgraphs[0].tensors
     f_tensors = reference.subgraphs[0].tensors
@@ -122,9 +121,16 @@ def tap_means(mean_input: np.ndarray, kernel_hw: tuple[int, int], stride: tuple[
         ``float64`` ``(kernel_h, kernel_w, channels)``: ``conv(mean_input, K)`` averaged over
         output positions equals ``sum(K * tap_means)`` for any kernel ``K`` of one output channel.
     """
-    patches = input_patches(np.asarray(mean_input, dtype=np.float64), kernel_hw, stride,
-                            dilation, same_padding)
-    return patches.mean(axis=0)
+    (kh, kw), (sh, sw), (dh, dw) = kernel_hw, stride, dilation
+    x, out_h, out_w = padded_input(np.asarray(mean_input, dtype=np.float64), kernel_hw, stride,
+                                   dilation, same_padding)
+    taps = np.empty((kh, kw, x.shape[2]))
+    for i in range(kh):  # strided windows: no copy of every patch
+        for j in range(kw):
+            window = x[i * dh: i * dh + (out_h - 1) * sh + 1: sh,
+                       j * dw: j * dw + (out_w - 1) * sw + 1: sw]
+            taps[i, j] = window.mean(axis=(0, 1))
+    return taps
 
 
 def mean_output(op: CorrectableOp, mean_input: np.ndarray, kernel: np.ndarray) -> np.ndarray:
@@ -170,34 +176,23 @@ def mean_tensors(model_bytes: bytes, inputs: np.ndarray, tensors: list[int],
     Returns:
         one ``float64`` array per tensor, the batch axis dropped.
     """
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    with native_stderr_silenced():
-        interpreter = Interpreter(  # no delegate: it would not keep intermediate tensors
-            model_content=model_bytes, num_threads=1, experimental_preserve_all_tensors=True,
-            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        interpreter.allocate_tensors()
-    source = tensor_spec(interpreter.get_input_details()[0])
-    specs = {d["index"]: tensor_spec(d) for d in interpreter.get_tensor_details()}
     sums: list[np.ndarray | None] = [None] * len(tensors)
-    for sample in inputs:
-        interpreter.set_tensor(source.index, quantize(np.asarray(sample)[None], source))
-        interpreter.invoke()
-        for position, index in enumerate(tensors):
-            value = dequantize(interpreter.get_tensor(index), specs[index])[0].astype(np.float64)
+    for values in intermediate_tensors(model_bytes, inputs, tensors):
+        for position, value in enumerate(values):
+            value = value[0].astype(np.float64)
             sums[position] = value if sums[position] is None else sums[position] + value
         if on_image is not None:
             on_image()
     return [s / len(inputs) for s in sums]
 
 
-def _bias_values(model, op: CorrectableOp) -> np.ndarray:
+def bias_values(model, op: CorrectableOp) -> np.ndarray:
     """The op's bias in real units, ``float64`` ``(output_channels,)``."""
     dtype = np.int32 if op.bias.type == _INT32 else np.int64
     return buffer_array(model, op.bias, dtype).astype(np.float64) * op.bias_scale
 
 
-def _set_bias(model, op: CorrectableOp, values: np.ndarray) -> None:
+def set_bias(model, op: CorrectableOp, values: np.ndarray) -> None:
     """Write ``values`` (real units) into the op's integer bias, in the bias's own scale."""
     dtype = np.int32 if op.bias.type == _INT32 else np.int64
     info = np.iinfo(dtype)
@@ -237,13 +232,13 @@ def correct_biases(quantized_model: bytes, float_model: bytes, calibration_input
 
     started = time.perf_counter()
     quantized = read_model(quantized_model)
-    ops, skipped = _quantized_weight_ops(quantized, read_model(float_model))
+    ops, skipped = correctable_ops(quantized, read_model(float_model))
     means = mean_tensors(float_model, calibration_inputs, [op.float_op.inputs[0] for op in ops],
                          on_image)
     steps = []
     for op, mean_input in zip(ops, means, strict=True):
         shift = mean_output(op, mean_input, op.rounded - op.weights)
-        _set_bias(quantized, op, _bias_values(quantized, op) - shift)
+        set_bias(quantized, op, bias_values(quantized, op) - shift)
         steps.append(shift / op.bias_scale)
     steps_all = np.abs(np.concatenate(steps)) if steps else np.zeros(1)
     summary = {"method": method, "num_images": int(len(calibration_inputs)), "ops": len(ops),

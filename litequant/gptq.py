@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from litequant.quiet import native_stderr_silenced
+from litequant.convolution import input_patches
+from litequant.litert import intermediate_tensors
 from litequant.weight_grid import buffer_array, matched_weight_ops, read_model, tensor_name
 
 #: Damping added to ``H``'s diagonal, as a fraction of its mean diagonal (GPTQ's default).
@@ -88,45 +89,6 @@ def gptq_round(weights: np.ndarray, hessian: np.ndarray, scales: np.ndarray) -> 
     return levels[:, np.argsort(order)].astype(np.int8)
 
 
-def input_patches(x: np.ndarray, kernel_hw: tuple[int, int], stride: tuple[int, int],
-                  dilation: tuple[int, int], same_padding: bool,
-                  max_positions: int | None = None) -> np.ndarray:
-    """The input patch each output position of a convolution reads.
-
-    Args:
-        x: ``(height, width, channels)`` one input map.
-        kernel_hw, stride, dilation: the convolution's geometry ``(rows, columns)``.
-        same_padding: TFLite ``SAME`` padding (zeros, the extra row/column after), else
-            ``VALID``.
-        max_positions: at most this many output positions, evenly spaced in raster order
-            (``None``: all).
-
-    Returns:
-        ``(positions, kernel_h, kernel_w, channels)``, ``x``'s dtype, in raster order.
-    """
-    height, width, channels = x.shape
-    (kh, kw), (sh, sw), (dh, dw) = kernel_hw, stride, dilation
-    extent_h, extent_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
-    if same_padding:
-        out_h, out_w = -(-height // sh), -(-width // sw)
-        pad_h = max((out_h - 1) * sh + extent_h - height, 0)
-        pad_w = max((out_w - 1) * sw + extent_w - width, 0)
-        x = np.pad(x, ((pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2),
-                       (0, 0)))
-    else:
-        out_h, out_w = (height - extent_h) // sh + 1, (width - extent_w) // sw + 1
-    positions = np.arange(out_h * out_w)
-    if max_positions is not None and len(positions) > max_positions:
-        positions = np.unique(np.linspace(0, len(positions) - 1, max_positions).round()
-                              .astype(np.int64))
-    rows, columns = np.divmod(positions, out_w)
-    patches = np.empty((len(positions), kh, kw, channels), dtype=x.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            patches[:, i, j] = x[rows * sh + i * dh, columns * sw + j * dw]
-    return patches
-
-
 def input_gram(kind: str, options: Any, weights: np.ndarray, x: np.ndarray
                ) -> tuple[np.ndarray, int]:
     """``sum(x xᵀ)`` over one input's patches (at most :data:`MAX_POSITIONS` output positions,
@@ -143,15 +105,14 @@ def input_gram(kind: str, options: Any, weights: np.ndarray, x: np.ndarray
         ``(kh, kw, in)`` order) or ``in`` (fully connected); ``(channels, kh * kw, kh * kw)``
         for depthwise, one per output channel. ``float64``.
     """
-    x = np.asarray(x, dtype=np.float64)
     if kind == "FULLY_CONNECTED":
-        rows = x.reshape(-1, weights.shape[1])
+        rows = np.asarray(x, dtype=np.float64).reshape(-1, weights.shape[1])
         return rows.T @ rows, len(rows)
-    x = x.reshape(x.shape[-3:])
+    x = np.asarray(x).reshape(np.shape(x)[-3:])
     kernel_hw = (weights.shape[1], weights.shape[2])
     patches = input_patches(x, kernel_hw, (int(options.strideH), int(options.strideW)),
                             (int(options.dilationHFactor), int(options.dilationWFactor)),
-                            int(options.padding) == _SAME, MAX_POSITIONS)
+                            int(options.padding) == _SAME, MAX_POSITIONS).astype(np.float64)
     if kind == "CONV_2D":
         rows = patches.reshape(len(patches), -1)
         return rows.T @ rows, len(rows)
@@ -203,7 +164,6 @@ def gptq_model(int8_model: bytes, float_model: bytes, calibration_inputs: np.nda
     Raises:
         ValueError: the two models' weight ops do not correspond.
     """
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
     from ai_edge_litert.tools import flatbuffer_utils
 
     started = time.perf_counter()
@@ -222,20 +182,12 @@ def gptq_model(int8_model: bytes, float_model: bytes, calibration_inputs: np.nda
             raise ValueError(f"weight shapes differ for {tensor_name(weight)}: {w.shape} "
                              f"against {tuple(weight.shape)}")
         ops.append((kind, f_op, weight, w))
-    with native_stderr_silenced():
-        interpreter = Interpreter(  # no delegate: it would not keep intermediate tensors
-            model_content=float_model, num_threads=1, experimental_preserve_all_tensors=True,
-            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        interpreter.allocate_tensors()
-    source = interpreter.get_input_details()[0]["index"]
     grams: list[np.ndarray | None] = [None] * len(ops)
     counts = [0] * len(ops)
-    for sample in calibration_inputs:
-        interpreter.set_tensor(source, np.asarray(sample, dtype=np.float32)[None])
-        interpreter.invoke()
-        for position, (kind, f_op, _, w) in enumerate(ops):
-            gram, count = input_gram(kind, f_op.builtinOptions, w,
-                                     interpreter.get_tensor(f_op.inputs[0]))
+    inputs = [f_op.inputs[0] for _, f_op, _, _ in ops]
+    for values in intermediate_tensors(float_model, calibration_inputs, inputs):
+        for position, ((kind, f_op, _, w), x) in enumerate(zip(ops, values, strict=True)):
+            gram, count = input_gram(kind, f_op.builtinOptions, w, x)
             grams[position] = gram if grams[position] is None else grams[position] + gram
             counts[position] += count
         if on_image is not None:

@@ -100,6 +100,36 @@ def tensor_spec(detail: dict) -> TensorSpec:
                       shape=tuple(int(d) for d in signature))
 
 
+def intermediate_tensors(model_bytes: bytes, inputs: np.ndarray, tensors: list[int]
+                         ) -> Iterator[list[np.ndarray]]:
+    """Run a ``.tflite`` model on one input at a time and read some of its inner tensors.
+
+    Args:
+        model_bytes: the model.
+        inputs: ``float32`` ``(N, ...)`` model inputs in real units (quantized with the input's
+            own scale and zero point for an integer input).
+        tensors: tensor indices of subgraph 0 (any tensor, not only outputs).
+
+    Yields:
+        per input, one ``float32`` array per tensor, dequantized, with its batch axis of 1. The
+        interpreter keeps every tensor (``experimental_preserve_all_tensors``) and runs without
+        delegates, which would not.
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    with native_stderr_silenced():
+        interpreter = Interpreter(
+            model_content=model_bytes, num_threads=1, experimental_preserve_all_tensors=True,
+            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        interpreter.allocate_tensors()
+    source = tensor_spec(interpreter.get_input_details()[0])
+    specs = {d["index"]: tensor_spec(d) for d in interpreter.get_tensor_details()}
+    for sample in inputs:
+        interpreter.set_tensor(source.index, quantize(np.asarray(sample)[None], source))
+        interpreter.invoke()
+        yield [dequantize(interpreter.get_tensor(index), specs[index]) for index in tensors]
+
+
 class LiteRTModel:
     """A ``.tflite`` image classifier run with ``ai_edge_litert``.
 

@@ -195,7 +195,7 @@ def bias_corrected(variant: str, model_bytes: bytes, record: dict[str, Any],
 
 
 def float32_model_bytes() -> bytes:
-    """The float32 variant's model, which ai-edge-quantizer variants and ``int8_grid`` start from.
+    """The float32 variant's model, which the variants built from it or corrected against it read.
 
     Raises ``RuntimeError`` (recorded as this variant's failure) when float32 did not convert.
     """

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from litequant import gptq
+from litequant.convolution import input_patches
 
 
 def test_hand_case_compensates_the_first_error_with_the_correlated_weight() -> None:
@@ -105,7 +106,7 @@ def test_patches_match_litert_and_the_model_is_rewritten(tmp_path) -> None:
         bias = buffer_array(reference, tensors[op.inputs[2]], np.float32)
         x = interpreter.get_tensor(op.inputs[0]).astype(np.float64)
         options = op.builtinOptions
-        patches = gptq.input_patches(
+        patches = input_patches(
             x[0], (weights.shape[1], weights.shape[2]), (options.strideH, options.strideW),
             (options.dilationHFactor, options.dilationWFactor), options.padding == 0)
         if kind == "CONV_2D":
