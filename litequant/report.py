@@ -549,9 +549,12 @@ def fidelity_section(rows: list[dict[str, Any]],
               "max|w|/127; *weight grid*, per-channel scales chosen by reconstruction error "
               "(`litequant/weight_grid.py`); *GPTQ rounding*, the same grid, each channel's "
               "rounding errors compensated by its other weights for the calibration inputs "
-              "(`litequant/gptq.py`); *layers kept float*, `int8_selective`'s chosen "
-              "layers; *bias correction*, biases absorb the mean output shift of the weight "
-              "rounding on the calibration images (`litequant/bias_correction.py`).", "",
+              "(`litequant/gptq.py`); *MSE activation ranges*, the int8 ranges of inner "
+              "activations chosen by quantization error on the calibration images instead of "
+              "their min/max (`litequant/activation_ranges.py`); *layers kept float*, "
+              "`int8_selective`'s chosen layers; *bias correction*, biases absorb the mean "
+              "output shift of the weight rounding on the calibration images "
+              "(`litequant/bias_correction.py`).", "",
               "Agreement: the share of evaluation images whose top-1 class equals the float "
               "Keras model's. " + (f"One image is {100 / images:.2f} points here. " if images
                                    else "")

@@ -86,6 +86,10 @@ class Variant:
         rounds_with_gptq: ``int8`` whose weights are then re-rounded by GPTQ on the same grid
             (:mod:`litequant.gptq`), from the float32 variant's weights and the calibration
             images.
+        chooses_activation_ranges: the inner activations' int8 ranges are then chosen by
+            quantization error instead of the calibration min/max (rare outliers clipped,
+            :mod:`litequant.activation_ranges`), from the float32 variant's activations on the
+            calibration images.
         corrects_bias: its biases are corrected for the mean output shift of its weight
             rounding (:mod:`litequant.bias_correction`, ``calibration.bias_correction``), from
             the float32 variant's weights and the calibration images.
@@ -100,6 +104,7 @@ class Variant:
     keeps_layers_float: bool = False
     regrids_weights: bool = False
     rounds_with_gptq: bool = False
+    chooses_activation_ranges: bool = False
     corrects_bias: bool = False
 
     @property
@@ -111,7 +116,8 @@ class Variant:
     def extra_dep(self) -> str:
         """The one file or folder its conversion depends on besides the export (DVC ``deps:``)."""
         if (self.tool == EDGE_QUANTIZER or self.regrids_weights or self.rounds_with_gptq
-                or self.corrects_bias or self.keeps_layers_float):
+                or self.chooses_activation_ranges or self.corrects_bias
+                or self.keeps_layers_float):
             return FLOAT32_DEP
         return EXPORT_DEP
 
@@ -143,6 +149,10 @@ VARIANTS: dict[str, Variant] = {variant.name: variant for variant in (
     Variant("int8_gptq", "int8 with weights rounded by GPTQ (each rounding error compensated "
             "by the channel's other weights, for the calibration inputs), int8 input and output",
             True, _int8, rounds_with_gptq=True, corrects_bias=True),
+    Variant("int8_mse", "int8_grid with the inner activations' ranges chosen by quantization "
+            "error (rare outliers clipped) instead of the calibration min/max, int8 input and "
+            "output", True, _int8, regrids_weights=True, chooses_activation_ranges=True,
+            corrects_bias=True),
     Variant("weight_only_int8", "int8 weights dequantized at load, float compute (ai-edge-"
             "quantizer): dynamic's size at float32 speed", False, None, tool=EDGE_QUANTIZER),
     Variant("weight_only_int4", "int4 weights (int8 where int4 is unsupported), float compute",
@@ -167,6 +177,8 @@ def fidelity_methods(variant: str, bias_correction: str) -> list[str]:
         return []
     methods = ["weight grid" if recipe.regrids_weights
                else "GPTQ rounding" if recipe.rounds_with_gptq else "round to nearest"]
+    if recipe.chooses_activation_ranges:
+        methods.append("MSE activation ranges")
     if recipe.keeps_layers_float:
         methods.append("layers kept float")
     if recipe.corrects_bias and bias_correction != "none":

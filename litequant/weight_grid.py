@@ -102,7 +102,8 @@ def read_model(model_bytes: bytes):
     return flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))
 
 
-def _op_name(model, op) -> str:
+def op_name(model, op) -> str:
+    """The builtin operator name (``CONV_2D``, ``ADD``, ...) of a flatbuffer op."""
     from ai_edge_litert import schema_py_generated as schema
 
     code = model.operatorCodes[op.opcodeIndex]
@@ -121,7 +122,7 @@ def weighted_ops(model) -> list[tuple[str, Any]]:
     """``(op name, op)`` of every weight op of subgraph 0 in execution order."""
     graph = model.subgraphs[0]
     return [(name, op) for op in graph.operators
-            if (name := _op_name(model, op)) in WEIGHT_OPS]
+            if (name := op_name(model, op)) in WEIGHT_OPS]
 
 
 def matched_weight_ops(quantized, reference) -> list[tuple[str, Any, Any]]:

@@ -2,8 +2,9 @@
 
 ``python -m stages.convert <variant>`` reads ``params.yaml`` sections ``convert`` and (for
 calibrated variants) ``calibration``, ``data/export/`` and ``data/prepare/calibration/``
-(the bias-corrected variants, ``int8_grid``, ``int8_gptq``, ``int8_selective`` and the
-ai-edge-quantizer variants also ``data/convert/float32/``), and writes ``data/convert/<variant>/``:
+(the bias-corrected variants, ``int8_grid``, ``int8_gptq``, ``int8_mse``, ``int8_selective``
+and the ai-edge-quantizer variants also ``data/convert/float32/``), and writes
+``data/convert/<variant>/``:
 
 * ``model.tflite``: the converted model (absent when the conversion failed);
 * ``conversion.json``: status (``ok``/``failed`` with the converter's message), size, the
@@ -38,6 +39,11 @@ Variants (``litequant.variants``):
                   the rest compensate the error for the calibration inputs (``H = E[x xᵀ]``
                   from one float32 pass, :mod:`litequant.gptq`); same scales, ops, size and
                   speed as ``int8``.
+    ``int8_mse``  ``int8_grid``, then the inner activations' int8 ranges (outputs of convs,
+                  dense ops and adds that only convs, dense ops and adds read) are shrunk to
+                  the range with the smallest quantization error of the float32 variant's
+                  values on the calibration images, instead of their min/max
+                  (:mod:`litequant.activation_ranges`); same ops, size and speed as ``int8``.
 
 Built by ai-edge-quantizer from ``data/convert/float32/model.tflite`` (no TensorFlow is
 imported; the recipe used is written beside the model as ``recipe.json``):
@@ -48,9 +54,9 @@ imported; the recipe used is written beside the model as ``recipe.json``):
                   calibration image, int8 input and output.
 
 Bias correction (``calibration.bias_correction: analytic``; ``int8``, ``int16x8``, ``int8_grid``,
-``int8_gptq``, ``static_int8_minmax``): each weight op's integer bias absorbs the mean output
-shift its weight rounding causes on the calibration images, computed against the float32
-variant's weights (:mod:`litequant.bias_correction`); ``conversion.json`` records it under
+``int8_gptq``, ``int8_mse``, ``static_int8_minmax``): each weight op's integer bias absorbs the
+mean output shift its weight rounding causes on the calibration images, computed against the
+float32 variant's weights (:mod:`litequant.bias_correction`); ``conversion.json`` records it under
 ``bias_correction`` and every variant's fidelity methods under ``methods``.
 
 Calibrated variants use ``calibration.num_images`` images of the calibration split (disjoint
@@ -76,6 +82,7 @@ from typing import Any
 import numpy as np
 
 from litequant import atomic, layout
+from litequant.activation_ranges import choose_activation_ranges
 from litequant.bias_correction import correct_biases
 from litequant.cli import die_with_parent, run_stage, run_supervised
 from litequant.conversion import (
@@ -143,6 +150,10 @@ def convert(variant: str, params_path: str) -> dict[str, Any]:
         if recipe.rounds_with_gptq:
             model_bytes, record["gptq"] = gptq_model(model_bytes, float32_model_bytes(),
                                                      representative)
+            record["built_from"] = layout.FLOAT32_MODEL.as_posix()
+        if recipe.chooses_activation_ranges:
+            model_bytes, record["activation_ranges"] = choose_activation_ranges(
+                model_bytes, float32_model_bytes(), representative)
             record["built_from"] = layout.FLOAT32_MODEL.as_posix()
         model_bytes = bias_corrected(variant, model_bytes, record, representative, calibration)
     except PipelineError:

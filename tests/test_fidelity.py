@@ -374,3 +374,18 @@ def test_paired_changes_count_the_images_each_variant_won_and_lost() -> None:
     assert paired_changes({"keras": keras, "int8": int8}) == {}
     assert beyond_noise(9, 0) and not beyond_noise(3, 3) and not beyond_noise(5, 1)
     assert beyond_noise(8, 1)  # 7 > 1.96 * 3
+
+
+def test_each_variant_names_its_fidelity_methods() -> None:
+    from litequant.variants import fidelity_methods
+
+    assert fidelity_methods("float32", "analytic") == []
+    assert fidelity_methods("int8_plain", "analytic") == ["round to nearest"]
+    assert fidelity_methods("int8", "analytic") == ["round to nearest",
+                                                    "bias correction (analytic)"]
+    assert fidelity_methods("int8_mse", "analytic") == [
+        "weight grid", "MSE activation ranges", "bias correction (analytic)"]
+    # with bias correction off, no variant claims it
+    assert fidelity_methods("int8_mse", "none") == ["weight grid", "MSE activation ranges"]
+    assert fidelity_methods("int8_selective", "none") == ["round to nearest",
+                                                          "layers kept float"]
