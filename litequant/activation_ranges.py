@@ -45,7 +45,6 @@ MIN_FRACTION = 0.4
 BINS = 8192
 #: Ops whose output range is chosen, and the only consumers allowed (they requantize).
 REQUANTIZING_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD")
-_LAYOUT_OPS = ("QUANTIZE", "DEQUANTIZE")
 _INT8, _INT32 = 9, 2  # TFLite TensorType values
 _FRACTIONS = np.round(np.arange(1.0, MIN_FRACTION - 1e-9, -0.01), 2)
 
@@ -91,38 +90,32 @@ def mse_range(counts: np.ndarray, low: float, high: float) -> tuple[float, float
     return low * best_fraction, high * best_fraction, best_fraction
 
 
-def _non_layout_ops(model) -> list[tuple[str, Any]]:
-    return [(name, op) for op in model.subgraphs[0].operators
-            if (name := op_name(model, op)) not in _LAYOUT_OPS]
-
-
 def rangeable_tensors(quantized, reference) -> list[tuple[int, int]]:
     """``(tensor of quantized, tensor of reference)`` for every activation whose range may be
-    chosen (module docstring), matched by op order between two conversions of one SavedModel.
-
-    Raises:
-        ValueError: the two models do not have the same ops.
-    """
-    q_ops, f_ops = _non_layout_ops(quantized), _non_layout_ops(reference)
-    if [n for n, _ in q_ops] != [n for n, _ in f_ops]:
-        raise ValueError(f"the quantized and float32 models have different ops "
-                         f"({len(q_ops)} against {len(f_ops)})")
+    chosen (module docstring), matched by name between two conversions of one SavedModel (the
+    converter names an op's output after the layers fused into it, in both). A tensor the
+    float model does not have keeps its range."""
     graph = quantized.subgraphs[0]
+    float_graph = reference.subgraphs[0]
+    float_outputs = {tensor_name(float_graph.tensors[op.outputs[0]]): int(op.outputs[0])
+                     for op in float_graph.operators}
     consumers: dict[int, list[str]] = {}
     for op in graph.operators:
         for index in op.inputs:
             consumers.setdefault(int(index), []).append(op_name(quantized, op))
     outputs = {int(index) for index in graph.outputs}
     chosen = []
-    for (name, q_op), (_, f_op) in zip(q_ops, f_ops, strict=True):
-        tensor = int(q_op.outputs[0])
+    for op in graph.operators:
+        tensor = int(op.outputs[0])
         users = consumers.get(tensor, [])
         params = graph.tensors[tensor].quantization
-        if (name in REQUANTIZING_OPS and tensor not in outputs and users
+        name = tensor_name(graph.tensors[tensor])
+        if (op_name(quantized, op) in REQUANTIZING_OPS and tensor not in outputs and users
                 and all(user in REQUANTIZING_OPS for user in users)
                 and graph.tensors[tensor].type == _INT8 and params is not None
-                and params.scale is not None and len(params.scale) == 1):
-            chosen.append((tensor, int(f_op.outputs[0])))
+                and params.scale is not None and len(params.scale) == 1
+                and name in float_outputs):
+            chosen.append((tensor, float_outputs[name]))
     return chosen
 
 
@@ -134,7 +127,7 @@ def choose_activation_ranges(int8_model: bytes, float_model: bytes,
 
     Args:
         int8_model: a full-integer ``.tflite`` the converter made (int8 activations).
-        float_model: the float32 conversion of the same SavedModel (same ops, same order).
+        float_model: the float32 conversion of the same SavedModel.
         calibration_inputs: ``float32`` ``(N, height, width, 3)`` in the model's input range:
             the calibration images, preprocessed exactly as for evaluation.
         on_image: called after each image the float model runs on (progress).
@@ -144,9 +137,6 @@ def choose_activation_ranges(int8_model: bytes, float_model: bytes,
         range shrunk), ``ranges`` (per clipped tensor: name, the converter's ``[min, max]``, the
         chosen range), the mean squared quantization error over the considered tensors relative
         to min/max's (``relative_error``), ``num_images`` and ``seconds``.
-
-    Raises:
-        ValueError: the two models' ops do not correspond.
     """
     from ai_edge_litert.tools import flatbuffer_utils
 
