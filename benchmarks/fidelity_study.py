@@ -35,11 +35,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.scratch import GIT_ENV, scratch_project  # noqa: E402
+import yaml  # noqa: E402
+
+from benchmarks.scratch import GIT_ENV, REPO, scratch_project  # noqa: E402
 from litequant.variants import VARIANTS as REGISTRY  # noqa: E402
 
 #: p50 at 1 thread at most this multiple of int8's counts as "integer speed" (issue 14).
 INTEGER_SPEED = 1.25
+#: Fidelity variants the study builds although params.yaml does not list them by default.
+OPT_IN_VARIANTS = ("int8_gptq",)
 
 
 def model_params(model: Path) -> dict[str, Any]:
@@ -52,11 +56,14 @@ def model_params(model: Path) -> dict[str, Any]:
 def study(root: Path, images: Path, model: Path, peer: Path, bias_correction: str
           ) -> dict[str, Any]:
     """Run the pipeline once; returns ``reports/variants.json``."""
+    variants = yaml.safe_load((REPO / "params.yaml").read_text())["convert"]["variants"]
+    # every fidelity method, also those not built by default
+    variants.update({name: REGISTRY[name].wiring for name in OPT_IN_VARIANTS})
     project = scratch_project(
         root, fetch={"source": "folder", "folder": str(images.resolve())},
         model=model_params(model), peer={"path": str(peer.resolve()), "label_offset": 1},
         calibration={"bias_correction": bias_correction},
-        benchmark={"threads": [1]})
+        convert={"variants": variants}, benchmark={"threads": [1]})
     done = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=project, text=True,
                           capture_output=True, env={**os.environ, **GIT_ENV})
     if done.returncode != 0:

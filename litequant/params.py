@@ -124,8 +124,7 @@ class ConvertParams(Section):
             if variant is None:
                 raise ValueError(f"convert.variants.{key}: unknown variant; known variants: "
                                  f"{', '.join(VARIANTS)}")
-            wiring = {"params": variant.params_section, "deps": variant.extra_dep,
-                      "calibration": variant.calibration_dep}
+            wiring = variant.wiring
             given = {name: getattr(entry, name) for name in wiring}
             if given != wiring:
                 shown = ", ".join(f"{name}: {value}" for name, value in wiring.items())

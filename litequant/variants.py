@@ -122,6 +122,12 @@ class Variant:
         return EXPORT_DEP
 
     @property
+    def wiring(self) -> dict[str, str]:
+        """Its ``convert.variants`` entry in ``params.yaml`` (what its stages depend on)."""
+        return {"params": self.params_section, "deps": self.extra_dep,
+                "calibration": self.calibration_dep}
+
+    @property
     def calibration_dep(self) -> str:
         """The calibration data its conversion reads (the export again when none)."""
         return CALIBRATION_DEP if self.needs_calibration else EXPORT_DEP

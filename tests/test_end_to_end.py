@@ -79,7 +79,8 @@ def test_full_repro_on_real_data(project: Path) -> None:
     assert metrics["int8"]["compression"] > 3.0
     # issue 14: the best variant at integer speed is within 0.5 points of float and agrees with
     # it at least as well as Google's quantization-aware-trained peer model, minus 0.5 points
-    integer = ("int8", "int8_grid", "int8_gptq", "int8_mse", "int8_selective")
+    integer = [v for v in ("int8", "int8_grid", "int8_gptq", "int8_mse", "int8_selective")
+               if v in VARIANTS]
     assert max(metrics[v]["top1"] for v in integer) >= keras_top1 - 0.5
     assert max(metrics[v]["agreement"] for v in integer) >= metrics["peer"]["agreement"] - 0.5
     assert metrics["peer"]["top1"] > 75

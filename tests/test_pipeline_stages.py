@@ -11,10 +11,14 @@ import pytest
 
 from litequant.fetching import fetch
 from litequant.params import CalibrationParams, CheckParams, FetchParams, load, section
+from litequant.variants import VARIANTS as REGISTRY
 from stages import layer_errors
 from tests.conftest import params_section, prepared_split
 
-VARIANTS = ["float32", "float16", "dynamic", "int8", "int16x8", "int8_selective"]
+# int8_mse and the opt-in int8_gptq: their stage path (regrid, activation ranges, GPTQ, bias
+# correction) on a tiny model too, not only in the real end-to-end run
+VARIANTS = ["float32", "float16", "dynamic", "int8", "int16x8", "int8_selective", "int8_mse",
+            "int8_gptq"]
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +34,8 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     project.mkdir()
     params = tiny_params(folder)
     # only the variants this module runs (params.yaml may list more, e.g. newer tools')
-    params["convert"]["variants"] = {v: params["convert"]["variants"][v] for v in VARIANTS}
+    listed = params["convert"]["variants"]
+    params["convert"]["variants"] = {v: listed.get(v, REGISTRY[v].wiring) for v in VARIANTS}
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run_front_stages(project)
     previous = Path.cwd()
@@ -129,6 +134,24 @@ def test_a_variant_litert_cannot_run_is_reported_failed_and_others_complete(
     assert metrics["int16x8"]["failed"] is True and metrics["int8"]["failed"] is False
 
 
+def test_the_fidelity_variants_record_their_methods(pipeline_run: Path) -> None:
+    records = {variant: json.loads((pipeline_run / f"data/convert/{variant}/conversion.json")
+                                   .read_text()) for variant in ("int8", "int8_mse", "int8_gptq")}
+    for record in records.values():
+        assert record["status"] == "ok", record
+        assert record["bias_correction"]["ops"] > 0
+    assert records["int8_mse"]["methods"] == ["weight grid", "MSE activation ranges",
+                                              "bias correction (analytic)"]
+    ranges = records["int8_mse"]["activation_ranges"]
+    # the tiny classifier: conv -> ... -> pooling -> dense; its convs' outputs feed convs
+    assert ranges["tensors"] >= 1 and ranges["num_images"] == 8
+    assert records["int8_mse"]["built_from"] == records["int8_gptq"]["built_from"]
+    assert records["int8_gptq"]["gptq"]["ops"] > 0
+    # same ops and weights' size as int8: only levels, scales and ranges differ
+    for variant in ("int8_mse", "int8_gptq"):
+        assert abs(records[variant]["size_bytes"] - records["int8"]["size_bytes"]) < 2048
+
+
 def test_float32_matches_keras_and_int8_is_close(pipeline_run: Path) -> None:
     keras_row = json.loads((pipeline_run / "data/evaluate_keras/metrics.json").read_text())
     float32 = json.loads((pipeline_run / "data/evaluate/float32/metrics.json").read_text())
@@ -165,7 +188,7 @@ def test_report_has_a_row_per_variant(pipeline_run: Path) -> None:
     assert "| int8 |" in summary and "calibrated on 8 real images" in summary
     plot = list(csv.DictReader((pipeline_run / "reports/plots/variants.csv").open()))
     assert [p["variant"] for p in plot] == ["float32", "float16", "dynamic", "int8",
-                                            "int8_selective"]
+                                            "int8_selective", "int8_mse", "int8_gptq"]
 
 
 def test_layer_errors_name_real_layers(pipeline_run: Path) -> None:
