@@ -36,7 +36,13 @@ from typing import Any
 import numpy as np
 
 from litequant.litert import intermediate_tensors
-from litequant.weight_grid import buffer_array, op_name, read_model, tensor_name
+from litequant.weight_grid import (
+    WEIGHT_OPS,
+    op_name,
+    read_model,
+    requantize_bias,
+    tensor_name,
+)
 
 #: The smallest fraction of the converter's range tried.
 MIN_FRACTION = 0.4
@@ -44,8 +50,8 @@ MIN_FRACTION = 0.4
 #: smallest fraction).
 BINS = 8192
 #: Ops whose output range is chosen, and the only consumers allowed (they requantize).
-REQUANTIZING_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD")
-_INT8, _INT32 = 9, 2  # TFLite TensorType values
+REQUANTIZING_OPS = (*WEIGHT_OPS, "ADD")
+_INT8 = 9  # TFLite TensorType INT8
 _FRACTIONS = np.round(np.arange(1.0, MIN_FRACTION - 1e-9, -0.01), 2)
 
 
@@ -184,15 +190,6 @@ def _set_activation_grid(model, tensor: int, scale: float, zero_point: int) -> N
     ratio = scale / float(params.scale[0])
     params.scale, params.zeroPoint = [scale], [zero_point]
     for op in graph.operators:
-        if (op_name(model, op) not in REQUANTIZING_OPS[:3] or int(op.inputs[0]) != tensor
-                or len(op.inputs) < 3 or op.inputs[2] < 0):
-            continue
-        bias = graph.tensors[op.inputs[2]]
-        if bias.type != _INT32 or bias.quantization is None or bias.quantization.scale is None:
-            continue
-        old = np.asarray(bias.quantization.scale, dtype=np.float64)
-        new = old * ratio
-        values = buffer_array(model, bias, np.int32).astype(np.float64) * old
-        ints = np.clip(np.round(values / new), -2 ** 31, 2 ** 31 - 1).astype(np.int32)
-        model.buffers[bias.buffer].data = np.frombuffer(ints.tobytes(), dtype=np.uint8)
-        bias.quantization.scale = new.astype(np.float32).tolist()
+        if (op_name(model, op) in WEIGHT_OPS and int(op.inputs[0]) == tensor
+                and len(op.inputs) > 2 and op.inputs[2] >= 0):
+            requantize_bias(model, graph.tensors[op.inputs[2]], ratio)

@@ -216,7 +216,8 @@ def regrid(int8_model: bytes, float_model: bytes, min_levels: int = DEFAULT_MIN_
         params.scale = new_scales.astype(np.float32).tolist()
         params.zeroPoint = [0] * len(new_scales)
         if len(q_op.inputs) > 2 and q_op.inputs[2] >= 0:
-            _requantize_bias(quantized, q_tensors[q_op.inputs[2]], old_scales, new_scales)
+            safe_old = np.where(old_scales > 0, old_scales, 1.0)
+            requantize_bias(quantized, q_tensors[q_op.inputs[2]], new_scales / safe_old)
         rewritten += 1
     summary = {"rule": "mse", "min_levels": min_levels, "ops": rewritten, "skipped": skipped,
                "channels": channels, "exact_channels": exact,
@@ -226,17 +227,20 @@ def regrid(int8_model: bytes, float_model: bytes, min_levels: int = DEFAULT_MIN_
     return bytes(flatbuffer_utils.convert_object_to_bytearray(quantized)), summary
 
 
-def _requantize_bias(model, bias, old_weight_scales: np.ndarray,
-                     new_weight_scales: np.ndarray) -> None:
-    """Requantize an ``int32`` bias of scale ``input_scale * weight_scale`` to new scales."""
+def requantize_bias(model, bias, factors: np.ndarray) -> None:
+    """Put an ``int32`` bias on new steps: scale ``input_scale * weight_scale`` times ``factors``
+    (per channel, or one for all; the real values stay), for a new weight or input scale.
+    Anything but a per-channel-quantized ``int32`` bias of matching length is left alone."""
     params = bias.quantization
     if bias.type != 2 or params is None or params.scale is None:  # 2: INT32
         return
     old = np.asarray(params.scale, dtype=np.float64)
-    if len(old) != len(new_weight_scales):
+    factors = np.asarray(factors, dtype=np.float64)
+    if factors.ndim == 0:
+        factors = np.full(old.shape, float(factors))
+    if factors.shape != old.shape:
         return
-    safe_old_w = np.where(old_weight_scales > 0, old_weight_scales, 1.0)
-    new = old * new_weight_scales / safe_old_w
+    new = old * factors
     values = buffer_array(model, bias, np.int32).astype(np.float64) * old
     safe = np.where(new > 0, new, 1.0)
     ints = np.clip(np.round(values / safe), -2 ** 31, 2 ** 31 - 1).astype(np.int32)
