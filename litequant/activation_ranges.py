@@ -46,7 +46,7 @@ from litequant.weight_grid import (
 
 #: The smallest fraction of the converter's range tried.
 MIN_FRACTION = 0.4
-#: Histogram bins per tensor over the converter's range (at least 16 per int8 step at the
+#: Histogram bins per tensor over the converter's range (about 13 per int8 step at the
 #: smallest fraction).
 BINS = 8192
 #: Ops whose output range is chosen, and the only consumers allowed (they requantize).
