@@ -24,7 +24,9 @@ from litequant.params import FetchParams, ModelParams, load, section
 from stages import evaluate_keras, prepare
 from tests.conftest import params_section, run_variant_stages, tiny_params, write_image_folder
 
-VARIANTS = ("float32", "int8")
+#: int8_mse too: its activation ranges and weight grid on every architecture (hard-swish,
+#: squeeze-excite, residual adds with fused ReLU), not only the MobileNets of ../shared
+VARIANTS = ("float32", "int8", "int8_mse")
 
 #: family → (alpha, input size, the preprocessing Keras documents for it)
 FAMILIES = {
@@ -102,6 +104,10 @@ def test_family_converts_and_evaluates_with_its_preprocessing(
     assert metrics["float32"]["agreement"] == 100.0
     assert metrics["float32"]["top1"] == metrics["keras"]["top1"]
     assert metrics["int8"]["compression"] > 2.5
+    int8_mse = read_json(tmp_path / name / "data/convert/int8_mse/conversion.json")
+    assert int8_mse["status"] == "ok" and metrics["int8_mse"]["failed"] is False, int8_mse
+    assert int8_mse["activation_ranges"]["tensors"] >= 1
+    assert abs(int8_mse["size_bytes"] - int8["size_bytes"]) < 0.02 * int8["size_bytes"]
 
 
 @pytest.mark.slow  # exports and converts three times
