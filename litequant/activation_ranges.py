@@ -63,6 +63,11 @@ def int8_grid(low: float, high: float) -> tuple[float, int]:
     return float(scale), zero_point
 
 
+def bin_centres(low: float, high: float, bins: int) -> np.ndarray:
+    """The centres of ``bins`` equal-width bins spanning ``[low, high]``, ``float64``."""
+    return low + (np.arange(bins) + 0.5) * ((high - low) / bins)
+
+
 def quantization_error(counts: np.ndarray, centres: np.ndarray, scale: float,
                        zero_point: int) -> float:
     """Mean squared error of int8 quantization (clipping included) of values given as a
@@ -86,8 +91,7 @@ def mse_range(counts: np.ndarray, low: float, high: float) -> tuple[float, float
         ``[MIN_FRACTION, 1]``; ``1.0`` (the converter's range) on ties.
     """
     counts = np.asarray(counts, dtype=np.float64)
-    width = (high - low) / len(counts)
-    centres = low + (np.arange(len(counts)) + 0.5) * width
+    centres = bin_centres(low, high, len(counts))
     best_fraction, best_error = 1.0, np.inf
     for fraction in _FRACTIONS:
         error = quantization_error(counts, centres, *int8_grid(low * fraction, high * fraction))
@@ -165,7 +169,7 @@ def choose_activation_ranges(int8_model: bytes, float_model: bytes,
     ranges, before, after = [], 0.0, 0.0
     for (tensor, _), histogram, (low, high) in zip(pairs, histograms, bounds, strict=True):
         new_low, new_high, fraction = mse_range(histogram, low, high)
-        centres = low + (np.arange(BINS) + 0.5) * (high - low) / BINS
+        centres = bin_centres(low, high, BINS)
         before += quantization_error(histogram, centres, *int8_grid(low, high))
         after += quantization_error(histogram, centres, *int8_grid(new_low, new_high))
         if fraction == 1.0:

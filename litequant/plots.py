@@ -78,8 +78,7 @@ def _place_labels(axes: Any, points: list[tuple[float, float, str]]) -> None:
     centres = [tuple(axes.transData.transform((x, y))) for x, y, _ in points]
     taken = [(cx - 4, cy - 4, cx + 4, cy + 4) for cx, cy in centres]
     frame = axes.get_window_extent(renderer)
-    for x, y, name in sorted(points, key=lambda p: (p[0], p[1])):
-        own = tuple(axes.transData.transform((x, y)))
+    for (x, y, name), own in sorted(zip(points, centres, strict=True), key=lambda p: p[0][:2]):
         others = [c for c in centres if c != own]
         chosen = fallback = None
         for dx, dy in _OFFSETS:

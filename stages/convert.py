@@ -74,8 +74,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -129,33 +131,33 @@ def convert(variant: str, params_path: str) -> dict[str, Any]:
         if recipe.keeps_layers_float:
             selection_inputs = real_images(calibration_images, calibration, representative,
                                            info["preprocessing"])
+    float_model = functools.cache(float32_model_bytes)  # read once, only if a step needs it
     if recipe.tool == EDGE_QUANTIZER:
-        return convert_edge(variant, record, representative, calibration)
+        return convert_edge(variant, record, representative, calibration, float_model)
     if not layout.SAVED_MODEL.is_dir():
         raise PipelineError(f"{layout.SAVED_MODEL} not found: run the export stage first")
     extra: dict[Path, Any] = {}
     try:
         if recipe.keeps_layers_float:
-            model_bytes, selection = convert_kept_float(entry, representative, selection_inputs,
-                                                        info["output"])
+            model_bytes, selection = convert_kept_float(entry, float_model(), representative,
+                                                        selection_inputs, info["output"])
             record.update(record_fields(selection, selection["real"]),
                           selection=layout.selection_file(variant).as_posix(),
                           built_from=layout.FLOAT32_MODEL.as_posix())
             extra[layout.selection_file(variant)] = selection
         else:
             model_bytes = convert_variant(layout.SAVED_MODEL, variant, representative)
+        if recipe.regrids_weights or recipe.rounds_with_gptq or recipe.chooses_activation_ranges:
+            record["built_from"] = layout.FLOAT32_MODEL.as_posix()
         if recipe.regrids_weights:
-            model_bytes, record["weight_grid"] = regrid(model_bytes, float32_model_bytes())
-            record["built_from"] = layout.FLOAT32_MODEL.as_posix()
+            model_bytes, record["weight_grid"] = regrid(model_bytes, float_model())
         if recipe.rounds_with_gptq:
-            model_bytes, record["gptq"] = gptq_model(model_bytes, float32_model_bytes(),
-                                                     representative)
-            record["built_from"] = layout.FLOAT32_MODEL.as_posix()
+            model_bytes, record["gptq"] = gptq_model(model_bytes, float_model(), representative)
         if recipe.chooses_activation_ranges:
             model_bytes, record["activation_ranges"] = choose_activation_ranges(
-                model_bytes, float32_model_bytes(), representative)
-            record["built_from"] = layout.FLOAT32_MODEL.as_posix()
-        model_bytes = bias_corrected(variant, model_bytes, record, representative, calibration)
+                model_bytes, float_model(), representative)
+        model_bytes = bias_corrected(variant, model_bytes, record, representative, calibration,
+                                     float_model)
     except PipelineError:
         raise
     except Exception as error:  # the converter raises many types; record it, keep going
@@ -174,16 +176,15 @@ def real_images(calibration_images: Any, calibration: CalibrationParams,
                               calibration.model_copy(update={"source": "images"}), family)
 
 
-def convert_kept_float(entry: VariantEntry, representative: np.ndarray,
+def convert_kept_float(entry: VariantEntry, float_model: bytes, representative: np.ndarray,
                        selection_inputs: np.ndarray, output_kind: str
                        ) -> tuple[bytes, dict[str, Any]]:
     """``int8_selective``: choose the float layers on float32's model, convert, check for real.
 
     Returns the model and the selection (``selection.json``, with the real model's check under
-    ``real``). Raises ``RuntimeError`` (recorded as this variant's failure) when float32 did
-    not convert or the converter kept other layers float than the chosen ones.
+    ``real``). Raises ``RuntimeError`` (recorded as this variant's failure) when the converter
+    kept other layers float than the chosen ones.
     """
-    float_model = float32_model_bytes()
     selection = select_float_ops(float_model, selection_inputs, output_kind,
                                  entry.budget_points, entry.max_layers)
     model_bytes = convert_selective(layout.SAVED_MODEL, representative,
@@ -194,14 +195,15 @@ def convert_kept_float(entry: VariantEntry, representative: np.ndarray,
 
 
 def bias_corrected(variant: str, model_bytes: bytes, record: dict[str, Any],
-                   representative: np.ndarray | None, calibration: CalibrationParams | None
-                   ) -> bytes:
+                   representative: np.ndarray | None, calibration: CalibrationParams | None,
+                   float_model: Callable[[], bytes]) -> bytes:
     """``model_bytes`` with its biases corrected for its weight rounding when the variant takes
-    it and ``calibration.bias_correction`` asks for it; the summary goes to ``record``."""
+    it and ``calibration.bias_correction`` asks for it (``float_model`` gives the float32
+    variant's model, read only then); the summary goes to ``record``."""
     if not VARIANTS[variant].corrects_bias or calibration is None:
         return model_bytes
     model_bytes, record["bias_correction"] = correct_biases(
-        model_bytes, float32_model_bytes(), representative, calibration.bias_correction)
+        model_bytes, float_model(), representative, calibration.bias_correction)
     return model_bytes
 
 
@@ -217,7 +219,8 @@ def float32_model_bytes() -> bytes:
 
 
 def convert_edge(variant: str, record: dict[str, Any], representative: np.ndarray | None,
-                 calibration: CalibrationParams | None) -> dict[str, Any]:
+                 calibration: CalibrationParams | None, float_model: Callable[[], bytes]
+                 ) -> dict[str, Any]:
     """Build an ai-edge-quantizer variant from the float32 variant's model (no TensorFlow)."""
     from litequant.edge_quantizer import CALIBRATION_RANGES, quantize, recipe_json
 
@@ -225,8 +228,9 @@ def convert_edge(variant: str, record: dict[str, Any], representative: np.ndarra
     record["calibration_ranges"] = CALIBRATION_RANGES[0] if representative is not None else None
     try:
         with native_stderr_silenced(), contextlib.redirect_stderr(io.StringIO()):
-            model_bytes, used = quantize(float32_model_bytes(), variant, representative)
-        model_bytes = bias_corrected(variant, model_bytes, record, representative, calibration)
+            model_bytes, used = quantize(float_model(), variant, representative)
+        model_bytes = bias_corrected(variant, model_bytes, record, representative, calibration,
+                                     float_model)
     except Exception as error:  # ai-edge-quantizer raises many types; record it, keep going
         return write_failure(failure(record, "ai-edge-quantizer failed", error))
     return write_model(variant, record, model_bytes,
