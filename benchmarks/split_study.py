@@ -1,0 +1,131 @@
+"""Issue 14's fidelity rows on repeated random calibration/evaluation splits of one folder.
+
+One split of ../shared's 300 photos leaves 200 evaluation images: one image is 0.5 points, and
+two variants of equal quality differ by a few borderline photos. This study repeats the pipeline
+with ``fetch.seed`` = 0 .. K-1: each seed is a new random choice of the calibration photos,
+every other photo is evaluated ("repeated random sub-sampling"). Per seed it builds and
+evaluates only the fidelity rows (:data:`ROWS`), the float Keras model and the peer
+(``dvc repro`` of their evaluate stages, default params otherwise), then prints per split and
+pooled over all splits:
+
+* top-1 agreement with the float Keras model and top-1, as the report computes them;
+* images won / lost against ``int8_plain`` (the float model's class where ``int8_plain`` misses
+  it, and the reverse), summed over the splits, with the report's sign test. A photo is
+  evaluated in about two splits of three, each time under another calibration set, so the
+  pooled counts are not fully independent: read the test as a guide.
+
+Latency is not measured (every row has ``int8``'s ops and speed; ``fidelity_study.py`` measures
+it). Run from the repository root, e.g.::
+
+    python benchmarks/split_study.py /tmp/splits-v2 --splits 3 \\
+        --images ../shared/imagenet-sample/val \\
+        --model ../shared/models/mobilenet_v2_1.0_224_imagenet.weights.h5 \\
+        --peer ../shared/models/reference/mobilenet_v2_1.0_224_quant.tflite
+
+About 3 minutes per split on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from benchmarks.fidelity_study import model_params  # noqa: E402
+from benchmarks.scratch import GIT_ENV, scratch_project, set_params  # noqa: E402
+from litequant import layout  # noqa: E402
+from litequant.report import FIDELITY_BASELINE, FLOAT_MODEL_ROW, beyond_noise, paired_changes  # noqa: E402
+
+#: The variants measured: the baseline and the fidelity methods built by default.
+ROWS = (FIDELITY_BASELINE, "int8", "int8_grid", "int8_mse")
+
+
+def run_split(project: Path, seed: int) -> dict[str, Any]:
+    """``dvc repro`` the rows' evaluations for one ``fetch.seed``; returns per row its metrics
+    and (variants and the float model) its per-image top-1 classes."""
+    set_params(project, fetch={"seed": seed})
+    targets = [f"evaluate@{name}" for name in ROWS] + ["evaluate_keras", "evaluate_peer"]
+    done = subprocess.run([sys.executable, "-m", "dvc", "repro", *targets], cwd=project,
+                          text=True, capture_output=True, env={**os.environ, **GIT_ENV})
+    if done.returncode != 0:
+        raise SystemExit(f"dvc repro failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    split: dict[str, Any] = {"metrics": {}, "predictions": {}}
+    for name in ROWS:
+        directory = project / layout.predictions_file(name).parent
+        split["metrics"][name] = json.loads((directory / "metrics.json").read_text())
+        split["predictions"][name] = np.load(directory / "predictions.npy")
+    keras = project / layout.KERAS_PREDICTIONS.parent
+    split["metrics"][FLOAT_MODEL_ROW] = json.loads((keras / "metrics.json").read_text())
+    split["predictions"][FLOAT_MODEL_ROW] = np.load(keras / "predictions.npy")
+    split["metrics"]["peer"] = json.loads(
+        (project / "data/evaluate_peer/metrics.json").read_text())
+    return split
+
+
+def pooled(splits: list[dict[str, Any]], name: str, key: str) -> float:
+    """``key`` (a percentage) over every evaluation of every split."""
+    hits = sum(split["metrics"][name][key] * split["metrics"][name]["images"] for split in splits)
+    return hits / sum(split["metrics"][name]["images"] for split in splits)
+
+
+def render(splits: list[dict[str, Any]], model: Path) -> str:
+    """The Markdown table and the pooled acceptance lines."""
+    images = sum(split["metrics"][FLOAT_MODEL_ROW]["images"] for split in splits)
+    changes = [paired_changes(split["predictions"]) for split in splits]
+    lines = [f"### {model.name}: {len(splits)} splits, {images} evaluations in all", "",
+             "| row | " + " | ".join(f"agreement, split {seed}" for seed in range(len(splits)))
+             + " | agreement, pooled | top-1, pooled | won / lost vs int8_plain |",
+             "|---|" + "---:|" * (len(splits) + 3)]
+    for name in (*ROWS, "peer", FLOAT_MODEL_ROW):
+        cells = [f"{split['metrics'][name].get('agreement', 100.0):.1f}" for split in splits]
+        won = sum(change.get(name, (0, 0))[0] for change in changes)
+        lost = sum(change.get(name, (0, 0))[1] for change in changes)
+        verdict = ("–" if name in (FIDELITY_BASELINE, "peer", FLOAT_MODEL_ROW)
+                   else f"{won} / {lost}" + ("" if beyond_noise(won, lost) else " (noise)"))
+        agreement = ("100.0" if name == FLOAT_MODEL_ROW
+                     else f"{pooled(splits, name, 'agreement'):.2f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {agreement} | "
+                     f"{pooled(splits, name, 'top1'):.2f} | {verdict} |")
+    best = max(ROWS[1:], key=lambda name: pooled(splits, name, "agreement"))
+    peer, float_top1 = pooled(splits, "peer", "agreement"), pooled(splits, FLOAT_MODEL_ROW, "top1")
+    lines += ["", f"- best row pooled: `{best}`, agreement "
+              f"{pooled(splits, best, 'agreement'):.2f} vs peer {peer:.2f} − 0.5; top-1 "
+              f"{pooled(splits, best, 'top1'):.2f} vs float {float_top1:.2f}",
+              f"- bias-corrected int8 agreement {pooled(splits, 'int8', 'agreement'):.2f} vs "
+              f"int8_plain {pooled(splits, FIDELITY_BASELINE, 'agreement'):.2f}"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("root", type=Path, help="an empty folder for the scratch project")
+    parser.add_argument("--splits", type=int, default=3, help="seeds 0 .. K-1 (default 3)")
+    parser.add_argument("--images", type=Path, required=True,
+                        help="an ImageNet-style folder (<folder>/<synset>/<image>)")
+    parser.add_argument("--model", type=Path, required=True,
+                        help="a .keras file, or a MobileNetV2 .weights.h5 file")
+    parser.add_argument("--peer", type=Path, required=True,
+                        help="the model's QAT int8 twin (.tflite, background class first)")
+    args = parser.parse_args(argv)
+    project = scratch_project(
+        args.root, fetch={"source": "folder", "folder": str(args.images.resolve())},
+        model=model_params(args.model),
+        peer={"path": str(args.peer.resolve()), "label_offset": 1})
+    splits = []
+    for seed in range(args.splits):
+        splits.append(run_split(project, seed))
+        print(f"split {seed} done", file=sys.stderr, flush=True)
+    print(render(splits, args.model))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
