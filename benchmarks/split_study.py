@@ -9,10 +9,10 @@ evaluates only the fidelity rows (:data:`ROWS`), the float Keras model and the p
 pooled over all splits:
 
 * top-1 agreement with the float Keras model and top-1, as the report computes them;
-* images won / lost against ``int8_plain`` (the float model's class where ``int8_plain`` misses
-  it, and the reverse), summed over the splits, with the report's sign test. A photo is
-  evaluated in about two splits of three, each time under another calibration set, so the
-  pooled counts are not fully independent: read the test as a guide.
+* images won / lost against ``int8_plain`` and against the peer (the float model's class where
+  the other misses it, and the reverse), summed over the splits, with the report's sign test.
+  A photo is evaluated in about two splits of three, each time under another calibration set,
+  so the pooled counts are not fully independent: read the test as a guide.
 
 Latency is not measured (every row has ``int8``'s ops and speed; ``fidelity_study.py`` measures
 it). Run from the repository root, e.g.::
@@ -42,15 +42,17 @@ import numpy as np  # noqa: E402
 from benchmarks.fidelity_study import model_params  # noqa: E402
 from benchmarks.scratch import GIT_ENV, scratch_project, set_params  # noqa: E402
 from litequant import layout  # noqa: E402
+from litequant.litert import LiteRTModel  # noqa: E402
 from litequant.report import FIDELITY_BASELINE, FLOAT_MODEL_ROW, beyond_noise, paired_changes  # noqa: E402
 
 #: The variants measured: the baseline and the fidelity methods built by default.
 ROWS = (FIDELITY_BASELINE, "int8", "int8_grid", "int8_mse")
 
 
-def run_split(project: Path, seed: int) -> dict[str, Any]:
+def run_split(project: Path, seed: int, peer: Path) -> dict[str, Any]:
     """``dvc repro`` the rows' evaluations for one ``fetch.seed``; returns per row its metrics
-    and (variants and the float model) its per-image top-1 classes."""
+    and its per-image top-1 classes (the peer's computed here, as ``evaluate_peer`` does: the
+    Keras model's preprocessing, the background class dropped)."""
     set_params(project, fetch={"seed": seed})
     targets = [f"evaluate@{name}" for name in ROWS] + ["evaluate_keras", "evaluate_peer"]
     done = subprocess.run([sys.executable, "-m", "dvc", "repro", *targets], cwd=project,
@@ -67,6 +69,10 @@ def run_split(project: Path, seed: int) -> dict[str, Any]:
     split["predictions"][FLOAT_MODEL_ROW] = np.load(keras / "predictions.npy")
     split["metrics"]["peer"] = json.loads(
         (project / "data/evaluate_peer/metrics.json").read_text())
+    images = np.load(project / layout.EVALUATION_SPLIT / layout.SPLIT_IMAGES)
+    family = json.loads((project / layout.MODEL_INFO).read_text())["preprocessing"]
+    scores = LiteRTModel(peer, threads=2).predict(images, family)
+    split["predictions"]["peer"] = scores[:, 1:].argmax(axis=1)
     return split
 
 
@@ -76,24 +82,32 @@ def pooled(splits: list[dict[str, Any]], name: str, key: str) -> float:
     return hits / sum(split["metrics"][name]["images"] for split in splits)
 
 
+def changes_cell(changes: list[dict[str, tuple[int, int]]], name: str) -> str:
+    """Images won / lost summed over the splits, marked when a fair coin would give them."""
+    if not all(name in change for change in changes):
+        return "–"
+    won = sum(change[name][0] for change in changes)
+    lost = sum(change[name][1] for change in changes)
+    return f"{won} / {lost}" + ("" if beyond_noise(won, lost) else " (noise)")
+
+
 def render(splits: list[dict[str, Any]], model: Path) -> str:
     """The Markdown table and the pooled acceptance lines."""
     images = sum(split["metrics"][FLOAT_MODEL_ROW]["images"] for split in splits)
-    changes = [paired_changes(split["predictions"]) for split in splits]
+    against_plain = [paired_changes(split["predictions"]) for split in splits]
+    against_peer = [paired_changes(split["predictions"], baseline="peer") for split in splits]
     lines = [f"### {model.name}: {len(splits)} splits, {images} evaluations in all", "",
              "| row | " + " | ".join(f"agreement, split {seed}" for seed in range(len(splits)))
-             + " | agreement, pooled | top-1, pooled | won / lost vs int8_plain |",
-             "|---|" + "---:|" * (len(splits) + 3)]
+             + " | agreement, pooled | top-1, pooled | won / lost vs int8_plain "
+             "| won / lost vs peer |",
+             "|---|" + "---:|" * (len(splits) + 4)]
     for name in (*ROWS, "peer", FLOAT_MODEL_ROW):
         cells = [f"{split['metrics'][name].get('agreement', 100.0):.1f}" for split in splits]
-        won = sum(change.get(name, (0, 0))[0] for change in changes)
-        lost = sum(change.get(name, (0, 0))[1] for change in changes)
-        verdict = ("–" if name in (FIDELITY_BASELINE, "peer", FLOAT_MODEL_ROW)
-                   else f"{won} / {lost}" + ("" if beyond_noise(won, lost) else " (noise)"))
         agreement = ("100.0" if name == FLOAT_MODEL_ROW
                      else f"{pooled(splits, name, 'agreement'):.2f}")
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {agreement} | "
-                     f"{pooled(splits, name, 'top1'):.2f} | {verdict} |")
+                     f"{pooled(splits, name, 'top1'):.2f} | {changes_cell(against_plain, name)} "
+                     f"| {changes_cell(against_peer, name)} |")
     best = max(ROWS[1:], key=lambda name: pooled(splits, name, "agreement"))
     peer, float_top1 = pooled(splits, "peer", "agreement"), pooled(splits, FLOAT_MODEL_ROW, "top1")
     lines += ["", f"- best row pooled: `{best}`, agreement "
@@ -121,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         peer={"path": str(args.peer.resolve()), "label_offset": 1})
     splits = []
     for seed in range(args.splits):
-        splits.append(run_split(project, seed))
+        splits.append(run_split(project, seed, args.peer))
         print(f"split {seed} done", file=sys.stderr, flush=True)
     print(render(splits, args.model))
     return 0

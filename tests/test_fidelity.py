@@ -394,25 +394,26 @@ def test_each_variant_names_its_fidelity_methods() -> None:
 def test_split_study_pools_splits_by_their_image_counts() -> None:
     from benchmarks import split_study
 
-    def split(keras: list[int], rows: dict[str, list[int]], peer: float) -> dict:
+    def split(keras: list[int], rows: dict[str, list[int]]) -> dict:
         predictions = {"keras": np.array(keras), **{k: np.array(v) for k, v in rows.items()}}
         count = len(keras)
         metrics = {name: {"images": count, "top1": 50.0,
                           "agreement": 100.0 * float(np.mean(np.array(v) == keras))}
                    for name, v in rows.items()}
         metrics["keras"] = {"images": count, "top1": 50.0}
-        metrics["peer"] = {"images": count, "top1": 50.0, "agreement": peer}
         return {"metrics": metrics, "predictions": predictions}
 
     first = split([0, 1, 2, 3], {"int8_plain": [0, 1, 9, 9], "int8": [0, 1, 2, 9],
-                                 "int8_grid": [0, 1, 2, 3], "int8_mse": [0, 9, 2, 3]}, 100.0)
+                                 "int8_grid": [0, 1, 2, 3], "int8_mse": [0, 9, 2, 3],
+                                 "peer": [0, 1, 2, 3]})
     second = split([5, 6], {"int8_plain": [5, 6], "int8": [5, 9],
-                            "int8_grid": [5, 6], "int8_mse": [5, 6]}, 50.0)
+                            "int8_grid": [5, 6], "int8_mse": [5, 6], "peer": [5, 9]})
     # int8 agrees on 3 of 4, then 1 of 2: 4 of 6 = 66.67 %, not the mean of 75 and 50 (62.5).
-    # Against int8_plain it wins the third image of the first split, loses the second of the second
+    # Against int8_plain it wins the third image of the first split, loses the second of the
+    # second; against the peer it loses the fourth of the first and ties the second split
     assert split_study.pooled([first, second], "int8", "agreement") == pytest.approx(400 / 6)
     table = split_study.render([first, second], Path("m.keras"))
     int8_line = next(line for line in table.splitlines() if line.startswith("| int8 |"))
-    assert int8_line == "| int8 | 75.0 | 50.0 | 66.67 | 50.00 | 1 / 1 (noise) |"
-    # the best row is int8_grid (6 of 6); the peer pools to (400 + 100) / 6 = 83.33
+    assert int8_line == "| int8 | 75.0 | 50.0 | 66.67 | 50.00 | 1 / 1 (noise) | 0 / 1 (noise) |"
+    # the best row is int8_grid (6 of 6); the peer pools to (400 + 50·2) / 6 = 83.33
     assert "best row pooled: `int8_grid`, agreement 100.00 vs peer 83.33" in table
