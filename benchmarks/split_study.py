@@ -39,7 +39,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.fidelity_study import model_params  # noqa: E402
+from benchmarks.fidelity_study import (  # noqa: E402
+    acceptance_lines,
+    source_params,
+    study_arguments,
+)
 from benchmarks.scratch import GIT_ENV, scratch_project, set_params  # noqa: E402
 from litequant import layout  # noqa: E402
 from litequant.litert import LiteRTModel  # noqa: E402
@@ -109,30 +113,22 @@ def render(splits: list[dict[str, Any]], model: Path) -> str:
                      f"{pooled(splits, name, 'top1'):.2f} | {changes_cell(against_plain, name)} "
                      f"| {changes_cell(against_peer, name)} |")
     best = max(ROWS[1:], key=lambda name: pooled(splits, name, "agreement"))
-    peer, float_top1 = pooled(splits, "peer", "agreement"), pooled(splits, FLOAT_MODEL_ROW, "top1")
-    lines += ["", f"- best row pooled: `{best}`, agreement "
-              f"{pooled(splits, best, 'agreement'):.2f} vs peer {peer:.2f} − 0.5; top-1 "
-              f"{pooled(splits, best, 'top1'):.2f} vs float {float_top1:.2f}",
-              f"- bias-corrected int8 agreement {pooled(splits, 'int8', 'agreement'):.2f} vs "
-              f"int8_plain {pooled(splits, FIDELITY_BASELINE, 'agreement'):.2f}"]
+
+    def row(name: str) -> dict[str, float]:
+        return {key: pooled(splits, name, key) for key in ("agreement", "top1")}
+
+    lines += [""] + acceptance_lines(
+        f"pooled, best row `{best}`", row(best), pooled(splits, "peer", "agreement"),
+        pooled(splits, FLOAT_MODEL_ROW, "top1"), row("int8"), row(FIDELITY_BASELINE), digits=2)
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("root", type=Path, help="an empty folder for the scratch project")
+    study_arguments(parser)
     parser.add_argument("--splits", type=int, default=3, help="seeds 0 .. K-1 (default 3)")
-    parser.add_argument("--images", type=Path, required=True,
-                        help="an ImageNet-style folder (<folder>/<synset>/<image>)")
-    parser.add_argument("--model", type=Path, required=True,
-                        help="a .keras file, or a MobileNetV2 .weights.h5 file")
-    parser.add_argument("--peer", type=Path, required=True,
-                        help="the model's QAT int8 twin (.tflite, background class first)")
     args = parser.parse_args(argv)
-    project = scratch_project(
-        args.root, fetch={"source": "folder", "folder": str(args.images.resolve())},
-        model=model_params(args.model),
-        peer={"path": str(args.peer.resolve()), "label_offset": 1})
+    project = scratch_project(args.root, **source_params(args.images, args.model, args.peer))
     splits = []
     for seed in range(args.splits):
         splits.append(run_split(project, seed, args.peer))

@@ -415,5 +415,8 @@ def test_split_study_pools_splits_by_their_image_counts() -> None:
     table = split_study.render([first, second], Path("m.keras"))
     int8_line = next(line for line in table.splitlines() if line.startswith("| int8 |"))
     assert int8_line == "| int8 | 75.0 | 50.0 | 66.67 | 50.00 | 1 / 1 (noise) | 0 / 1 (noise) |"
-    # the best row is int8_grid (6 of 6); the peer pools to (400 + 50·2) / 6 = 83.33
-    assert "best row pooled: `int8_grid`, agreement 100.00 vs peer 83.33" in table
+    # the best row is int8_grid (6 of 6); the peer pools to (400 + 50·2) / 6 = 83.33; int8_plain
+    # to (200 + 200) / 6 = 66.67, the same as int8: not beaten
+    assert ("best row `int8_grid`, agreement 100.00 vs peer 83.33 − 0.5 → holds; top-1 50.00 "
+            "vs float 50.00 → holds") in table
+    assert "bias-corrected int8 agreement 66.67 vs int8_plain 66.67 → FAILS" in table
