@@ -46,17 +46,21 @@ from benchmarks.fidelity_study import (  # noqa: E402
 )
 from benchmarks.scratch import GIT_ENV, scratch_project, set_params  # noqa: E402
 from litequant import layout  # noqa: E402
-from litequant.litert import LiteRTModel  # noqa: E402
-from litequant.report import FIDELITY_BASELINE, FLOAT_MODEL_ROW, beyond_noise, paired_changes  # noqa: E402
+from litequant.report import (  # noqa: E402
+    FIDELITY_BASELINE,
+    FLOAT_MODEL_ROW,
+    PEER_ROW,
+    beyond_noise,
+    paired_changes,
+)
 
 #: The variants measured: the baseline and the fidelity methods built by default.
 ROWS = (FIDELITY_BASELINE, "int8", "int8_grid", "int8_mse")
 
 
-def run_split(project: Path, seed: int, peer: Path) -> dict[str, Any]:
+def run_split(project: Path, seed: int) -> dict[str, Any]:
     """``dvc repro`` the rows' evaluations for one ``fetch.seed``; returns per row its metrics
-    and its per-image top-1 classes (the peer's computed here, as ``evaluate_peer`` does: the
-    Keras model's preprocessing, the background class dropped)."""
+    and its per-image top-1 classes."""
     set_params(project, fetch={"seed": seed})
     targets = [f"evaluate@{name}" for name in ROWS] + ["evaluate_keras", "evaluate_peer"]
     done = subprocess.run([sys.executable, "-m", "dvc", "repro", *targets], cwd=project,
@@ -71,12 +75,9 @@ def run_split(project: Path, seed: int, peer: Path) -> dict[str, Any]:
     keras = project / layout.KERAS_PREDICTIONS.parent
     split["metrics"][FLOAT_MODEL_ROW] = json.loads((keras / "metrics.json").read_text())
     split["predictions"][FLOAT_MODEL_ROW] = np.load(keras / "predictions.npy")
-    split["metrics"]["peer"] = json.loads(
-        (project / "data/evaluate_peer/metrics.json").read_text())
-    images = np.load(project / layout.EVALUATION_SPLIT / layout.SPLIT_IMAGES)
-    family = json.loads((project / layout.MODEL_INFO).read_text())["preprocessing"]
-    scores = LiteRTModel(peer, threads=2).predict(images, family)
-    split["predictions"]["peer"] = scores[:, 1:].argmax(axis=1)
+    split["metrics"][PEER_ROW] = json.loads(
+        (project / layout.PEER_EVALUATION_DIR / "metrics.json").read_text())
+    split["predictions"][PEER_ROW] = np.load(project / layout.PEER_PREDICTIONS)
     return split
 
 
@@ -99,13 +100,13 @@ def render(splits: list[dict[str, Any]], model: Path) -> str:
     """The Markdown table and the pooled acceptance lines."""
     images = sum(split["metrics"][FLOAT_MODEL_ROW]["images"] for split in splits)
     against_plain = [paired_changes(split["predictions"]) for split in splits]
-    against_peer = [paired_changes(split["predictions"], baseline="peer") for split in splits]
+    against_peer = [paired_changes(split["predictions"], baseline=PEER_ROW) for split in splits]
     lines = [f"### {model.name}: {len(splits)} splits, {images} evaluations in all", "",
              "| row | " + " | ".join(f"agreement, split {seed}" for seed in range(len(splits)))
              + " | agreement, pooled | top-1, pooled | won / lost vs int8_plain "
              "| won / lost vs peer |",
              "|---|" + "---:|" * (len(splits) + 4)]
-    for name in (*ROWS, "peer", FLOAT_MODEL_ROW):
+    for name in (*ROWS, PEER_ROW, FLOAT_MODEL_ROW):
         cells = [f"{split['metrics'][name].get('agreement', 100.0):.1f}" for split in splits]
         agreement = ("100.0" if name == FLOAT_MODEL_ROW
                      else f"{pooled(splits, name, 'agreement'):.2f}")
@@ -118,7 +119,7 @@ def render(splits: list[dict[str, Any]], model: Path) -> str:
         return {key: pooled(splits, name, key) for key in ("agreement", "top1")}
 
     lines += [""] + acceptance_lines(
-        f"pooled, best row `{best}`", row(best), pooled(splits, "peer", "agreement"),
+        f"pooled, best row `{best}`", row(best), pooled(splits, PEER_ROW, "agreement"),
         pooled(splits, FLOAT_MODEL_ROW, "top1"), row("int8"), row(FIDELITY_BASELINE), digits=2)
     return "\n".join(lines)
 
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     project = scratch_project(args.root, **source_params(args.images, args.model, args.peer))
     splits = []
     for seed in range(args.splits):
-        splits.append(run_split(project, seed, args.peer))
+        splits.append(run_split(project, seed))
         print(f"split {seed} done", file=sys.stderr, flush=True)
     print(render(splits, args.model))
     return 0

@@ -105,6 +105,8 @@ def predictions_file(variant: str) -> Path:
 
 # --- the peer model (an external, already-converted .tflite) -----------------------------------
 PEER_EVALUATION_DIR = Path("data/evaluate_peer")
+#: ``int32`` ``(N,)`` the peer's top-1 class per evaluation image (after ``label_offset``).
+PEER_PREDICTIONS = PEER_EVALUATION_DIR / "predictions.npy"
 
 # --- reports -----------------------------------------------------------------------------------
 REPORTS_DIR = Path("reports")

@@ -368,7 +368,8 @@ def markdown(rows: list[dict[str, Any]], collected: dict[str, Any]) -> str:
                   "the few likely classes most scores tie at zero and their order is arbitrary. "
                   "Top-1 agreement, KL divergence and SQNR are the meaningful fidelity measures "
                   "there.", ""]
-    lines += fidelity_section(rows, collected.get("fidelity_changes") or {})
+    lines += fidelity_section(rows, collected.get("fidelity_changes") or {},
+                              collected.get("peer_changes") or {})
     lines += calibration_section(rows)
     lines += per_class_section(collected.get("per_class"))
     lines += layer_errors_section(collected.get("layer_errors"), rows)
@@ -516,32 +517,37 @@ def beyond_noise(won: int, lost: int) -> bool:
     return abs(won - lost) > 1.96 * (won + lost) ** 0.5
 
 
-def _changes_cell(name: str, baseline: dict[str, Any] | None,
-                  changes: dict[str, tuple[int, int]]) -> str:
-    if baseline is None or name == baseline["variant"] or name not in changes:
+def _changes_cell(name: str, changes: dict[str, tuple[int, int]]) -> str:
+    """``won / lost`` from :func:`paired_changes`, *(noise)* when a fair coin would give it."""
+    if name not in changes:
         return "–"
     won, lost = changes[name]
     return f"{won} / {lost}" + ("" if beyond_noise(won, lost) else " (noise)")
 
 
 def fidelity_section(rows: list[dict[str, Any]],
-                     changes: dict[str, tuple[int, int]] | None = None) -> list[str]:
+                     changes: dict[str, tuple[int, int]] | None = None,
+                     peer_changes: dict[str, tuple[int, int]] | None = None) -> list[str]:
     """Which fidelity methods each integer variant used and what each bought: its agreement
     with the float model next to ``int8_plain``'s (the converter's int8), same images, with the
-    images it won and lost against it (``changes``, :func:`paired_changes`)."""
+    images it won and lost against it (``changes``, :func:`paired_changes`) and, when a peer
+    was evaluated, against the peer (``peer_changes``)."""
     changes = changes or {}
+    peer_changes = peer_changes or {}
     measured = [row for row in rows if row.get("methods") and row.get("agreement") is not None]
     if not measured:
         return []
     baseline = next((row for row in measured if row["variant"] == FIDELITY_BASELINE), None)
+    peer_column = " images won / lost vs peer |" if peer_changes else ""
     lines = ["## Fidelity: methods and what each bought", "",
              f"| variant | methods | agreement | vs {FIDELITY_BASELINE} | images won / lost "
-             f"| SQNR dB | vs {FIDELITY_BASELINE} | Δtop-1 |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+             f"|{peer_column} SQNR dB | vs {FIDELITY_BASELINE} | Δtop-1 |",
+             "|---|---|---:|---:|---:|" + ("---:|" if peer_changes else "") + "---:|---:|---:|"]
     for row in measured:
+        peer_cell = f" {_changes_cell(row['variant'], peer_changes)} |" if peer_changes else ""
         lines.append(f"| {row['variant']} | {', '.join(row['methods'])} | "
                      f"{row['agreement']:.2f}% | {_gain(row, baseline, 'agreement')} | "
-                     f"{_changes_cell(row['variant'], baseline, changes)} | "
+                     f"{_changes_cell(row['variant'], changes)} |{peer_cell} "
                      f"{_format(row.get('sqnr_db'), 'sqnr_db')} | "
                      f"{_gain(row, baseline, 'sqnr_db')} | {row['delta_top1']:+.2f} |")
     images = measured[0].get("images")
@@ -564,7 +570,11 @@ def fidelity_section(rows: list[dict[str, Any]],
                  "≤ 1.96·√(won + lost)). SQNR (the output's signal-to-noise ratio against the "
                  "float model) moves with every image."
                  if baseline else f"Add `{FIDELITY_BASELINE}` to `convert.variants` to see what "
-                 "the methods buy against the converter's plain int8."), ""]
+                 "the methods buy against the converter's plain int8.")
+              + (" Images won / lost vs peer: the same count against the peer model (for "
+                 "example a quantization-aware-trained twin), so *(noise)* there means the "
+                 "variant and the peer are not told apart by these images."
+                 if peer_changes else ""), ""]
     return lines
 
 

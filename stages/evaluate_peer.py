@@ -4,7 +4,8 @@
 ``data/prepare/evaluation/``, ``data/export/model.json`` and the float model's
 ``data/evaluate_keras/probabilities.npy``, and writes ``data/evaluate_peer/metrics.json``: the
 same metrics as ``evaluate@<variant>`` plus the model's path, SHA-256, size and tensor
-conventions, or ``status: skipped`` when ``peer.path`` is null (conventions:
+conventions, and ``predictions.npy`` (``int32`` ``(N,)``, the top-1 class of each image in the
+Keras model's label space), or ``status: skipped`` when ``peer.path`` is null (conventions:
 :mod:`litequant.peer`).
 
 The path is a param, not a DVC dependency (it may be null): replacing the file in place needs
@@ -14,6 +15,8 @@ The path is a param, not a DVC dependency (it may be null): replacing the file i
 from __future__ import annotations
 
 from typing import Any
+
+import numpy as np
 
 from litequant import atomic, layout
 from litequant.cli import run_stage
@@ -26,6 +29,7 @@ def evaluate_peer(params: PeerParams, evaluate: EvaluateParams) -> dict[str, Any
     """Evaluate the peer model and write ``metrics.json``; returns it."""
     info = layout.read_model_info(layout.MODEL_INFO)
     model = peer_model(params, info["preprocessing"])
+    predictions = None
     if model is None:
         metrics: dict[str, Any] = {"status": "skipped"}
     else:
@@ -33,7 +37,7 @@ def evaluate_peer(params: PeerParams, evaluate: EvaluateParams) -> dict[str, Any
         images, labels = layout.load_split(layout.EVALUATION_SPLIT)
         float_probabilities = layout.load_float_probabilities(layout.FLOAT_PROBABILITIES,
                                                               len(labels))
-        measured, _ = evaluate_model(path, images, labels, float_probabilities, family,
+        measured, predictions = evaluate_model(path, images, labels, float_probabilities, family,
                                      params.output, evaluate.threads, evaluate.batch_size,
                                      label_offset=params.label_offset)
         metrics = {"status": "ok", **describe_peer(path), "label_offset": params.label_offset,
@@ -42,6 +46,8 @@ def evaluate_peer(params: PeerParams, evaluate: EvaluateParams) -> dict[str, Any
               f"{metrics['agreement']:.2f}% on {metrics['images']} images")
     with atomic.output_folder(layout.PEER_EVALUATION_DIR) as tmp:
         atomic.write_json(tmp / "metrics.json", metrics)
+        if predictions is not None:
+            np.save(tmp / layout.PEER_PREDICTIONS.name, predictions)
     return metrics
 
 

@@ -88,6 +88,7 @@ def collect(variants: list[str]) -> dict[str, Any]:
     predictions = evaluated_predictions(variants, collected)
     collected["per_class"] = per_class(predictions)
     collected["fidelity_changes"] = paired_changes(predictions)
+    collected["peer_changes"] = peer_changes(predictions, collected.get(PEER_ROW, {}))
     collected["selection"] = selection(variants, collected)
     return collected
 
@@ -98,6 +99,16 @@ def selection(variants: list[str], collected: dict[str, Any]) -> dict[str, Any] 
     if variant is None or collected[variant]["conversion"]["status"] != "ok":
         return None
     return layout.read_json(layout.selection_file(variant), f"convert@{variant}")
+
+
+def peer_changes(predictions: dict[str, np.ndarray], peer: dict[str, Any]
+                 ) -> dict[str, tuple[int, int]]:
+    """Per variant, images won / lost against the peer (:func:`paired_changes`); empty without
+    an evaluated peer."""
+    if peer.get("status") != "ok":
+        return {}
+    peer_predictions = layout.load_predictions(layout.PEER_PREDICTIONS, "evaluate_peer")
+    return paired_changes({**predictions, PEER_ROW: peer_predictions}, baseline=PEER_ROW)
 
 
 def evaluated_predictions(variants: list[str], collected: dict[str, Any]

@@ -107,6 +107,16 @@ def test_full_repro_on_real_data(project: Path) -> None:
         "## Fidelity: methods and what each bought")
     assert table.count("| int16x8 |") == 1
     assert fidelity.count("| int16x8 |") == 1 and "| int8 | round to nearest, bias" in fidelity
+    # each integer variant's images won / lost against the QAT peer: won − lost is the
+    # agreement gap between the two, counted in images
+    images = metrics["data"]["evaluation_images"]
+    assert "| images won / lost vs peer |" in fidelity
+    for variant in ("int8_plain", "int8", "int8_mse"):
+        cells = next(line for line in fidelity.splitlines()
+                     if line.startswith(f"| {variant} |")).split("|")
+        won, lost = (int(count) for count in cells[6].split("(")[0].split("/"))
+        gap = (metrics[variant]["agreement"] - metrics["peer"]["agreement"]) * images / 100
+        assert won - lost == round(gap)
 
 
 @needs_shared

@@ -213,6 +213,8 @@ def test_peer_row_handles_uint8_input_and_background_offset(
     # red -> class 0, green -> class 1, blue -> class 2 only if the background output is dropped
     # and the [-1, 1] inputs are quantized with the model's own scale and zero point
     assert result["top1"] == 100.0 and result["agreement"] == 100.0
+    # its top-1 per image, in the Keras label space, for the report's images won / lost
+    assert np.load(layout.PEER_PREDICTIONS).tolist() == [0, 1, 2]
     written = json.loads((layout.PEER_EVALUATION_DIR / "metrics.json").read_text())
     assert written["top1"] == 100.0 and len(written["sha256"]) == 64
     # the report's peer row
@@ -360,6 +362,16 @@ def test_fidelity_section_shows_each_methods_gain_against_plain_int8() -> None:
             "5 / 3 (noise) | – | – | -1.00 |" in lines)
     assert not any(line.startswith("| float32") for line in lines)  # no methods: not listed
     assert "One image is 0.50 points here" in "\n".join(lines)
+    assert "vs peer" not in "\n".join(lines)  # no peer evaluated: no peer column
+    # with a peer: int8 won 1 and lost 4 against it (3 <= 1.96·√5 = 4.4, noise); int8_plain
+    # lost 6 (6 > 1.96·√6 = 4.8, a real gap); int8_gptq was not compared
+    with_peer = fidelity_section(rows, {"int8": (9, 0)}, {"int8": (1, 4), "int8_plain": (0, 6)})
+    assert "| images won / lost | images won / lost vs peer | SQNR dB |" in with_peer[2]
+    assert ("| int8 | round to nearest, bias correction (analytic) | 95.50% | +1.50 | 9 / 0 | "
+            "1 / 4 (noise) | 22.50 | +4.25 | -1.50 |" in with_peer)
+    assert ("| int8_plain | round to nearest | 94.00% | – | – | 0 / 6 | 18.25 | – | -4.50 |"
+            in with_peer)
+    assert with_peer[3].count("|") == with_peer[2].count("|")  # the rule row matches the header
     without = fidelity_section([r for r in rows if r["variant"] != "int8_plain"])
     assert "Add `int8_plain` to `convert.variants`" in "\n".join(without)
     assert fidelity_section(rows[:2]) == []
