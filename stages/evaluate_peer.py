@@ -37,9 +37,9 @@ def evaluate_peer(params: PeerParams, evaluate: EvaluateParams) -> dict[str, Any
         images, labels = layout.load_split(layout.EVALUATION_SPLIT)
         float_probabilities = layout.load_float_probabilities(layout.FLOAT_PROBABILITIES,
                                                               len(labels))
-        measured, predictions = evaluate_model(path, images, labels, float_probabilities, family,
-                                     params.output, evaluate.threads, evaluate.batch_size,
-                                     label_offset=params.label_offset)
+        measured, predictions = evaluate_model(
+            path, images, labels, float_probabilities, family, params.output, evaluate.threads,
+            evaluate.batch_size, label_offset=params.label_offset)
         metrics = {"status": "ok", **describe_peer(path), "label_offset": params.label_offset,
                    "preprocessing": family, **measured}
         print(f"evaluate_peer: {path.name}: top-1 {metrics['top1']:.2f}%, agreement "
