@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     study_arguments(parser)
     parser.add_argument("--splits", type=int, default=3, help="seeds 0 .. K-1 (default 3)")
     args = parser.parse_args(argv)
+    if args.splits < 1:
+        parser.error(f"--splits must be at least 1, got {args.splits}")
     project = scratch_project(args.root, **source_params(args.images, args.model, args.peer))
     splits = []
     for seed in range(args.splits):
