@@ -67,17 +67,14 @@ def run_split(project: Path, seed: int) -> dict[str, Any]:
                           text=True, capture_output=True, env={**os.environ, **GIT_ENV})
     if done.returncode != 0:
         raise SystemExit(f"dvc repro failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    outputs = {name: (layout.evaluate_dir(name) / "metrics.json", layout.predictions_file(name))
+               for name in ROWS}
+    outputs[FLOAT_MODEL_ROW] = (layout.KERAS_METRICS, layout.KERAS_PREDICTIONS)
+    outputs[PEER_ROW] = (layout.PEER_EVALUATION_DIR / "metrics.json", layout.PEER_PREDICTIONS)
     split: dict[str, Any] = {"metrics": {}, "predictions": {}}
-    for name in ROWS:
-        directory = project / layout.predictions_file(name).parent
-        split["metrics"][name] = json.loads((directory / "metrics.json").read_text())
-        split["predictions"][name] = np.load(directory / "predictions.npy")
-    keras = project / layout.KERAS_PREDICTIONS.parent
-    split["metrics"][FLOAT_MODEL_ROW] = json.loads((keras / "metrics.json").read_text())
-    split["predictions"][FLOAT_MODEL_ROW] = np.load(keras / "predictions.npy")
-    split["metrics"][PEER_ROW] = json.loads(
-        (project / layout.PEER_EVALUATION_DIR / "metrics.json").read_text())
-    split["predictions"][PEER_ROW] = np.load(project / layout.PEER_PREDICTIONS)
+    for name, (metrics, predictions) in outputs.items():
+        split["metrics"][name] = json.loads((project / metrics).read_text())
+        split["predictions"][name] = np.load(project / predictions)
     return split
 
 

@@ -115,11 +115,16 @@ class Variant:
     @property
     def extra_dep(self) -> str:
         """The one file or folder its conversion depends on besides the export (DVC ``deps:``)."""
-        if (self.tool == EDGE_QUANTIZER or self.regrids_weights or self.rounds_with_gptq
-                or self.chooses_activation_ranges or self.corrects_bias
+        if (self.tool == EDGE_QUANTIZER or self.rewrites_from_float32 or self.corrects_bias
                 or self.keeps_layers_float):
             return FLOAT32_DEP
         return EXPORT_DEP
+
+    @property
+    def rewrites_from_float32(self) -> bool:
+        """The converter's model is then rewritten from the float32 variant's weights or
+        activations (weight grid, GPTQ rounding, activation ranges)."""
+        return self.regrids_weights or self.rounds_with_gptq or self.chooses_activation_ranges
 
     @property
     def wiring(self) -> dict[str, str]:

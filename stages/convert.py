@@ -147,7 +147,7 @@ def convert(variant: str, params_path: str) -> dict[str, Any]:
             extra[layout.selection_file(variant)] = selection
         else:
             model_bytes = convert_variant(layout.SAVED_MODEL, variant, representative)
-        if recipe.regrids_weights or recipe.rounds_with_gptq or recipe.chooses_activation_ranges:
+        if recipe.rewrites_from_float32:
             record["built_from"] = layout.FLOAT32_MODEL.as_posix()
         if recipe.regrids_weights:
             model_bytes, record["weight_grid"] = regrid(model_bytes, float_model())
