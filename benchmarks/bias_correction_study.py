@@ -7,7 +7,7 @@ Both start from the project's ``int8_plain`` model (the converter's, not correct
 
 * **analytic** (the pipeline's ``calibration.bias_correction: analytic``): each weight op's
   shift is its weight rounding error applied to its mean input in the *float* model
-  (:func:`litequant.bias_correction.correct_biases`).
+  (:func:`litequant.quantize.passes.bias_correction.correct_biases`).
 * **empirical** (Nagel et al. 2019, section 4.2, measured form): weight op by weight op, in
   order, the *integer* model (with every earlier op already corrected) runs over the
   calibration images and the op's mean pre-activation, ``conv(E[x_int8], W_int8) + b_int8``
@@ -35,7 +35,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from litequant.bias_correction import (  # noqa: E402
+from litequant.core.params import CalibrationParams, load, section  # noqa: E402
+from litequant.measure.evaluation import evaluate_model  # noqa: E402
+from litequant.quantize.conversion import calibration_inputs  # noqa: E402
+from litequant.quantize.passes.bias_correction import (  # noqa: E402
     bias_values,
     correct_biases,
     correctable_ops,
@@ -43,10 +46,7 @@ from litequant.bias_correction import (  # noqa: E402
     mean_tensors,
     set_bias,
 )
-from litequant.conversion import calibration_inputs  # noqa: E402
-from litequant.evaluation import evaluate_model  # noqa: E402
-from litequant.params import CalibrationParams, load, section  # noqa: E402
-from litequant.weight_grid import buffer_array, read_model  # noqa: E402
+from litequant.quantize.passes.weight_grid import buffer_array, read_model  # noqa: E402
 
 
 def empirical_correction(quantized_model: bytes, float_model: bytes, inputs: np.ndarray

@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from litequant.variants import VARIANTS as REGISTRY
+from litequant.quantize.registry import VARIANTS as REGISTRY
 
 OUTPUT = Path("reports/sweeps/calibration_sweep.csv")
 #: The variants a calibration change affects (the registry's calibrated ones), in its order.

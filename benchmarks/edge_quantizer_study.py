@@ -5,11 +5,11 @@
 For each model (``../shared/models/mobilenet_v2_1.0_224_imagenet.keras``,
 ``mobilenet_v1_0.5_160_imagenet.keras``): the 300 shared photos are split with a seeded
 permutation into 100 calibration and 200 evaluation images (87.5% central crop + bilinear resize,
-:func:`litequant.images.load_resized`; ``tf`` preprocessing x/127.5 - 1; label = row of the synset
-in ``classes.tsv``). The ``.keras`` model is converted with ``tf.lite.TFLiteConverter`` to
+:func:`litequant.data.images.load_resized`; ``tf`` preprocessing x/127.5 - 1; label = row of the
+synset in ``classes.tsv``). The ``.keras`` model is converted with ``tf.lite.TFLiteConverter`` to
 ``float32``, ``dynamic`` and ``int8`` (int8 I/O, the 100 calibration images), as the pipeline's
-convert stage does; then every :data:`litequant.edge_quantizer.EDGE_QUANTIZER_VARIANTS` entry is
-built from the ``float32`` bytes (timed; static int8 with the default ``global``
+convert stage does; then every :data:`litequant.quantize.edge_quantizer.EDGE_QUANTIZER_VARIANTS`
+entry is built from the ``float32`` bytes (timed; static int8 with the default ``global``
 calibration ranges, plus ``static_int8_minmax@moving_average``: the library's own
 moving-average ranges). Every model is evaluated in LiteRT (top-1 vs labels, top-1 agreement
 with the float32 ``.tflite`` and with Keras), and its latency is measured at 1 thread,
@@ -17,7 +17,7 @@ interleaved: ``--rounds`` rounds, each running every model ``--runs`` times afte
 warm-up, so that all models share the same machine conditions; p50 is over all runs.
 
 TensorFlow is imported here (to build the float ``.tflite`` and the TF reference variants) and
-never by :mod:`litequant.edge_quantizer`.
+never by :mod:`litequant.quantize.edge_quantizer`.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from litequant import edge_quantizer as eq  # noqa: E402
-from litequant.images import load_resized  # noqa: E402
+from litequant.data.images import load_resized  # noqa: E402
+from litequant.quantize import edge_quantizer as eq  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 MODELS = {

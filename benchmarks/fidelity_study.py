@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import yaml  # noqa: E402
 
 from benchmarks.scratch import GIT_ENV, REPO, scratch_project  # noqa: E402
-from litequant.variants import VARIANTS as REGISTRY  # noqa: E402
+from litequant.quantize.registry import VARIANTS as REGISTRY  # noqa: E402
 
 #: p50 at 1 thread at most this multiple of int8's counts as "integer speed" (issue 14).
 INTEGER_SPEED = 1.25
@@ -97,8 +97,8 @@ def view_agreement(project: Path, peer: Path) -> dict[str, float]:
     :data:`VIEWS` of the project's evaluation images."""
     import numpy as np
 
-    from litequant.images import load_resized
-    from litequant.litert import LiteRTModel
+    from litequant.core.litert import LiteRTModel
+    from litequant.data.images import load_resized
 
     export = json.loads((project / "data/export/model.json").read_text())
     size, family = tuple(export["input_size"]), export["preprocessing"]

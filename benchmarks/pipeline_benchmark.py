@@ -117,7 +117,7 @@ _POOL_IMAGES: dict[str, np.ndarray] = {}
 
 def _timed_invokes(job: tuple[str, int, int, str, int]) -> float:
     """Worker: seconds inside ``invoke`` for images ``[lo, hi)``, batches prepared beforehand."""
-    from litequant.litert import LiteRTModel
+    from litequant.core.litert import LiteRTModel
 
     path, lo, hi, family, batch_size = job
     model = LiteRTModel(path, threads=1, batch_size=batch_size)
@@ -138,7 +138,7 @@ def pure_invoke_seconds(model_path: Path, images: np.ndarray, family: str, batch
     """Seconds spent in ``invoke`` alone, laid out as the evaluate stage runs it.
 
     ``workers`` processes with one single-threaded interpreter each invoke on their half of the
-    images at the same time (as :func:`litequant.litert.predict_chunks` does), every batch
+    images at the same time (as :func:`litequant.core.litert.predict_chunks` does), every batch
     already preprocessed and quantized; the result is the slowest worker's invoke time, i.e. the
     wall time of the evaluation if it did nothing but invoke.
     """
@@ -172,7 +172,7 @@ def per_image_invoke_ms(model_path: Path, images: np.ndarray, family: str, runti
         interpreter = Interpreter(model_path=str(model_path), num_threads=1)
     interpreter.allocate_tensors()
     detail = interpreter.get_input_details()[0]
-    from litequant.litert import _spec, pixels_to_input
+    from litequant.core.litert import _spec, pixels_to_input
 
     inputs = pixels_to_input(images, _spec(detail), family)
     interpreter.set_tensor(detail["index"], inputs[:1])
@@ -278,9 +278,9 @@ def measure_evaluation(project: Path, prepare_stage_s: float, repeats: int) -> d
     Every figure is the median of ``repeats`` interleaved measurements (variant by variant, all
     ways in turn), so a background hiccup hits one sample, not one side of a ratio.
     """
-    from litequant import layout
-    from litequant.images import decode_chunks
-    from litequant.params import EvaluateParams, read_section
+    from litequant.core import layout
+    from litequant.core.params import EvaluateParams, read_section
+    from litequant.data.images import decode_chunks
     from stages import evaluate as evaluate_stage
 
     settings = read_section(EvaluateParams)

@@ -44,7 +44,7 @@ if str(REPO) not in sys.path:  # run as a script: make the ``benchmarks`` packag
     sys.path.insert(0, str(REPO))
 
 from benchmarks.scratch import scratch_project  # noqa: E402
-from litequant.images import looks_like_image  # noqa: E402
+from litequant.data.images import looks_like_image  # noqa: E402
 
 #: ``(stage command arguments, what its time is proportional to)``: ``images`` for the stages
 #: that do per-image work, ``None`` for those that do not depend on the number of images.

@@ -46,7 +46,7 @@ from benchmarks.fidelity_study import (  # noqa: E402
 )
 from benchmarks.scratch import GIT_ENV, scratch_project, set_params  # noqa: E402
 from litequant import layout  # noqa: E402
-from litequant.report import (  # noqa: E402
+from litequant.report.summary import (  # noqa: E402
     FIDELITY_BASELINE,
     FLOAT_MODEL_ROW,
     PEER_ROW,

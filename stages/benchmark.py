@@ -7,7 +7,7 @@ measured in one interleaved session.
 UTC start and end, host, CPU model, cores, library versions, settings) and, per model (each
 converted variant, then ``peer`` when ``peer.path`` is set) and per thread count of
 ``benchmark.threads``, the latency of one invoke on a batch of one image: mean, p50, p90, std in
-milliseconds and the count (:mod:`litequant.benchmarking`: rounds over all models, so a
+milliseconds and the count (:mod:`litequant.measure.benchmarking`: rounds over all models, so a
 background hiccup hits them all). A variant whose conversion failed is recorded as ``failed``.
 Because every model is measured together, re-measuring one re-measures all: speed-ups are only
 ever taken within one session.
@@ -20,13 +20,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from litequant import atomic, layout
-from litequant.benchmarking import PEER, describe, measure_session
-from litequant.cli import run_stage
-from litequant.errors import PipelineError
-from litequant.params import BenchmarkParams, ConvertParams, PeerParams, load, section
-from litequant.peer import peer_model
-from litequant.variants import VARIANTS
+from litequant.core import atomic, layout
+from litequant.core.cli import run_stage
+from litequant.core.errors import PipelineError
+from litequant.core.params import BenchmarkParams, ConvertParams, PeerParams, load, section
+from litequant.measure.benchmarking import PEER, describe, measure_session
+from litequant.measure.peer import peer_model
+from litequant.quantize.registry import VARIANTS
 
 
 def benchmark(variants: list[str], peer: PeerParams, params: BenchmarkParams) -> dict[str, Any]:

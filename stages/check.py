@@ -33,11 +33,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from litequant import layout
-from litequant.cli import run_stage
-from litequant.errors import PipelineError, UnusableInputError
-from litequant.gate import check
-from litequant.params import CheckParams, read_section
+from litequant.core import layout
+from litequant.core.cli import run_stage
+from litequant.core.errors import PipelineError, UnusableInputError
+from litequant.core.params import CheckParams, read_section
+from litequant.report.gate import check
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:

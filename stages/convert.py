@@ -12,7 +12,7 @@ and the ai-edge-quantizer variants also ``data/convert/float32/``), and writes
 * ``selection.json`` (``int8_selective``): the output-sensitivity ranking of every weight op
   and the agreement-vs-layers-kept curve.
 
-Variants (``litequant.variants``):
+Variants (``litequant.quantize.registry``):
     ``float32``   plain conversion, float weights and activations;
     ``float16``   weights stored as float16 (dequantized to float32 at load);
     ``dynamic``   dynamic-range: int8 weights, float activations quantized on the fly;
@@ -26,24 +26,25 @@ Variants (``litequant.variants``):
                   input and output. The ops are ranked by the effect of each one's int8 weight
                   rounding alone on the float32 model's output (KL divergence), simulated on
                   float32's weights on the first 32 calibration images
-                  (:mod:`litequant.sensitivity`); the budget is judged on all calibration
-                  images, and the real model's agreement on them is recorded beside the
+                  (:mod:`litequant.quantize.passes.sensitivity`); the budget is judged on all
+                  calibration images, and the real model's agreement on them is recorded beside the
                   simulated one.
     ``int8_grid`` ``int8``, then every weight op's int8 weights and per-channel scales are
                   re-chosen from the float32 variant's weights: the scale ``max|w|/k``
                   (``k`` in 64..127) with the smallest reconstruction error, instead of the
-                  converter's fixed ``max|w|/127`` (:mod:`litequant.weight_grid`); same ops,
-                  size and speed as ``int8``.
+                  converter's fixed ``max|w|/127`` (:mod:`litequant.quantize.passes.weight_grid`);
+                  same ops, size and speed as ``int8``.
     ``int8_gptq`` ``int8``, then every weight op's int8 weights are re-rounded by GPTQ on the
                   converter's grid: each channel's weights are rounded one input at a time and
                   the rest compensate the error for the calibration inputs (``H = E[x xᵀ]``
-                  from one float32 pass, :mod:`litequant.gptq`); same scales, ops, size and
-                  speed as ``int8``.
+                  from one float32 pass, :mod:`litequant.quantize.passes.gptq`); same scales, ops,
+                  size and speed as ``int8``.
     ``int8_mse``  ``int8_grid``, then the inner activations' int8 ranges (outputs of convs,
                   dense ops and adds that only convs, dense ops and adds read) are shrunk to
                   the range with the smallest quantization error of the float32 variant's
                   values on the calibration images, instead of their min/max
-                  (:mod:`litequant.activation_ranges`); same ops, size and speed as ``int8``.
+                  (:mod:`litequant.quantize.passes.activation_ranges`); same ops, size and speed as
+                  ``int8``.
 
 Built by ai-edge-quantizer from ``data/convert/float32/model.tflite`` (no TensorFlow is
 imported; the recipe used is written beside the model as ``recipe.json``):
@@ -56,8 +57,8 @@ imported; the recipe used is written beside the model as ``recipe.json``):
 Bias correction (``calibration.bias_correction: analytic``; ``int8``, ``int16x8``, ``int8_grid``,
 ``int8_gptq``, ``int8_mse``, ``static_int8_minmax``): each weight op's integer bias absorbs the
 mean output shift its weight rounding causes on the calibration images, computed against the
-float32 variant's weights (:mod:`litequant.bias_correction`); ``conversion.json`` records it under
-``bias_correction`` and every variant's fidelity methods under ``methods``.
+float32 variant's weights (:mod:`litequant.quantize.passes.bias_correction`); ``conversion.json``
+records it under ``bias_correction`` and every variant's fidelity methods under ``methods``.
 
 Calibrated variants use ``calibration.num_images`` images of the calibration split (disjoint
 from evaluation) with exactly the evaluation preprocessing, or, for ``calibration.source``
@@ -83,25 +84,25 @@ from typing import Any
 
 import numpy as np
 
-from litequant import atomic, layout
-from litequant.activation_ranges import choose_activation_ranges
-from litequant.bias_correction import correct_biases
-from litequant.cli import die_with_parent, run_stage, run_supervised
-from litequant.conversion import (
+from litequant.core import atomic, layout
+from litequant.core.cli import die_with_parent, run_stage, run_supervised
+from litequant.core.errors import PipelineError
+from litequant.core.litert import LiteRTModel
+from litequant.core.params import CalibrationParams, ConvertParams, VariantEntry, load, section
+from litequant.core.quiet import native_stderr_silenced
+from litequant.quantize.conversion import (
     calibration_inputs,
     conversion_record,
     convert_selective,
     convert_variant,
     failure,
 )
-from litequant.errors import PipelineError
-from litequant.gptq import gptq_model
-from litequant.litert import LiteRTModel
-from litequant.params import CalibrationParams, ConvertParams, VariantEntry, load, section
-from litequant.quiet import native_stderr_silenced
-from litequant.sensitivity import real_check, record_fields, select_float_ops
-from litequant.variants import EDGE_QUANTIZER, VARIANTS
-from litequant.weight_grid import regrid
+from litequant.quantize.passes.activation_ranges import choose_activation_ranges
+from litequant.quantize.passes.bias_correction import correct_biases
+from litequant.quantize.passes.gptq import gptq_model
+from litequant.quantize.passes.sensitivity import real_check, record_fields, select_float_ops
+from litequant.quantize.passes.weight_grid import regrid
+from litequant.quantize.registry import EDGE_QUANTIZER, VARIANTS
 
 
 def write_failure(record: dict[str, Any]) -> dict[str, Any]:
@@ -222,7 +223,7 @@ def convert_edge(variant: str, record: dict[str, Any], representative: np.ndarra
                  calibration: CalibrationParams | None, float_model: Callable[[], bytes]
                  ) -> dict[str, Any]:
     """Build an ai-edge-quantizer variant from the float32 variant's model (no TensorFlow)."""
-    from litequant.edge_quantizer import CALIBRATION_RANGES, quantize, recipe_json
+    from litequant.quantize.edge_quantizer import CALIBRATION_RANGES, quantize, recipe_json
 
     record["built_from"] = layout.FLOAT32_MODEL.as_posix()
     record["calibration_ranges"] = CALIBRATION_RANGES[0] if representative is not None else None

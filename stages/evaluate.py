@@ -9,7 +9,8 @@ classes - 1)), and ``predictions.npy``: ``int32`` ``(N,)``, the top-1 class of e
 report's per-class view).
 
 Inputs are quantized with the model's own scale/zero point and outputs dequantized
-(:mod:`litequant.litert`). This stage imports ``ai_edge_litert`` and numpy only, never TensorFlow.
+(:mod:`litequant.core.litert`). This stage imports ``ai_edge_litert`` and numpy only, never
+TensorFlow.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from litequant import atomic, layout
-from litequant.cli import run_stage
-from litequant.evaluation import evaluate_model
-from litequant.params import EvaluateParams, read_section
+from litequant.core import atomic, layout
+from litequant.core.cli import run_stage
+from litequant.core.params import EvaluateParams, read_section
+from litequant.measure.evaluation import evaluate_model
 
 
 def evaluate(variant: str, params: EvaluateParams) -> dict[str, Any]:

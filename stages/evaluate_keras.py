@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from litequant import atomic, layout
-from litequant.arrays import NpyWriter
-from litequant.cli import run_stage
-from litequant.metrics import RunningMetrics
-from litequant.models import keras_probabilities, load_exported
+from litequant.core import atomic, layout
+from litequant.core.arrays import NpyWriter
+from litequant.core.cli import run_stage
+from litequant.core.metrics import RunningMetrics
+from litequant.model.models import keras_probabilities, load_exported
 
 
 def evaluate_keras() -> dict[str, Any]:

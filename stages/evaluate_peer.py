@@ -6,7 +6,7 @@
 same metrics as ``evaluate@<variant>`` plus the model's path, SHA-256, size and tensor
 conventions, and ``predictions.npy`` (``int32`` ``(N,)``, the top-1 class of each image in the
 Keras model's label space), or ``status: skipped`` when ``peer.path`` is null (conventions:
-:mod:`litequant.peer`).
+:mod:`litequant.measure.peer`).
 
 The path is a param, not a DVC dependency (it may be null): replacing the file in place needs
 ``dvc repro -f evaluate_peer benchmark``; the recorded SHA-256 shows which file was measured.
@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from litequant import atomic, layout
-from litequant.cli import run_stage
-from litequant.evaluation import evaluate_model
-from litequant.params import EvaluateParams, PeerParams, load, section
-from litequant.peer import describe_peer, peer_model
+from litequant.core import atomic, layout
+from litequant.core.cli import run_stage
+from litequant.core.params import EvaluateParams, PeerParams, load, section
+from litequant.measure.evaluation import evaluate_model
+from litequant.measure.peer import describe_peer, peer_model
 
 
 def evaluate_peer(params: PeerParams, evaluate: EvaluateParams) -> dict[str, Any]:

@@ -7,7 +7,7 @@ Reads ``params.yaml`` section ``model`` and writes ``data/export/``:
   which ``convert`` reads with ``TFLiteConverter.from_saved_model``;
 * ``model.json``: the input size, preprocessing family, number of classes (2 for a single
   sigmoid output), the label space as far as the model decides it (``model.labels``,
-  :mod:`litequant.labels`) and whether the output is already a probability distribution
+  :mod:`litequant.data.labels`) and whether the output is already a probability distribution
   (softmax or sigmoid) or logits.
 
 Reads ``model.labels`` too: ``imagenet`` needs 1000 outputs and a label file one line per class;
@@ -27,10 +27,10 @@ code (Lambda layers with pickled functions are refused).
 
 from __future__ import annotations
 
-from litequant import layout
-from litequant.cli import run_stage
-from litequant.models import export
-from litequant.params import ModelParams, read_section
+from litequant.core import layout
+from litequant.core.cli import run_stage
+from litequant.core.params import ModelParams, read_section
+from litequant.model.models import export
 
 
 def main(argv: list[str] | None = None) -> int:

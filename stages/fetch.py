@@ -25,10 +25,10 @@ Sources (``fetch.source``):
 
 from __future__ import annotations
 
-from litequant import layout
-from litequant.cli import run_stage
-from litequant.fetching import fetch
-from litequant.params import FetchParams, read_section
+from litequant.core import layout
+from litequant.core.cli import run_stage
+from litequant.core.params import FetchParams, read_section
+from litequant.data.fetching import fetch
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,9 +6,9 @@
 ``tf.lite.experimental.QuantizationDebugger`` on the real calibration images (never on
 evaluation images; with noise calibration the debugger still feeds real images, which shows the
 layers noise calibration breaks). A report only: ``int8_selective`` chooses its float layers by
-their effect on the output (:mod:`litequant.sensitivity`), not from this table. It writes
-``reports/layer_errors.csv``, one row per quantized op output in the model's execution order
-(columns: :mod:`litequant.layer_errors`).
+their effect on the output (:mod:`litequant.quantize.passes.sensitivity`), not from this table. It
+writes ``reports/layer_errors.csv``, one row per quantized op output in the model's execution order
+(columns: :mod:`litequant.measure.layer_errors`).
 
 The debugger does not support int16x8 models; only the int8 recipe is analysed.
 """
@@ -17,13 +17,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from litequant import atomic, layout
-from litequant.cli import run_stage
-from litequant.conversion import calibration_inputs, debug_int8
-from litequant.errors import PipelineError
-from litequant.layer_errors import csv_text, layer_rows
-from litequant.models import load_exported
-from litequant.params import CalibrationParams, read_section
+from litequant.core import atomic, layout
+from litequant.core.cli import run_stage
+from litequant.core.errors import PipelineError
+from litequant.core.params import CalibrationParams, read_section
+from litequant.measure.layer_errors import csv_text, layer_rows
+from litequant.model.models import load_exported
+from litequant.quantize.conversion import calibration_inputs, debug_int8
 
 
 def layer_errors(params: CalibrationParams) -> list[dict[str, Any]]:

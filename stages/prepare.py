@@ -8,18 +8,18 @@ Reads ``data/fetch/`` (images, ``manifest.csv``, ``fetch.json``: the source's cl
 * one folder per split, ``calibration/`` and ``evaluation/``, each with
 
   * ``images.npy``: ``uint8`` ``(N, height, width, 3)``, RGB 0..255, central 87.5% crop,
-    bilinear resize (:func:`litequant.images.load_resized`);
+    bilinear resize (:func:`litequant.data.images.load_resized`);
   * ``labels.npy``: ``int32`` ``(N,)`` class indices in the model's output order;
   * ``paths.txt``: the image paths relative to ``data/fetch``, one a line, in row order;
 
 * ``classes.json``: the label space: ``kind``, class ``names`` in output order and the source's
-  ``keys`` for them (:mod:`litequant.labels`).
+  ``keys`` for them (:mod:`litequant.data.labels`).
 
 A source whose classes do not fit the label space (a synset folder unknown to ImageNet, a class
 missing from the label file, ``folders`` with more or fewer classes than the model's outputs)
 stops here with one line, before anything is written. Images are decoded a chunk at a time and
-streamed into ``images.npy`` (:class:`litequant.arrays.NpyWriter`), so memory does not grow with
-the number of images. Every later stage (calibration and each variant's evaluation) reads these
+streamed into ``images.npy`` (:class:`litequant.core.arrays.NpyWriter`), so memory does not grow
+with the number of images. Every later stage (calibration and each variant's evaluation) reads these
 files batch by batch and
 applies the model family's preprocessing on the fly, so no image is decoded twice for the same
 size.
@@ -31,12 +31,12 @@ import time
 
 import numpy as np
 
-from litequant import atomic, layout
-from litequant.arrays import NpyWriter
-from litequant.cli import run_stage
-from litequant.errors import PipelineError
-from litequant.images import BadImageError, decode_chunks
-from litequant.labels import label_indices, resolve
+from litequant.core import atomic, layout
+from litequant.core.arrays import NpyWriter
+from litequant.core.cli import run_stage
+from litequant.core.errors import PipelineError
+from litequant.data.images import BadImageError, decode_chunks
+from litequant.data.labels import label_indices, resolve
 
 
 def prepare() -> dict[str, int]:

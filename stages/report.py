@@ -14,7 +14,7 @@ model's metrics, ``data/fetch/fetch.json``, ``data/export/model.json``, the peer
   notes (k = min(5, classes - 1));
 * ``reports/plots/variants.csv``: the plot data of ``dvc plots show``;
 * ``reports/plots/accuracy_vs_size.png`` and ``accuracy_vs_latency.png``: the same figures as
-  static images (:mod:`litequant.plots`);
+  static images (:mod:`litequant.report.plots`);
 * ``reports/plots/selection_curve.csv`` and ``selection_curve.png``: ``int8_selective``'s
   calibration agreement vs the number of layers kept float (from its ``selection.json``; header
   only / a blank figure when it was not built);
@@ -36,12 +36,13 @@ from typing import Any
 
 import numpy as np
 
-from litequant import atomic, layout
-from litequant.cli import run_stage
-from litequant.labels import PER_CLASS_LIMIT
-from litequant.params import ConvertParams, read_section
-from litequant.plots import selection_png, write_figures
-from litequant.report import (
+from litequant.core import atomic, layout
+from litequant.core.cli import run_stage
+from litequant.core.params import ConvertParams, read_section
+from litequant.data.labels import PER_CLASS_LIMIT
+from litequant.quantize.registry import VARIANTS
+from litequant.report.plots import selection_png, write_figures
+from litequant.report.summary import (
     FLOAT_MODEL_ROW,
     PEER_ROW,
     SELECTION_CURVE_COLUMNS,
@@ -59,11 +60,11 @@ from litequant.report import (
     table_columns,
     variants_document,
 )
-from litequant.variants import VARIANTS
 
 
 def collect(variants: list[str]) -> dict[str, Any]:
-    """Every stage output the report reads, keyed as :func:`litequant.report.build_rows` wants."""
+    """Every stage output the report reads, keyed as :func:`litequant.report.summary.build_rows`
+    wants."""
     collected: dict[str, Any] = {
         "data": layout.read_json(layout.FETCH_INFO, "fetch"),
         "model": layout.read_model_info(layout.MODEL_INFO),
@@ -126,7 +127,7 @@ def evaluated_predictions(variants: list[str], collected: dict[str, Any]
 
 def per_class(predictions: dict[str, np.ndarray]) -> dict[str, Any] | None:
     """Class names, evaluation labels and every model's top-1 predictions, for label spaces of
-    up to :data:`~litequant.labels.PER_CLASS_LIMIT` classes (else ``None``)."""
+    up to :data:`~litequant.data.labels.PER_CLASS_LIMIT` classes (else ``None``)."""
     names = layout.read_json(layout.CLASSES, "prepare")["names"]
     if len(names) > PER_CLASS_LIMIT:
         return None

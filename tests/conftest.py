@@ -65,7 +65,7 @@ def params_section(model, **overrides):
     from the repository's values and change what they need, e.g.
     ``params_section(FetchParams, source="folder", folder=str(path))``.
     """
-    from litequant.params import section
+    from litequant.core.params import section
 
     params = repo_params()
     params[model.name].update(overrides)
@@ -153,10 +153,10 @@ def prepared_split(project: Path, split: str = "evaluation"
 def run_front_stages(project: Path, baseline: bool = True) -> None:
     """Run fetch, export, prepare (and, with ``baseline``, evaluate_keras) in ``project``,
     in this process; the working directory is restored afterwards."""
-    from litequant import layout
-    from litequant.fetching import fetch
-    from litequant.models import export
-    from litequant.params import FetchParams, ModelParams, load, section
+    from litequant.core import layout
+    from litequant.core.params import FetchParams, ModelParams, load, section
+    from litequant.data.fetching import fetch
+    from litequant.model.models import export
     from stages import evaluate_keras, prepare
 
     previous = Path.cwd()
@@ -175,7 +175,7 @@ def run_front_stages(project: Path, baseline: bool = True) -> None:
 def run_variant_stages(project: Path, variants: list[str] | tuple[str, ...]) -> None:
     """In ``project``: convert and evaluate each variant, benchmark them all (one session), then
     the report."""
-    from litequant.params import (
+    from litequant.core.params import (
         BenchmarkParams,
         ConvertParams,
         EvaluateParams,

@@ -2,7 +2,7 @@
 
 ``python -m tests.structure`` prints, for every stage script, its import depth (the longest
 chain of project modules it imports, itself included), the project files it imports (what its
-``dvc.yaml`` code ``deps`` must be) and the ``litequant.layout`` paths it names (what its data
+``dvc.yaml`` code ``deps`` must be) and the ``litequant.core.layout`` paths it names (what its data
 ``deps`` and ``outs`` must cover). ``tests/test_structure.py`` asserts the same facts;
 ``python -m tests.structure --write-deps`` rewrites the code ``deps`` of every stage in
 ``dvc.yaml`` from the imports.
@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("stages", "litequant")
 #: Data files a library module reads through ``importlib.resources``.
-PACKAGE_DATA = {"litequant.labels": ["litequant/imagenet_classes.tsv"]}
+PACKAGE_DATA = {"litequant.data.labels": ["litequant/data/imagenet_classes.tsv"]}
 
 
 def module_path(module: str) -> Path:
@@ -29,9 +29,10 @@ def module_path(module: str) -> Path:
 
 
 def project_modules() -> list[str]:
-    """Every non-package module of the project (``stages.fetch``, ``litequant.params``...)."""
-    return sorted(f"{package}.{path.stem}" for package in PACKAGES
-                  for path in (REPO / package).glob("*.py") if path.stem != "__init__")
+    """Every non-package module of the project (``stages.fetch``, ``litequant.core.params``...)."""
+    return sorted(".".join(path.relative_to(REPO).with_suffix("").parts)
+                  for package in PACKAGES for path in (REPO / package).rglob("*.py")
+                  if path.stem != "__init__")
 
 
 @functools.cache
@@ -88,8 +89,8 @@ def code_files(stage: str) -> set[str]:
 
 
 def layout_paths(stage: str, key: str = "${key}") -> set[str]:
-    """The ``litequant.layout`` paths a stage script names (per-variant ones for ``key``)."""
-    from litequant import layout
+    """The ``litequant.core.layout`` paths a stage script names (per-variant ones for ``key``)."""
+    from litequant.core import layout
 
     tree = ast.parse(module_path(stage).read_text("utf-8"))
     paths = set()

@@ -1,12 +1,12 @@
-"""Activation ranges by quantization error (litequant.activation_ranges): the int8 grid, the
-range choice on hand-made distributions, and the rewrite of a tiny converted model."""
+"""Activation ranges by quantization error (litequant.quantize.passes.activation_ranges): the int8
+grid, the range choice on hand-made distributions, and the rewrite of a tiny converted model."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from litequant import activation_ranges as ar
+from litequant.quantize.passes import activation_ranges as ar
 
 
 def test_int8_grid_keeps_zero_exact() -> None:
@@ -54,9 +54,9 @@ def test_clipping_a_sampled_tail_lowers_the_error_of_the_samples() -> None:
 
 def test_a_converted_model_gets_its_inner_ranges_and_keeps_its_biases(tmp_path) -> None:
     keras = pytest.importorskip("keras")
-    from litequant.conversion import convert_variant
-    from litequant.litert import intermediate_tensors
-    from litequant.weight_grid import buffer_array, op_name, read_model, tensor_name
+    from litequant.core.litert import intermediate_tensors
+    from litequant.quantize.conversion import convert_variant
+    from litequant.quantize.passes.weight_grid import buffer_array, op_name, read_model, tensor_name
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((10, 10, 3))

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from litequant import metrics
-from litequant.arrays import NpyRows, NpyWriter
-from litequant.errors import PipelineError
+from litequant.core import metrics
+from litequant.core.arrays import NpyRows, NpyWriter
+from litequant.core.errors import PipelineError
 
 
 def test_streamed_file_is_byte_identical_to_np_save(tmp_path: Path) -> None:
@@ -110,7 +110,7 @@ class CountingRows(NpyRows):
 def test_evaluation_reads_one_batch_of_the_split_at_a_time(tmp_path: Path) -> None:
     import tensorflow as tf
 
-    from litequant.evaluation import evaluate_model
+    from litequant.measure.evaluation import evaluate_model
     from tests.conftest import small_classifier
 
     model = small_classifier()

@@ -20,11 +20,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from litequant.errors import PipelineError
-from litequant.fetching import fetch, scan_folder
-from litequant.images import BadImageError, decode_rgb, load_resized
-from litequant.layout import read_manifest
-from litequant.params import (
+from litequant.core.errors import PipelineError
+from litequant.core.layout import read_manifest
+from litequant.core.params import (
     BenchmarkParams,
     CalibrationParams,
     ConvertParams,
@@ -34,6 +32,8 @@ from litequant.params import (
     load,
     section,
 )
+from litequant.data.fetching import fetch, scan_folder
+from litequant.data.images import BadImageError, decode_rgb, load_resized
 from tests.conftest import REPO, TEST_SYNSETS, params_section, tiny_params, write_image
 
 # --- generated image corpus ----------------------------------------------------------------------
@@ -425,7 +425,7 @@ def test_params_yaml_is_loaded_with_safe_load(tmp_path: Path) -> None:
 
 
 def test_calibration_larger_than_the_pool_names_both_keys(tmp_path: Path) -> None:
-    from litequant.conversion import calibration_inputs
+    from litequant.quantize.conversion import calibration_inputs
 
     params = params_section(CalibrationParams, num_images=8)
     with pytest.raises(PipelineError) as error:

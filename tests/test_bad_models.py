@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from litequant.errors import PipelineError
-from litequant.models import describe, load_user_model
-from litequant.params import (
+from litequant.core.errors import PipelineError
+from litequant.core.params import (
     BenchmarkParams,
     ConvertParams,
     EvaluateParams,
@@ -24,6 +23,7 @@ from litequant.params import (
     load,
     section,
 )
+from litequant.model.models import describe, load_user_model
 from stages import benchmark, convert, evaluate, evaluate_keras, report
 from tests.conftest import (
     REPO,
@@ -216,7 +216,7 @@ def test_h5_files_as_model_source_get_a_hint(name: str, expected: str, tmp_path:
 
 @needs_shared
 def test_weights_of_another_alpha_name_the_fix_without_a_dangling_colon() -> None:
-    from litequant.models import build_application
+    from litequant.model.models import build_application
 
     params = params_section(ModelParams, alpha=0.5, weights=str(SHARED_WEIGHTS))
     with pytest.raises(PipelineError) as error:
@@ -230,7 +230,7 @@ def test_weights_of_another_alpha_name_the_fix_without_a_dangling_colon() -> Non
 
 def test_relative_folder_in_a_queued_experiment_says_where_it_was_resolved(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from litequant.fetching import scan_folder
+    from litequant.data.fetching import scan_folder
 
     copy = tmp_path / "project" / ".dvc" / "tmp" / "exps" / "tmpabc123"
     copy.mkdir(parents=True)

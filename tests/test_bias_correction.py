@@ -1,13 +1,14 @@
-"""Bias correction of int8 weight rounding (litequant.bias_correction): the tap geometry against a
-direct convolution, and a hand-computed corrected bias in a tiny converted model."""
+"""Bias correction of int8 weight rounding (litequant.quantize.passes.bias_correction): the tap
+geometry against a direct convolution, and a hand-computed corrected bias in a tiny converted
+model."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from litequant import bias_correction as bc
-from litequant.weight_grid import buffer_array, read_model, weighted_ops
+from litequant.quantize.passes import bias_correction as bc
+from litequant.quantize.passes.weight_grid import buffer_array, read_model, weighted_ops
 
 
 def direct_conv(x: np.ndarray, kernel: np.ndarray, stride: int, dilation: int, same: bool
@@ -49,7 +50,7 @@ def test_tap_means_give_the_mean_output_of_any_convolution(size, kernel, stride,
 @pytest.mark.filterwarnings("ignore")
 def test_corrected_bias_of_one_conv_matches_the_hand_computed_value(tmp_path) -> None:
     keras = pytest.importorskip("keras")
-    from litequant.conversion import convert_variant
+    from litequant.quantize.conversion import convert_variant
 
     # one 3x3 SAME conv (2 -> 2 channels) on 4x4 inputs, then a small classifier head
     inputs = keras.Input((4, 4, 2))

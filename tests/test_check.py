@@ -17,10 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from litequant import gate, layout
-from litequant.fetching import fetch
-from litequant.models import export
-from litequant.params import (
+from litequant.core import layout
+from litequant.core.params import (
     BenchmarkParams,
     CheckParams,
     ConvertParams,
@@ -31,6 +29,9 @@ from litequant.params import (
     load,
     section,
 )
+from litequant.data.fetching import fetch
+from litequant.model.models import export
+from litequant.report.summary import gate
 from stages import benchmark, check, convert, evaluate, evaluate_keras, prepare, report
 from tests.conftest import REPO, SHARED_VAL, SHARED_WEIGHTS, needs_shared, tiny_params
 

@@ -1,4 +1,5 @@
-"""litequant.edge_quantizer on a tiny Keras model converted to a float .tflite in the test."""
+"""litequant.quantize.edge_quantizer on a tiny Keras model converted to a float .tflite in the
+test."""
 
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ def _io(model: bytes) -> tuple[dict, dict, list[dict]]:
 
 
 def test_module_imports_no_tensorflow() -> None:
-    code = ("import sys, litequant.edge_quantizer; "
+    code = ("import sys, litequant.quantize.edge_quantizer; "
             "bad = [m for m in sys.modules"
             " if m.split('.')[0] in ('tensorflow', 'keras', 'stages')];"
             "assert not bad, bad")
@@ -86,7 +87,7 @@ def test_module_imports_no_tensorflow() -> None:
 @pytest.mark.parametrize("variant", ["weight_only_int8", "weight_only_int4", "dynamic_int4",
                                      "static_int8_minmax", "static_int8_gptq"])
 def test_variant_quantizes_and_runs_in_litert(tiny: dict, variant: str) -> None:
-    from litequant import edge_quantizer as eq
+    from litequant.quantize import edge_quantizer as eq
 
     spec = eq.EDGE_QUANTIZER_VARIANTS[variant]
     calibration = _smooth_images(16, seed=1) if spec.needs_calibration else None
@@ -102,7 +103,7 @@ def test_variant_quantizes_and_runs_in_litert(tiny: dict, variant: str) -> None:
 def test_recipe_round_trips_as_json_and_reproduces_the_model(tiny: dict) -> None:
     from ai_edge_quantizer import Quantizer
 
-    from litequant import edge_quantizer as eq
+    from litequant.quantize import edge_quantizer as eq
 
     for variant in eq.EDGE_QUANTIZER_VARIANTS:
         recipe = eq.build_recipe(variant, exclude=["classifier"])
@@ -115,7 +116,7 @@ def test_recipe_round_trips_as_json_and_reproduces_the_model(tiny: dict) -> None
 
 
 def test_int4_is_smaller_than_int8(tiny: dict) -> None:
-    from litequant import edge_quantizer as eq
+    from litequant.quantize import edge_quantizer as eq
 
     int8, _ = eq.quantize(tiny["tflite"], "weight_only_int8", None)
     for variant in ("weight_only_int4", "dynamic_int4"):
@@ -149,7 +150,7 @@ def test_weight_only_int8_equals_hand_quantized_weights(tiny: dict) -> None:
     """The int8 weight-only model computes exactly the float model with per-channel int8
     fake-quantized weights: the two differ only by float32 rounding, so the tolerance is a few
     float32 ulps of the output (probabilities <= 1)."""
-    from litequant import edge_quantizer as eq
+    from litequant.quantize import edge_quantizer as eq
 
     inputs = _smooth_images(8, seed=3)
     model, _ = eq.quantize(tiny["tflite"], "weight_only_int8", None)
@@ -168,7 +169,7 @@ def test_static_int8_is_close_to_float(tiny: dict) -> None:
     (number of int8 activation tensors) / 255, plus half an output step. This holds when no
     activation is clipped, i.e. with ``global`` ranges and inputs like the calibration data (the
     library's ``moving_average`` ranges clip and exceed it on this very model)."""
-    from litequant import edge_quantizer as eq
+    from litequant.quantize import edge_quantizer as eq
 
     calibration, inputs = _smooth_images(32, seed=4), _smooth_images(8, seed=5)
     model, _ = eq.quantize(tiny["tflite"], "static_int8_minmax", calibration)
@@ -185,7 +186,7 @@ def test_global_ranges_cover_every_calibration_value(tiny: dict) -> None:
     """With ``global`` ranges the int8 input grid spans the calibration data (to one step);
     the library's moving average of per-image ranges lies inside it (a convex combination of
     per-image minima/maxima)."""
-    from litequant import edge_quantizer as eq
+    from litequant.quantize import edge_quantizer as eq
 
     def input_range(ranges: str) -> tuple[float, float, float]:
         model, _ = eq.quantize(tiny["tflite"], "static_int8_minmax", calibration, ranges=ranges)
@@ -200,7 +201,7 @@ def test_global_ranges_cover_every_calibration_value(tiny: dict) -> None:
 
 
 def test_exclude_keeps_matching_layers_float(tiny: dict) -> None:
-    from litequant import edge_quantizer as eq
+    from litequant.quantize import edge_quantizer as eq
 
     def dtypes(model: bytes) -> dict[str, str]:
         return {t["name"]: np.dtype(t["dtype"]).name for t in _io(model)[2]
@@ -214,7 +215,7 @@ def test_exclude_keeps_matching_layers_float(tiny: dict) -> None:
 
 
 def test_bad_requests_raise(tiny: dict) -> None:
-    from litequant import edge_quantizer as eq
+    from litequant.quantize import edge_quantizer as eq
 
     with pytest.raises(ValueError, match="unknown"):
         eq.build_recipe("int3")

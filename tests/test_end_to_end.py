@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from benchmarks.scratch import GIT_ENV, scratch_project, set_params
-from litequant.variants import VARIANTS as REGISTRY
+from litequant.quantize.registry import VARIANTS as REGISTRY
 from tests.conftest import REPO, SHARED_PEER, SHARED_VAL, SHARED_WEIGHTS, needs_shared
 
 #: Every variant of the repository's params.yaml (the scratch project keeps them all).

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from benchmarks import calibration_sweep
-from litequant import layout, metrics
-from litequant.errors import PipelineError
-from litequant.layer_errors import keras_layers_of, layer_rows
-from litequant.params import BenchmarkParams, EvaluateParams, PeerParams
-from litequant.report import (
+from litequant.core import layout, metrics
+from litequant.core.errors import PipelineError
+from litequant.core.params import BenchmarkParams, EvaluateParams, PeerParams
+from litequant.measure.layer_errors import keras_layers_of, layer_rows
+from litequant.report.summary import (
     PEER_ROW,
     beyond_noise,
     calibration_section,
@@ -389,7 +389,7 @@ def test_paired_changes_count_the_images_each_variant_won_and_lost() -> None:
 
 
 def test_each_variant_names_its_fidelity_methods() -> None:
-    from litequant.variants import fidelity_methods
+    from litequant.quantize.registry import fidelity_methods
 
     assert fidelity_methods("float32", "analytic") == []
     assert fidelity_methods("int8_plain", "analytic") == ["round to nearest"]

@@ -1,14 +1,14 @@
-"""GPTQ weight rounding (litequant.gptq): a hand-computed case, its objective against round to
-nearest, the convolution patch layout against LiteRT's own convolution, and the rewrite of a
-tiny converted model."""
+"""GPTQ weight rounding (litequant.quantize.passes.gptq): a hand-computed case, its objective
+against round to nearest, the convolution patch layout against LiteRT's own convolution, and the
+rewrite of a tiny converted model."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from litequant import gptq
-from litequant.convolution import input_patches
+from litequant.quantize.convolution import input_patches
+from litequant.quantize.passes import gptq
 
 
 def test_hand_case_compensates_the_first_error_with_the_correlated_weight() -> None:
@@ -72,8 +72,8 @@ def test_patches_match_litert_and_the_model_is_rewritten(tmp_path) -> None:
     keras = pytest.importorskip("keras")
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    from litequant.conversion import convert_variant
-    from litequant.weight_grid import buffer_array, matched_weight_ops, read_model
+    from litequant.quantize.conversion import convert_variant
+    from litequant.quantize.passes.weight_grid import buffer_array, matched_weight_ops, read_model
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((9, 9, 3))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from litequant import atomic
+from litequant.core import atomic
 from tests.conftest import (
     REPO,
     run_front_stages,
@@ -189,7 +189,7 @@ def test_killed_convert_and_evaluate_leave_no_partial_output_and_rerun_exactly(
 CHILD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from litequant import atomic
+    from litequant.core import atomic
     target = Path(sys.argv[1])
     if sys.argv[2] == "folder":
         with atomic.output_folder(target) as tmp:

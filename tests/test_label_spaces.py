@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 import yaml
 
-from litequant.errors import PipelineError
-from litequant.labels import label_indices, model_labels, read_label_file, resolve
-from litequant.metrics import classification_metrics, fidelity_metrics, top_k_key, top_k_size
+from litequant.core.errors import PipelineError
+from litequant.core.metrics import classification_metrics, fidelity_metrics, top_k_key, top_k_size
+from litequant.data.labels import label_indices, model_labels, read_label_file, resolve
 from tests.conftest import (
     REPO,
     SHARED,

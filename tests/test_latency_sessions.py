@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from litequant import gate
-from litequant.params import CheckParams
-from litequant.report import NOT_COMPARABLE, build_rows, markdown, model_records
+from litequant.core.params import CheckParams
+from litequant.report.summary import NOT_COMPARABLE, build_rows, gate, markdown, model_records
 from tests.conftest import params_section
 
 
@@ -85,7 +84,7 @@ def test_gate_says_not_comparable_instead_of_judging() -> None:
 # --- sessions measured while other processes kept the cores busy -----------------------------
 
 def test_other_load_subtracts_this_process() -> None:
-    from litequant.benchmarking import other_load
+    from litequant.measure.benchmarking import other_load
 
     # 10 s of wall time; the machine was busy 18 CPU seconds, 5 of them this process's
     assert other_load((100.0, 50.0, 1.0), (110.0, 68.0, 6.0)) == pytest.approx(1.3)
@@ -101,7 +100,7 @@ def test_other_load_subtracts_this_process() -> None:
     (None, 2, []),        # not measured
 ])
 def test_contended_threads(load: float | None, cores: int, contended: list[int]) -> None:
-    from litequant.benchmarking import contended_threads
+    from litequant.measure.benchmarking import contended_threads
 
     assert contended_threads(load, cores, [1, 2]) == contended
 
@@ -147,8 +146,8 @@ def test_a_session_under_a_cpu_hog_marks_multi_thread_counts(tmp_path: Path) -> 
 
     import tensorflow as tf
 
-    from litequant.benchmarking import measure_session
-    from litequant.params import BenchmarkParams
+    from litequant.core.params import BenchmarkParams
+    from litequant.measure.benchmarking import measure_session
     from tests.conftest import small_classifier
 
     if not os.path.exists("/proc/stat"):

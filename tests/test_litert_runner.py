@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from litequant.litert import TensorSpec, dequantize, pixels_to_input, quantize
-from litequant.preprocessing import FAMILIES, preprocess
+from litequant.core.litert import TensorSpec, dequantize, pixels_to_input, quantize
+from litequant.core.preprocessing import FAMILIES, preprocess
 
 
 def spec(dtype: type, scale: float = 0.0, zero_point: int = 0) -> TensorSpec:

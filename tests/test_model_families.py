@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import yaml
 
-from litequant import layout
-from litequant.fetching import fetch
-from litequant.models import export
-from litequant.params import FetchParams, ModelParams, load, section
+from litequant.core import layout
+from litequant.core.params import FetchParams, ModelParams, load, section
+from litequant.data.fetching import fetch
+from litequant.model.models import export
 from stages import evaluate_keras, prepare
 from tests.conftest import params_section, run_variant_stages, tiny_params, write_image_folder
 
@@ -145,7 +145,7 @@ def test_user_keras_file_and_saved_model_give_the_applications_results(
 def test_saved_model_needs_an_explicit_preprocessing(tmp_path: Path) -> None:
     import keras
 
-    from litequant.errors import PipelineError
+    from litequant.core.errors import PipelineError
 
     keras.utils.set_random_seed(0)
     model = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None)

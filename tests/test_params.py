@@ -1,10 +1,12 @@
-"""``params.yaml`` sections (:mod:`litequant.params`): strict, every key required, one-line errors.
+"""``params.yaml`` sections (:mod:`litequant.core.params`): strict, every key required, one-line
+errors.
 
 For every section, an unknown key and a value of the wrong type stop with one
-:class:`~litequant.errors.PipelineError` line naming ``<section>.<key>``, both through
-:func:`~litequant.params.section` and through the command line of a stage that reads the section
-(``python -m stages.<stage> --params bad.yaml``: exit 1, a single ``error: ...`` line on stderr,
-nothing written; exit 2 for the gate, ``stages.check``, whose bad limits are unusable input).
+:class:`~litequant.core.errors.PipelineError` line naming ``<section>.<key>``, both through
+:func:`~litequant.core.params.section` and through the command line of a stage that reads the
+section (``python -m stages.<stage> --params bad.yaml``: exit 1, a single ``error: ...`` line on
+stderr, nothing written; exit 2 for the gate, ``stages.check``, whose bad limits are unusable
+input).
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from litequant.errors import PipelineError
-from litequant.params import (
+from litequant.core.errors import PipelineError
+from litequant.core.params import (
     BenchmarkParams,
     CalibrationParams,
     CheckParams,
@@ -33,7 +35,7 @@ from litequant.params import (
     read_section,
     section,
 )
-from litequant.variants import VARIANTS
+from litequant.quantize.registry import VARIANTS
 from tests.conftest import REPO, params_section, repo_params
 
 MODELS: dict[str, type[Section]] = {model.name: model for model in (

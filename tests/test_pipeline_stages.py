@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from litequant.fetching import fetch
-from litequant.params import CalibrationParams, CheckParams, FetchParams, load, section
-from litequant.variants import VARIANTS as REGISTRY
+from litequant.core.params import CalibrationParams, CheckParams, FetchParams, load, section
+from litequant.data.fetching import fetch
+from litequant.quantize.registry import VARIANTS as REGISTRY
 from stages import layer_errors
 from tests.conftest import params_section, prepared_split
 
@@ -210,7 +210,7 @@ def test_layer_errors_name_real_layers(pipeline_run: Path) -> None:
 
 def test_int8_selective_keeps_the_chosen_layers_float_and_records_the_selection(
         pipeline_run: Path) -> None:
-    from litequant.sensitivity import float_weight_positions, weight_ops_of
+    from litequant.quantize.passes.sensitivity import float_weight_positions, weight_ops_of
 
     folder = pipeline_run / "data/convert/int8_selective"
     record = json.loads((folder / "conversion.json").read_text())
@@ -254,7 +254,7 @@ def test_int8_selective_keeps_the_chosen_layers_float_and_records_the_selection(
 
 def test_check_gate_fails_on_the_failed_variant_and_marks_new_ones(
         pipeline_run: Path, tmp_path: Path) -> None:
-    from litequant import gate
+    from litequant.report.summary import gate
 
     limits = section(load(pipeline_run / "params.yaml"), CheckParams)
     metrics = json.loads((pipeline_run / "reports/metrics.json").read_text())

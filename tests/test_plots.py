@@ -1,4 +1,4 @@
-"""The report's figures (litequant.plots): one label per spot, each nearer its own point."""
+"""The report's figures (litequant.report.plots): one label per spot, each nearer its own point."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from litequant.plots import _box_distance, _place_labels, coincident_labels
+from litequant.report.plots import _box_distance, _place_labels, coincident_labels
 
 
 @pytest.fixture

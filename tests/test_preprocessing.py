@@ -7,7 +7,7 @@ import importlib
 import numpy as np
 import pytest
 
-from litequant.preprocessing import APPLICATION_FAMILIES, preprocess
+from litequant.core.preprocessing import APPLICATION_FAMILIES, preprocess
 
 
 def _keras_preprocess_input(application: str):

@@ -1,5 +1,6 @@
 """Output-sensitivity ranking and the budgeted choice of int8_selective's float layers
-(:mod:`litequant.sensitivity`), on tiny Keras models converted by the real converter."""
+(:mod:`litequant.quantize.passes.sensitivity`), on tiny Keras models converted by the real
+converter."""
 
 from __future__ import annotations
 
@@ -8,8 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from litequant import sensitivity
-from litequant.weight_grid import buffer_array, fake_quantize, read_model, weighted_ops
+from litequant.quantize.passes import sensitivity
+from litequant.quantize.passes.weight_grid import (
+    buffer_array,
+    fake_quantize,
+    read_model,
+    weighted_ops,
+)
 
 IMAGES = 40  # the ranking reads the first 32 (sensitivity.RANKING_IMAGES), the budget all
 
@@ -54,7 +60,7 @@ def fragile_model(fragile: str):
 def converted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, bytes]]:
     """``{fragile layer: (SavedModel folder, float32 .tflite bytes)}``."""
     pytest.importorskip("keras")
-    from litequant.conversion import convert_variant
+    from litequant.quantize.conversion import convert_variant
 
     built = {}
     for fragile in ("conv_b", "conv_c"):
@@ -115,7 +121,7 @@ def test_fewest_layers_meeting_the_budget() -> None:
 
 
 def test_selection_keeps_the_fragile_layer_float_and_the_real_model_agrees(converted) -> None:
-    from litequant.conversion import convert_selective, convert_variant
+    from litequant.quantize.conversion import convert_selective, convert_variant
 
     saved_model, float_model = converted["conv_b"]
     images = calibration_images()

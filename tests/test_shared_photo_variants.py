@@ -1,5 +1,6 @@
 """Issue 6 acceptance: CMYK, grayscale and EXIF-rotated copies of real ../shared photos get the
-same top-1 from the real float MobileNetV2 as the original photo (decoded by litequant.images)."""
+same top-1 from the real float MobileNetV2 as the original photo (decoded by
+litequant.data.images)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from litequant.images import load_resized
-from litequant.labels import class_table
-from litequant.preprocessing import preprocess
+from litequant.core.preprocessing import preprocess
+from litequant.data.images import load_resized
+from litequant.data.labels import class_table
 from tests.conftest import SHARED_KERAS, SHARED_VAL, needs_shared
 
 #: Photos whose class does not hinge on colour (a grayscale copy genuinely loses the colour,

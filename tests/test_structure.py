@@ -7,9 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from litequant import variants
-from litequant.layout import CALIBRATION_SPLIT, EXPORT_DIR, FLOAT32_MODEL
-from tests.structure import REPO, code_files, depth, imports_of, layout_paths, stage_modules
+from litequant.core.layout import CALIBRATION_SPLIT, EXPORT_DIR, FLOAT32_MODEL
+from litequant.quantize import registry as variants
+from tests.structure import (
+    REPO,
+    code_files,
+    depth,
+    imports_of,
+    layout_paths,
+    project_modules,
+    stage_modules,
+)
 
 
 def test_no_stage_imports_another_stage() -> None:
@@ -23,8 +31,9 @@ def test_no_import_cycle_and_stages_are_at_most_four_layers_deep() -> None:
 
 
 def test_library_imports_no_stage() -> None:
-    for path in (REPO / "litequant").glob("*.py"):
-        assert not [m for m in imports_of(f"litequant.{path.stem}") if m.startswith("stages.")]
+    for module in project_modules():
+        if module.startswith("litequant."):
+            assert not [m for m in imports_of(module) if m.startswith("stages.")], module
 
 
 def test_registry_dependency_strings_are_the_layout_paths() -> None:

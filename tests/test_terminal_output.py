@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from litequant.report import build_rows, metrics_document, model_records
-from litequant.variants import VARIANTS
+from litequant.quantize.registry import VARIANTS
+from litequant.report.summary import build_rows, metrics_document, model_records
 from tests.conftest import repo_params
 from tests.test_latency_sessions import _collected, _session
 

@@ -3,7 +3,7 @@
 ``tfds.testing.mock_data`` replaces the stored examples with random ones generated from each
 dataset's real feature spec (its real label names included). The metadata a prepared dataset has
 on disk (``dataset_info.json`` with split sizes) is written by tfds itself from the builder's
-info, so ``litequant.fetching`` takes exactly the code path of a prepared dataset.
+info, so ``litequant.data.fetching`` takes exactly the code path of a prepared dataset.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from litequant.errors import PipelineError
-from litequant.fetching import fetch
-from litequant.labels import class_table, label_indices, resolve
-from litequant.offline import OFFLINE_HELP, network_reachable
-from litequant.params import FetchParams
+from litequant.core.errors import PipelineError
+from litequant.core.offline import OFFLINE_HELP, network_reachable
+from litequant.core.params import FetchParams
+from litequant.data.fetching import fetch
+from litequant.data.labels import class_table, label_indices, resolve
 from tests.conftest import params_section
 
 #: Imagenette's 10 classes: WordNet synset → (ImageNet-1k index, a word of the class name).

@@ -1,12 +1,12 @@
-"""MSE-optimal per-channel int8 weight scales (litequant.weight_grid): hand cases, grid recovery,
-and the flatbuffer rewrite of a tiny converted model."""
+"""MSE-optimal per-channel int8 weight scales (litequant.quantize.passes.weight_grid): hand cases,
+grid recovery, and the flatbuffer rewrite of a tiny converted model."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from litequant import weight_grid as wg
+from litequant.quantize.passes import weight_grid as wg
 
 
 def test_choose_scales_recovers_a_symmetric_grid_exactly() -> None:
@@ -44,7 +44,7 @@ def test_regrid_rewrites_weights_and_biases_of_a_converted_model(tmp_path) -> No
     keras = pytest.importorskip("keras")
     from ai_edge_litert.interpreter import Interpreter
 
-    from litequant.conversion import convert_variant
+    from litequant.quantize.conversion import convert_variant
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8, 8, 3))

@@ -1,8 +1,8 @@
 """The shell every stage's ``main()`` runs in: ``--help``, quiet logging, one-line errors.
 
-A :class:`~litequant.errors.PipelineError` is printed as one line (``error: ...``) with its exit
-code (1; 2 for :class:`~litequant.errors.UnusableInputError`), never as a traceback wall.
-TensorFlow's logs are silenced unless ``--verbose`` (:mod:`litequant.quiet`).
+A :class:`~litequant.core.errors.PipelineError` is printed as one line (``error: ...``) with its
+exit code (1; 2 for :class:`~litequant.core.errors.UnusableInputError`), never as a traceback wall.
+TensorFlow's logs are silenced unless ``--verbose`` (:mod:`litequant.core.quiet`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from litequant.errors import PipelineError
-from litequant.quiet import silence_tensorflow, verbose_requested
+from litequant.core.errors import PipelineError
+from litequant.core.quiet import silence_tensorflow, verbose_requested
 
 
 def run_stage(description: str, body: Callable[[argparse.Namespace], None],

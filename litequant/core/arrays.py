@@ -7,7 +7,7 @@ chunk size). :class:`NpyRows` reads one with plain file reads into fresh arrays:
 ``np.load(mmap_mode="r")``, whose pages stay mapped into the process (and count in its resident
 memory) once touched, only the rows asked for are ever in memory. Both are fork-safe: a reader
 opens the file for each read, so worker processes can share one. Imports nothing of the project
-but :mod:`litequant.errors`.
+but :mod:`litequant.core.errors`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from types import TracebackType
 
 import numpy as np
 
-from litequant.errors import PipelineError
+from litequant.core.errors import PipelineError
 
 
 class NpyWriter:
@@ -33,7 +33,7 @@ class NpyWriter:
 
     Closing checks that exactly ``shape[0]`` rows were written and syncs the file; an exception
     inside the ``with`` leaves the file incomplete (write into an :func:`atomic.output_folder
-    <litequant.atomic.output_folder>` temporary, which is then discarded).
+    <litequant.core.atomic.output_folder>` temporary, which is then discarded).
     """
 
     def __init__(self, path: str | os.PathLike, shape: tuple[int, ...], dtype: np.dtype) -> None:

@@ -12,7 +12,7 @@
   and every non-image file that was ignored (``.DS_Store``, ``README.txt`` ...).
 
 Which output of the model a class is (the label index) is not decided here but by
-``model.labels`` in stage ``prepare`` (:mod:`litequant.labels`), so the images do not depend on
+``model.labels`` in stage ``prepare`` (:mod:`litequant.data.labels`), so the images do not depend on
 the model's params.
 
 Sources (``fetch.source``):
@@ -36,13 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
-from litequant import atomic
-from litequant.errors import PipelineError, relative_path_hint
-from litequant.images import BadImageError, decode_rgb, looks_like_image
-from litequant.labels import NUM_CLASSES, class_table
-from litequant.offline import OFFLINE_HELP, network_reachable
-from litequant.params import FetchParams
-from litequant.quiet import progress
+from litequant.core import atomic
+from litequant.core.errors import PipelineError, relative_path_hint
+from litequant.core.offline import OFFLINE_HELP, network_reachable
+from litequant.core.params import FetchParams
+from litequant.core.quiet import progress
+from litequant.data.images import BadImageError, decode_rgb, looks_like_image
+from litequant.data.labels import NUM_CLASSES, class_table
 
 SPLITS = ("calibration", "evaluation")
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Each :class:`Variant` says how it is built (the tool and, for TensorFlow's converter, how the
 converter is configured), whether it needs calibration images, which params section and which
 extra file its ``convert@<name>`` stage depends on (the ``params``/``deps`` wiring that
-``params.yaml`` repeats for DVC, checked against this registry by :mod:`litequant.params`), and
+``params.yaml`` repeats for DVC, checked against this registry by :mod:`litequant.core.params`), and
 notes about its kernels. Imports nothing of the project; TensorFlow is imported only when a
 converter is configured.
 """
@@ -75,24 +75,26 @@ class Variant:
         configure: sets up a ``tf.lite.TFLiteConverter`` (``None`` for a plain conversion).
         tool: what builds the ``.tflite`` file: TensorFlow's converter from the SavedModel, or
             ai-edge-quantizer from the ``float32`` variant (the recipe named like the variant in
-            :data:`litequant.edge_quantizer.EDGE_QUANTIZER_VARIANTS`).
+            :data:`litequant.quantize.edge_quantizer.EDGE_QUANTIZER_VARIANTS`).
         kernel_note: what to expect of its CPU kernels (shown in the report), or ``""``.
         keeps_layers_float: ``int8`` except the fewest weight ops, ranked by the effect of their
             int8 weight rounding on the float32 variant's output, that keep the calibration
-            agreement within a budget (:mod:`litequant.sensitivity`); they stay float.
+            agreement within a budget (:mod:`litequant.quantize.passes.sensitivity`); they stay
+            float.
         regrids_weights: ``int8`` whose weight scales are then re-chosen per channel by
-            reconstruction error (:mod:`litequant.weight_grid`), from the float32 variant's
-            weights.
+            reconstruction error (:mod:`litequant.quantize.passes.weight_grid`), from the float32
+            variant's weights.
         rounds_with_gptq: ``int8`` whose weights are then re-rounded by GPTQ on the same grid
-            (:mod:`litequant.gptq`), from the float32 variant's weights and the calibration
-            images.
+            (:mod:`litequant.quantize.passes.gptq`), from the float32 variant's weights and the
+            calibration images.
         chooses_activation_ranges: the inner activations' int8 ranges are then chosen by
             quantization error instead of the calibration min/max (rare outliers clipped,
-            :mod:`litequant.activation_ranges`), from the float32 variant's activations on the
-            calibration images.
+            :mod:`litequant.quantize.passes.activation_ranges`), from the float32 variant's
+            activations on the calibration images.
         corrects_bias: its biases are corrected for the mean output shift of its weight
-            rounding (:mod:`litequant.bias_correction`, ``calibration.bias_correction``), from
-            the float32 variant's weights and the calibration images.
+            rounding (:mod:`litequant.quantize.passes.bias_correction`,
+            ``calibration.bias_correction``), from the float32 variant's weights and the
+            calibration images.
     """
 
     name: str

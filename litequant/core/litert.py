@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from litequant.errors import PipelineError
-from litequant.preprocessing import pixel_table, source_channels
-from litequant.quiet import native_stderr_silenced
+from litequant.core.errors import PipelineError
+from litequant.core.preprocessing import pixel_table, source_channels
+from litequant.core.quiet import native_stderr_silenced
 
 
 @dataclass(frozen=True)
@@ -68,14 +68,14 @@ def pixels_to_input(pixels: np.ndarray, spec: TensorSpec, family: str) -> np.nda
     """Decoded pixels → the model's input tensor, preprocessed and quantized in one lookup.
 
     Equal to ``quantize(preprocess(pixels, family), spec)`` element for element, but computed
-    by indexing a ``(256, 3)`` table (:func:`litequant.preprocessing.pixel_table`, quantized with
-    the input's own scale/zero point), one channel at a time with ``np.take``, so no float copy
+    by indexing a ``(256, 3)`` table (:func:`litequant.core.preprocessing.pixel_table`, quantized
+    with the input's own scale/zero point), one channel at a time with ``np.take``, so no float copy
     of the batch is made.
 
     Args:
         pixels: ``uint8`` ``(..., height, width, 3)``, RGB 0..255.
         spec: the model's input tensor.
-        family: the preprocessing family (:mod:`litequant.preprocessing`).
+        family: the preprocessing family (:mod:`litequant.core.preprocessing`).
 
     Returns:
         array of ``spec.dtype``, same shape as ``pixels``.
@@ -210,7 +210,7 @@ class LiteRTModel:
             images: ``uint8`` ``(N, height, width, 3)``, RGB 0..255; mapped to the model
                 family's input range and, for an integer input, quantized with the input's own
                 scale and zero point (:func:`pixels_to_input`), one batch at a time.
-            family: the preprocessing family (:mod:`litequant.preprocessing`).
+            family: the preprocessing family (:mod:`litequant.core.preprocessing`).
             on_batch: called with the number of images after each invoke (progress bars).
 
         Returns:
@@ -255,7 +255,7 @@ def predict_chunks(path: str | os.PathLike, images: np.ndarray, family: str, wor
     Args:
         images: ``uint8`` ``(N, height, width, 3)`` RGB 0..255: an array, or anything indexed
             by row slices like one, such as a prepared split on disk
-            (:class:`~litequant.arrays.NpyRows`), of which each worker reads only its chunks.
+            (:class:`~litequant.core.arrays.NpyRows`), of which each worker reads only its chunks.
 
     Yields:
         ``(start, scores)``: the ``float32`` dequantized outputs ``(n, num_outputs)`` of rows

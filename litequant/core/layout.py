@@ -3,7 +3,7 @@
 Every ``data/...`` and ``reports/...`` path of the pipeline is defined here and nowhere else;
 ``dvc.yaml`` declares the same paths (``tests/test_structure.py`` checks that each stage's
 ``deps`` are exactly the code it imports and the paths of this module it reads). Readers raise a
-:class:`~litequant.errors.PipelineError` naming the stage to run when an output is missing.
+:class:`~litequant.core.errors.PipelineError` naming the stage to run when an output is missing.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from litequant.arrays import NpyRows
-from litequant.errors import PipelineError
+from litequant.core.arrays import NpyRows
+from litequant.core.errors import PipelineError
 
 # --- stage ``fetch`` ---------------------------------------------------------------------------
 FETCH_DIR = Path("data/fetch")
@@ -41,14 +41,14 @@ CALIBRATION_SPLIT = PREPARE_DIR / "calibration"
 EVALUATION_SPLIT = PREPARE_DIR / "evaluation"
 SPLITS = {"calibration": CALIBRATION_SPLIT, "evaluation": EVALUATION_SPLIT}
 #: ``uint8`` ``(N, h, w, 3)`` RGB 0..255 ``.npy``, read row range by row range
-#: (:class:`~litequant.arrays.NpyRows`), never whole.
+#: (:class:`~litequant.core.arrays.NpyRows`), never whole.
 SPLIT_IMAGES = "images.npy"
 #: ``int32`` ``(N,)`` ``.npy``: class indices in the model's output order.
 SPLIT_LABELS = "labels.npy"
 #: The image paths relative to :data:`FETCH_DIR`, one a line, in row order.
 SPLIT_PATHS = "paths.txt"
 #: The run's label space: ``kind``, class ``names`` in output order, source ``keys``
-#: (:class:`litequant.labels.LabelSpace`).
+#: (:class:`litequant.data.labels.LabelSpace`).
 CLASSES = PREPARE_DIR / "classes.json"
 
 # --- stage ``evaluate_keras`` ------------------------------------------------------------------
@@ -89,7 +89,7 @@ def recipe_file(variant: str) -> Path:
 def selection_file(variant: str) -> Path:
     """``data/convert/<variant>/selection.json``: the layers ``int8_selective`` keeps float, the
     output-sensitivity ranking of every weight op and the agreement-vs-layers-kept curve
-    (:func:`litequant.sensitivity.select_float_ops`)."""
+    (:func:`litequant.quantize.passes.sensitivity.select_float_ops`)."""
     return convert_dir(variant) / "selection.json"
 
 
@@ -118,7 +118,7 @@ PLOTS_DIR = REPORTS_DIR / "plots"
 VARIANTS_PLOT_CSV = PLOTS_DIR / "variants.csv"
 #: Names and lists of each row (e.g. int8_selective's float layers): not metrics, no numbers.
 VARIANTS_JSON = REPORTS_DIR / "variants.json"
-#: The report's static figures (PNG), one per :data:`litequant.plots.FIGURES` entry.
+#: The report's static figures (PNG), one per :data:`litequant.report.plots.FIGURES` entry.
 ACCURACY_VS_SIZE_PNG = PLOTS_DIR / "accuracy_vs_size.png"
 ACCURACY_VS_LATENCY_PNG = PLOTS_DIR / "accuracy_vs_latency.png"
 #: ``int8_selective``'s calibration agreement vs the number of layers kept float (simulated), for
@@ -154,7 +154,7 @@ def load_split(path: Path) -> tuple[NpyRows, np.ndarray]:
     """A prepared split folder: ``(images, labels)``.
 
     ``images`` is the ``uint8`` ``(N, h, w, 3)`` RGB 0..255 array on disk, read by row ranges
-    (:class:`~litequant.arrays.NpyRows`: ``images[a:b]`` reads just those rows), so memory does
+    (:class:`~litequant.core.arrays.NpyRows`: ``images[a:b]`` reads just those rows), so memory does
     not grow with ``N``; ``labels`` is ``int32`` ``(N,)`` in memory (4 bytes an image).
     """
     path = Path(path)
@@ -186,7 +186,7 @@ def load_predictions(path: Path, stage: str) -> np.ndarray:
 
 def load_float_probabilities(path: Path, images: int | None = None) -> NpyRows:
     """The float Keras model's ``float32`` ``(N, C)`` probabilities on the evaluation split,
-    read by row ranges (:class:`~litequant.arrays.NpyRows`).
+    read by row ranges (:class:`~litequant.core.arrays.NpyRows`).
 
     With ``images``, checks that they belong to a split of that many images.
     """

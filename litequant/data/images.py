@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from litequant.quiet import progress_counter
+from litequant.core.quiet import progress_counter
 
 #: File name endings that are treated as images when scanning folders (case-insensitive).
 IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})

@@ -32,7 +32,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from litequant.errors import PipelineError
+from litequant.core.errors import PipelineError
 
 IMAGENET = "imagenet"
 FOLDERS = "folders"
@@ -64,7 +64,8 @@ class ClassTable:
         except KeyError:
             raise PipelineError(
                 f"{synset!r} is not an ImageNet-1k synset (expected a WordNet id such as "
-                "'n01440764', one of the 1000 classes in litequant/imagenet_classes.tsv)") from None
+                "'n01440764', one of the 1000 classes in litequant/data/imagenet_classes.tsv)"
+            ) from None
 
     def __contains__(self, synset: object) -> bool:
         return synset in self._index
@@ -85,13 +86,13 @@ def _synset_index(synsets: tuple[str, ...]) -> dict[str, int]:
 @lru_cache(maxsize=1)
 def class_table() -> ClassTable:
     """Load the shipped ImageNet-1k class table (validated: 1000 sorted, unique synsets)."""
-    text = resources.files("litequant").joinpath("imagenet_classes.tsv").read_text("utf-8")
+    text = resources.files("litequant.data").joinpath("imagenet_classes.tsv").read_text("utf-8")
     rows = list(csv.DictReader(text.splitlines(), delimiter="\t"))
     synsets = tuple(row["synset"] for row in rows)
     names = tuple(row["name"] for row in rows)
     indices = [int(row["index"]) for row in rows]
     if indices != list(range(NUM_CLASSES)) or list(synsets) != sorted(set(synsets)):
-        raise PipelineError("litequant/imagenet_classes.tsv is damaged: expected 1000 sorted "
+        raise PipelineError("litequant/data/imagenet_classes.tsv is damaged: expected 1000 sorted "
                             "synsets")
     return ClassTable(synsets=synsets, names=names)
 

@@ -6,11 +6,12 @@ never by the op's own error (a layer with a large own error may be harmless down
 layer with a small one may flip the top-1 class):
 
 * :class:`WeightRounding` holds the float32 model and, per weight op, its weights as the
-  converter's int8 rounding leaves them (:func:`litequant.weight_grid.fake_quantize` with the
-  ``max`` rule: symmetric, per output channel, ``scale = max|w| / 127``, round to nearest, on
-  the same BN-folded float weights the converter quantizes). :meth:`WeightRounding.model_bytes`
-  returns the float32 model with any set of weight ops so rounded (their weight bytes rewritten
-  in place), which LiteRT runs in float: a simulation of int8 weights without int8 activations.
+  converter's int8 rounding leaves them
+  (:func:`litequant.quantize.passes.weight_grid.fake_quantize` with the ``max`` rule: symmetric,
+  per output channel, ``scale = max|w| / 127``, round to nearest, on the same BN-folded float
+  weights the converter quantizes). :meth:`WeightRounding.model_bytes` returns the float32 model
+  with any set of weight ops so rounded (their weight bytes rewritten in place), which LiteRT runs
+  in float: a simulation of int8 weights without int8 activations.
 * :func:`rank_weight_ops`: each weight op alone rounded, on the first :data:`RANKING_IMAGES`
   calibration images, against the unmodified float32 model on the same images: mean KL
   divergence (the rank key: smooth, so it orders ops even when no top-1 class flips on a few
@@ -41,9 +42,9 @@ from typing import Any
 
 import numpy as np
 
-from litequant.litert import LiteRTModel, dequantize, quantize
-from litequant.metrics import class_probabilities, fidelity_metrics
-from litequant.weight_grid import (
+from litequant.core.litert import LiteRTModel, dequantize, quantize
+from litequant.core.metrics import class_probabilities, fidelity_metrics
+from litequant.quantize.passes.weight_grid import (
     buffer_array,
     fake_quantize,
     read_model,

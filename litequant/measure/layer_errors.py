@@ -1,8 +1,8 @@
 """The int8 per-layer error table (``reports/layer_errors.csv``) of stage ``layer_errors``.
 
 :func:`layer_rows` turns the QuantizationDebugger's statistics
-(:func:`litequant.conversion.debug_int8`) into one row per quantized op output, in execution
-order:
+(:func:`litequant.quantize.conversion.debug_int8`) into one row per quantized op output, in
+execution order:
 
 * ``position`` (0, 1, ...), ``op`` (TFLite op), ``tensor_name`` (the fused TFLite tensor name,
   what the converter's denylist takes), ``keras_layer`` (the Keras layer whose output it is) and

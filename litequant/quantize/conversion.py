@@ -7,7 +7,7 @@ Used by stage ``convert@<variant>`` (which writes ``data/convert/<variant>/``) a
 * ``conversion.json``: status (``ok``/``failed`` with the converter's message), size, the
   input/output dtypes and quantization, and the calibration data used.
 
-Each variant's converter settings come from :mod:`litequant.variants`.
+Each variant's converter settings come from :mod:`litequant.quantize.registry`.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from litequant.arrays import NpyRows
-from litequant.errors import PipelineError
-from litequant.params import CalibrationParams
-from litequant.preprocessing import preprocess
-from litequant.quiet import native_stderr_silenced
-from litequant.variants import VARIANTS, fidelity_methods
+from litequant.core.arrays import NpyRows
+from litequant.core.errors import PipelineError
+from litequant.core.params import CalibrationParams
+from litequant.core.preprocessing import preprocess
+from litequant.core.quiet import native_stderr_silenced
+from litequant.quantize.registry import VARIANTS, fidelity_methods
 
 
 def calibration_inputs(calibration_images: np.ndarray | NpyRows, params: CalibrationParams,
@@ -64,7 +64,8 @@ def representative_dataset(inputs: np.ndarray) -> Callable[[], Iterator[list[np.
 
 
 def build_converter(saved_model: Path, variant: str, representative: np.ndarray | None):
-    """A ``tf.lite.TFLiteConverter`` set up for ``variant`` (:data:`~litequant.variants.VARIANTS`).
+    """A ``tf.lite.TFLiteConverter`` set up for ``variant``
+    (:data:`~litequant.quantize.registry.VARIANTS`).
 
     ``representative`` (``float32`` ``(N, h, w, 3)``, the model's input range) is required for
     the calibrated variants.
@@ -133,7 +134,7 @@ def debug_int8(saved_model: Path, representative: np.ndarray, debug_inputs: np.n
 
 def conversion_record(variant: str, calibration: CalibrationParams | None) -> dict[str, Any]:
     """The ``conversion.json`` fields known before converting: variant, tool, calibration data
-    and the fidelity methods it uses (:func:`litequant.variants.fidelity_methods`)."""
+    and the fidelity methods it uses (:func:`litequant.quantize.registry.fidelity_methods`)."""
     record: dict[str, Any] = {"variant": variant, "tool": VARIANTS[variant].tool,
                               "calibration": None, "methods": fidelity_methods(
                                   variant, calibration.bias_correction if calibration

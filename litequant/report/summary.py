@@ -36,8 +36,13 @@ from typing import Any
 
 import numpy as np
 
-from litequant.metrics import top_k_key, top_k_size
-from litequant.variants import EDGE_QUANTIZER, FLOAT_VARIANT, FLOAT_WEIGHT_VARIANTS, TF_CONVERTER
+from litequant.core.metrics import top_k_key, top_k_size
+from litequant.quantize.registry import (
+    EDGE_QUANTIZER,
+    FLOAT_VARIANT,
+    FLOAT_WEIGHT_VARIANTS,
+    TF_CONVERTER,
+)
 
 #: The row of the float Keras model, which every variant is compared with.
 FLOAT_MODEL_ROW = "keras"
@@ -57,7 +62,7 @@ FIDELITY_BASELINE = "int8_plain"
 def model_records(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Each model's entry of a benchmark session document (``data/benchmark/latency.json``),
     with the session's ``id`` as ``session``, and its ``contended_threads`` and
-    ``other_load_cores`` (:mod:`litequant.benchmarking`; absent in older records)."""
+    ``other_load_cores`` (:mod:`litequant.measure.benchmarking`; absent in older records)."""
     session = document["session"]
     shared = {"session": session["id"],
               "contended_threads": [str(t) for t in session.get("contended_threads") or []],
@@ -161,7 +166,7 @@ def build_rows(collected: dict[str, Any], variants: list[str]) -> list[dict[str,
 
 def selection_note(conversion: dict[str, Any]) -> str:
     """What ``int8_selective`` kept float and whether its agreement budget held
-    (``conversion.json`` fields of :func:`litequant.sensitivity.record_fields`)."""
+    (``conversion.json`` fields of :func:`litequant.quantize.passes.sensitivity.record_fields`)."""
     met, agreement = conversion["budget_met"], conversion["calibration_agreement"]
     verdict = ", ".join(f"{kind} {agreement[kind]:.1f}% ({'met' if met[kind] else 'NOT met'})"
                         for kind in ("simulated", "real"))
@@ -553,14 +558,17 @@ def fidelity_section(rows: list[dict[str, Any]],
     images = measured[0].get("images")
     lines += ["", "Methods: *round to nearest*, int8 (or int4) weights on the per-channel grid "
               "max|w|/127; *weight grid*, per-channel scales chosen by reconstruction error "
-              "(`litequant/weight_grid.py`); *GPTQ rounding*, the same grid, each channel's "
+              "(`litequant/quantize/passes/weight_grid.py`); *GPTQ rounding*, the same grid, each "
+              "channel's "
               "rounding errors compensated by its other weights for the calibration inputs "
-              "(`litequant/gptq.py`); *MSE activation ranges*, the int8 ranges of inner "
+              "(`litequant/quantize/passes/gptq.py`); *MSE activation ranges*, the int8 ranges of "
+              "inner "
               "activations chosen by quantization error on the calibration images instead of "
-              "their min/max (`litequant/activation_ranges.py`); *layers kept float*, "
+              "their min/max (`litequant/quantize/passes/activation_ranges.py`); "
+              "*layers kept float*, "
               "`int8_selective`'s chosen layers; *bias correction*, biases absorb the mean "
               "output shift of the weight rounding on the calibration images "
-              "(`litequant/bias_correction.py`).", "",
+              "(`litequant/quantize/passes/bias_correction.py`).", "",
               "Agreement: the share of evaluation images whose top-1 class equals the float "
               "Keras model's. " + (f"One image is {100 / images:.2f} points here. " if images
                                    else "")

@@ -14,9 +14,9 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from litequant.errors import PipelineError, relative_path_hint
-from litequant.litert import LiteRTModel
-from litequant.params import PeerParams
+from litequant.core.errors import PipelineError, relative_path_hint
+from litequant.core.litert import LiteRTModel
+from litequant.core.params import PeerParams
 
 
 def peer_model(params: PeerParams, model_family: str) -> tuple[Path, str] | None:

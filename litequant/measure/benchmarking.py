@@ -11,7 +11,7 @@ TFLite's own ``benchmark_model`` does.
 The session record (:func:`measure_session`) says when (UTC start and end), where (host, CPU
 model, cores) and with what (library versions, settings) it was measured, under a random session
 id; ratios are taken only between models of the same session
-(:func:`litequant.report.same_session`).
+(:func:`litequant.report.summary.same_session`).
 
 Interleaving makes single-threaded ratios fair under load (the scheduler time-slices every model
 alike), but not multi-threaded ones: an interpreter with ``t`` threads waits at every op for its
@@ -40,8 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from litequant.litert import LiteRTModel, pixels_to_input
-from litequant.params import BenchmarkParams
+from litequant.core.litert import LiteRTModel, pixels_to_input
+from litequant.core.params import BenchmarkParams
 
 #: Timed rounds of a session: each (model, threads) pair gets this many interleaved blocks.
 ROUNDS = 10

@@ -1,7 +1,7 @@
 """The geometry of TFLite convolutions: which input values each output position reads.
 
-Shared by :mod:`litequant.bias_correction` (mean input of each kernel tap) and
-:mod:`litequant.gptq` (input patches of each output position). Imports numpy only.
+Shared by :mod:`litequant.quantize.passes.bias_correction` (mean input of each kernel tap) and
+:mod:`litequant.quantize.passes.gptq` (input patches of each output position). Imports numpy only.
 """
 
 from __future__ import annotations

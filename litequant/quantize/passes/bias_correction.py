@@ -7,7 +7,7 @@ away; it propagates through ReLUs and residual sums and tilts the logits. Bias c
 subtracts the expected shift from the layer's bias, so the integer layer's output is unbiased.
 
 It works on the converted models themselves, so it corrects exactly the rounding that happened
-(the converter's ``max|w| / 127`` grid or :mod:`litequant.weight_grid`'s): for every
+(the converter's ``max|w| / 127`` grid or :mod:`litequant.quantize.passes.weight_grid`'s): for every
 ``CONV_2D``, ``DEPTHWISE_CONV_2D`` and ``FULLY_CONNECTED`` op of an integer model whose weights
 are per-channel ``int8``, ``W_q`` are its dequantized weights and ``W`` the float (BatchNorm-
 folded) weights of the same op in the float32 conversion of the same SavedModel. The
@@ -41,9 +41,14 @@ from typing import Any
 
 import numpy as np
 
-from litequant.convolution import padded_input
-from litequant.litert import intermediate_tensors
-from litequant.weight_grid import buffer_array, matched_weight_ops, read_model, tensor_name
+from litequant.core.litert import intermediate_tensors
+from litequant.quantize.convolution import padded_input
+from litequant.quantize.passes.weight_grid import (
+    buffer_array,
+    matched_weight_ops,
+    read_model,
+    tensor_name,
+)
 
 #: ``calibration.bias_correction`` values: correct the biases, or leave the converter's model.
 METHODS = ("analytic", "none")

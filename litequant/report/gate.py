@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from litequant import atomic
-from litequant.errors import PipelineError, UnusableInputError
-from litequant.params import CheckParams
-from litequant.report import FLOAT_MODEL_ROW as FLOAT_ROW
-from litequant.report import busy_machine
-from litequant.variants import FLOAT_VARIANT
+from litequant.core import atomic
+from litequant.core.errors import PipelineError, UnusableInputError
+from litequant.core.params import CheckParams
+from litequant.quantize.registry import FLOAT_VARIANT
+from litequant.report.summary import FLOAT_MODEL_ROW as FLOAT_ROW
+from litequant.report.summary import busy_machine
 
 #: Rows of the metrics documents that are not variants.
 NOT_VARIANTS = ("data", "model", "latency_session", FLOAT_ROW)

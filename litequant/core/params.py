@@ -16,9 +16,9 @@ from typing import Any, ClassVar, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from litequant.errors import PipelineError
-from litequant.preprocessing import APPLICATION_FAMILIES, FAMILIES
-from litequant.variants import VARIANTS
+from litequant.core.errors import PipelineError
+from litequant.core.preprocessing import APPLICATION_FAMILIES, FAMILIES
+from litequant.quantize.registry import VARIANTS
 
 PARAMS_FILE = "params.yaml"
 
@@ -67,7 +67,8 @@ class ModelParams(Section):
     input_size: int | None = Field(ge=32)
     weights: str
     preprocessing: Literal["auto", "tf", "caffe", "torch", "raw"]
-    #: ``imagenet`` | ``folders`` | ``dataset`` | path of a label file (:mod:`litequant.labels`).
+    #: ``imagenet`` | ``folders`` | ``dataset`` | path of a label file
+    # (:mod:`litequant.data.labels`).
     labels: str = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -86,8 +87,9 @@ class CalibrationParams(Section):
     num_images: int = Field(ge=1)
     source: Literal["images", "random_normal", "random_uniform"]
     seed: int = Field(ge=0)
-    #: ``analytic``: correct the biases for the weight rounding (:mod:`litequant.bias_correction`)
-    #: of the variants that take it; ``none``: leave the converter's biases.
+    #: ``analytic``: correct the biases for the weight rounding
+    # (:mod:`litequant.quantize.passes.bias_correction`)  of the variants that take it; ``none``:
+    # leave the converter's biases.
     bias_correction: Literal["analytic", "none"]
 
 
@@ -112,7 +114,7 @@ SELECTION_SETTINGS = {
 
 
 class ConvertParams(Section):
-    """``convert``: the variants to build (keys of :data:`litequant.variants.VARIANTS`)."""
+    """``convert``: the variants to build (keys of :data:`litequant.quantize.registry.VARIANTS`)."""
 
     name: ClassVar[str] = "convert"
     variants: dict[str, VariantEntry] = Field(min_length=1)

@@ -13,15 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from litequant import atomic
-from litequant.arrays import NpyRows
-from litequant.errors import PipelineError, relative_path_hint
-from litequant.labels import NUM_CLASSES, model_labels
-from litequant.metrics import class_probabilities
-from litequant.offline import OFFLINE_HELP, network_reachable
-from litequant.params import ModelParams
-from litequant.preprocessing import APPLICATION_FAMILIES, preprocess
-from litequant.quiet import progress_counter
+from litequant.core import atomic
+from litequant.core.arrays import NpyRows
+from litequant.core.errors import PipelineError, relative_path_hint
+from litequant.core.metrics import class_probabilities
+from litequant.core.offline import OFFLINE_HELP, network_reachable
+from litequant.core.params import ModelParams
+from litequant.core.preprocessing import APPLICATION_FAMILIES, preprocess
+from litequant.core.quiet import progress_counter
+from litequant.data.labels import NUM_CLASSES, model_labels
 
 WEIGHTS_HOST = "storage.googleapis.com"
 
@@ -188,7 +188,7 @@ def describe(model, params: ModelParams) -> dict[str, Any]:
 
     Returns the ``model.json`` content: ``name``, ``source``, ``input_size`` ``[h, w]``,
     ``preprocessing`` family, ``num_classes`` (2 for one sigmoid output), ``outputs`` (units),
-    ``labels`` (:func:`litequant.labels.model_labels`), ``output`` (``probabilities`` or
+    ``labels`` (:func:`litequant.data.labels.model_labels`), ``output`` (``probabilities`` or
     ``logits``).
     """
     where = (f"model.source: {params.source}" if params.source != "applications"
@@ -286,7 +286,7 @@ def keras_probabilities(model, images: np.ndarray | NpyRows, family: str, output
         model: the float model (:func:`load_exported`).
         images: ``uint8`` ``(N, h, w, 3)``, RGB 0..255 (an array or a prepared split on disk,
             read one batch of rows at a time).
-        family: the preprocessing family (:mod:`litequant.preprocessing`).
+        family: the preprocessing family (:mod:`litequant.core.preprocessing`).
         output_kind: ``probabilities`` (kept) or ``logits`` (softmaxed); a single sigmoid
             output becomes two columns ``(1 - p, p)``.
 

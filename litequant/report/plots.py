@@ -20,7 +20,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from litequant import atomic
+from litequant.core import atomic
 
 #: Label offsets (points) tried in turn until the label overlaps no other label or point and is
 #: nearer its own point than any other (``dy == 0``: centred beside the point).
@@ -208,8 +208,9 @@ def write_figures(points: list[dict[str, Any]], threads: list[str], float_top1: 
 def selection_png(selection: dict[str, Any] | None, title: str) -> bytes:
     """``int8_selective``'s agreement-vs-layers-kept curve as PNG bytes.
 
-    ``selection``: ``selection.json`` (:func:`litequant.sensitivity.select_float_ops`, with the
-    real model's check under ``real``), or ``None`` (a figure saying it was not built).
+    ``selection``: ``selection.json``
+    (:func:`litequant.quantize.passes.sensitivity.select_float_ops`, with the real model's check
+    under ``real``), or ``None`` (a figure saying it was not built).
     """
     import matplotlib
 

@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from litequant.litert import intermediate_tensors
-from litequant.weight_grid import (
+from litequant.core.litert import intermediate_tensors
+from litequant.quantize.passes.weight_grid import (
     WEIGHT_OPS,
     op_name,
     read_model,

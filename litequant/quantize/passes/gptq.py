@@ -30,9 +30,14 @@ from typing import Any
 
 import numpy as np
 
-from litequant.convolution import input_patches
-from litequant.litert import intermediate_tensors
-from litequant.weight_grid import buffer_array, matched_weight_ops, read_model, tensor_name
+from litequant.core.litert import intermediate_tensors
+from litequant.quantize.convolution import input_patches
+from litequant.quantize.passes.weight_grid import (
+    buffer_array,
+    matched_weight_ops,
+    read_model,
+    tensor_name,
+)
 
 #: Damping added to ``H``'s diagonal, as a fraction of its mean diagonal (GPTQ's default).
 DAMPING = 0.01

@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from litequant.arrays import NpyRows
-from litequant.errors import PipelineError
-from litequant.litert import predict_chunks
-from litequant.metrics import RunningMetrics, class_probabilities
-from litequant.quiet import progress_counter
+from litequant.core.arrays import NpyRows
+from litequant.core.errors import PipelineError
+from litequant.core.litert import predict_chunks
+from litequant.core.metrics import RunningMetrics, class_probabilities
+from litequant.core.quiet import progress_counter
 
 
 def as_probabilities(scores: np.ndarray, output_kind: str) -> np.ndarray:
@@ -22,7 +22,7 @@ def as_probabilities(scores: np.ndarray, output_kind: str) -> np.ndarray:
     ``output_kind`` is the float model's (``model.json``): ``probabilities`` outputs are clipped
     at 0 and renormalised (quantized softmax rows do not sum exactly to 1); ``logits`` are
     softmaxed; a single sigmoid output (clipped to 0..1) becomes ``(1 - p, p)``
-    (:func:`litequant.metrics.class_probabilities`).
+    (:func:`litequant.core.metrics.class_probabilities`).
     """
     if output_kind == "logits" or scores.shape[-1] == 1:
         return class_probabilities(scores, output_kind)
@@ -55,7 +55,7 @@ def evaluate_model(model_path: Path, images: np.ndarray | NpyRows, labels: np.nd
     Returns:
         The metrics: ``top1``, ``top<k>``, ``images`` and ``agreement``, ``top<k>_overlap``,
         ``kl_divergence``, ``sqnr_db`` (percentages in 0..100; k = min(5, classes - 1), see
-        :func:`litequant.metrics.classification_metrics`), and the predicted class of each
+        :func:`litequant.core.metrics.classification_metrics`), and the predicted class of each
         image, ``int32`` ``(N,)``.
     """
     running = RunningMetrics()
