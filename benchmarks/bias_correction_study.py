@@ -37,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from litequant.core.params import CalibrationParams, load, section  # noqa: E402
 from litequant.measure.evaluation import evaluate_model  # noqa: E402
-from litequant.quantize.conversion import calibration_inputs  # noqa: E402
+from litequant.quantize.context import calibration_inputs  # noqa: E402
+from litequant.quantize.flatbuffer import buffer_array, read_model  # noqa: E402
 from litequant.quantize.passes.bias_correction import (  # noqa: E402
     bias_values,
     correct_biases,
@@ -46,7 +47,6 @@ from litequant.quantize.passes.bias_correction import (  # noqa: E402
     mean_tensors,
     set_bias,
 )
-from litequant.quantize.passes.weight_grid import buffer_array, read_model  # noqa: E402
 
 
 def empirical_correction(quantized_model: bytes, float_model: bytes, inputs: np.ndarray

@@ -35,10 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from litequant.quantize.registry import VARIANTS as REGISTRY
+from litequant.quantize.registry import needs_calibration
 
 OUTPUT = Path("reports/sweeps/calibration_sweep.csv")
 #: The variants a calibration change affects (the registry's calibrated ones), in its order.
-VARIANTS = tuple(name for name, variant in REGISTRY.items() if variant.needs_calibration)
+VARIANTS = tuple(name for name in REGISTRY if needs_calibration(name))
 WITHIN_POINTS = 0.5
 
 

@@ -39,6 +39,7 @@ import yaml  # noqa: E402
 
 from benchmarks.scratch import GIT_ENV, REPO, scratch_project  # noqa: E402
 from litequant.quantize.registry import VARIANTS as REGISTRY  # noqa: E402
+from litequant.quantize.registry import needs_calibration  # noqa: E402
 
 #: p50 at 1 thread at most this multiple of int8's counts as "integer speed" (issue 14).
 INTEGER_SPEED = 1.25
@@ -76,7 +77,7 @@ def study(root: Path, images: Path, model: Path, peer: Path, bias_correction: st
     """Run the pipeline once; returns ``reports/variants.json``."""
     variants = yaml.safe_load((REPO / "params.yaml").read_text())["convert"]["variants"]
     # every fidelity method, also those not built by default
-    variants.update({name: REGISTRY[name].wiring for name in OPT_IN_VARIANTS})
+    variants.update({name: True for name in OPT_IN_VARIANTS})
     project = scratch_project(
         root, **source_params(images, model, peer),
         calibration={"bias_correction": bias_correction},
@@ -161,7 +162,7 @@ def render(document: dict[str, Any], model: Path) -> str:
                       f" {'–' if p50 is None else p50} |"
                       f" {'–' if p50 is None else f'{p50 / int8_p50:.2f}'} |")
     integer = {name: row for name, row in rows.items()  # full integer: the calibrated ones
-               if name in REGISTRY and REGISTRY[name].needs_calibration
+               if name in REGISTRY and needs_calibration(name)
                and row.get("latency_p50_ms_t1")
                and row["latency_p50_ms_t1"] <= INTEGER_SPEED * int8_p50}
     best = max(integer, key=lambda name: (integer[name]["agreement"], integer[name]["top1"]))

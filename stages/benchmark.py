@@ -23,10 +23,10 @@ from typing import Any
 from litequant.core import atomic, layout
 from litequant.core.cli import run_stage
 from litequant.core.errors import PipelineError
-from litequant.core.params import BenchmarkParams, ConvertParams, PeerParams, load, section
+from litequant.core.params import BenchmarkParams, PeerParams, load, section
 from litequant.measure.benchmarking import PEER, describe, measure_session
 from litequant.measure.peer import peer_model
-from litequant.quantize.registry import VARIANTS
+from litequant.quantize.registry import VARIANTS, ConvertParams
 
 
 def benchmark(variants: list[str], peer: PeerParams, params: BenchmarkParams) -> dict[str, Any]:
@@ -50,7 +50,7 @@ def benchmark(variants: list[str], peer: PeerParams, params: BenchmarkParams) ->
 
 def _run(params_path: str) -> dict[str, Any]:
     params = load(params_path)
-    return benchmark(list(section(params, ConvertParams, params_path).variants),
+    return benchmark(section(params, ConvertParams, params_path).built,
                      section(params, PeerParams, params_path),
                      section(params, BenchmarkParams, params_path))
 

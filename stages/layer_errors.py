@@ -6,7 +6,7 @@
 ``tf.lite.experimental.QuantizationDebugger`` on the real calibration images (never on
 evaluation images; with noise calibration the debugger still feeds real images, which shows the
 layers noise calibration breaks). A report only: ``int8_selective`` chooses its float layers by
-their effect on the output (:mod:`litequant.quantize.passes.sensitivity`), not from this table. It
+their effect on the output (:mod:`litequant.quantize.passes.selection`), not from this table. It
 writes ``reports/layer_errors.csv``, one row per quantized op output in the model's execution order
 (columns: :mod:`litequant.measure.layer_errors`).
 
@@ -23,7 +23,8 @@ from litequant.core.errors import PipelineError
 from litequant.core.params import CalibrationParams, read_section
 from litequant.measure.layer_errors import csv_text, layer_rows
 from litequant.model.models import load_exported
-from litequant.quantize.conversion import calibration_inputs, debug_int8
+from litequant.quantize.context import calibration_inputs
+from litequant.quantize.conversion import debug_int8
 
 
 def layer_errors(params: CalibrationParams) -> list[dict[str, Any]]:

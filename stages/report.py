@@ -38,9 +38,9 @@ import numpy as np
 
 from litequant.core import atomic, layout
 from litequant.core.cli import run_stage
-from litequant.core.params import ConvertParams, read_section
+from litequant.core.params import read_section
 from litequant.data.labels import PER_CLASS_LIMIT
-from litequant.quantize.registry import VARIANTS
+from litequant.quantize.registry import VARIANTS, ConvertParams, KeptFloat
 from litequant.report.plots import selection_png, write_figures
 from litequant.report.summary import (
     FLOAT_MODEL_ROW,
@@ -96,7 +96,7 @@ def collect(variants: list[str]) -> dict[str, Any]:
 
 def selection(variants: list[str], collected: dict[str, Any]) -> dict[str, Any] | None:
     """``int8_selective``'s ``selection.json`` when it was built, else ``None``."""
-    variant = next((v for v in variants if VARIANTS[v].keeps_layers_float), None)
+    variant = next((v for v in variants if isinstance(VARIANTS[v].base, KeptFloat)), None)
     if variant is None or collected[variant]["conversion"]["status"] != "ok":
         return None
     return layout.read_json(layout.selection_file(variant), f"convert@{variant}")
@@ -137,7 +137,7 @@ def per_class(predictions: dict[str, np.ndarray]) -> dict[str, Any] | None:
 
 def report(params: ConvertParams) -> list[dict[str, Any]]:
     """Write every report file; returns the table rows."""
-    variants = list(params.variants)
+    variants = params.built
     collected = collect(variants)
     rows = build_rows(collected, variants)
     atomic.write_json(layout.METRICS, metrics_document(rows))

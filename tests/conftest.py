@@ -116,6 +116,28 @@ def small_classifier(input_shape: tuple = (32, 32, 3), outputs: int = 1000,
     return keras.Model(inputs, keras.layers.Dense(outputs, activation=activation)(x))
 
 
+def with_sources(variants: list[str] | tuple[str, ...]) -> list[str]:
+    """``variants`` and every variant they are built from, in registry order."""
+    from litequant.quantize.registry import VARIANTS, built_from
+
+    wanted, todo = set(), list(variants)
+    while todo:
+        name = todo.pop()
+        if name not in wanted:
+            wanted.add(name)
+            todo.extend(built_from(name))
+    return [name for name in VARIANTS if name in wanted]
+
+
+def select_variants(params: dict, variants: list[str] | tuple[str, ...]) -> dict:
+    """Turn on ``variants`` (and those they are built from) in ``params``, every other off."""
+    from litequant.quantize.registry import VARIANTS
+
+    built = with_sources(variants)
+    params["convert"]["variants"] = {name: name in built for name in VARIANTS}
+    return params
+
+
 def write_image_folder(root: Path, per_class: int = 4) -> Path:
     """Write an ImageNet-style folder (5 real synsets x ``per_class`` generated JPEGs)."""
     for s, synset in enumerate(TEST_SYNSETS):
@@ -135,7 +157,7 @@ def write_user_model_project(root: Path, folder: Path, model, variants: list[str
     project.mkdir()
     params = tiny_params(folder, model={"source": str(model_path), "preprocessing": "tf",
                                         "labels": labels})
-    params["convert"]["variants"] = {v: params["convert"]["variants"][v] for v in variants}
+    select_variants(params, variants)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return project
 
@@ -173,26 +195,20 @@ def run_front_stages(project: Path, baseline: bool = True) -> None:
 
 
 def run_variant_stages(project: Path, variants: list[str] | tuple[str, ...]) -> None:
-    """In ``project``: convert and evaluate each variant, benchmark them all (one session), then
-    the report."""
-    from litequant.core.params import (
-        BenchmarkParams,
-        ConvertParams,
-        EvaluateParams,
-        PeerParams,
-        load,
-        section,
-    )
+    """In ``project``: convert and evaluate each variant (and those they are built from, first),
+    benchmark the variants ``params.yaml`` turns on (one session), then the report."""
+    from litequant.core.params import BenchmarkParams, EvaluateParams, PeerParams, load, section
+    from litequant.quantize.registry import ConvertParams
     from stages import benchmark, convert, evaluate, report
 
     previous = Path.cwd()
     os.chdir(project)
     try:
         params = load()
-        for variant in variants:
+        for variant in with_sources(variants):
             convert.convert(variant, "params.yaml")
             evaluate.evaluate(variant, section(params, EvaluateParams))
-        benchmark.benchmark(list(section(params, ConvertParams).variants),
+        benchmark.benchmark(section(params, ConvertParams).built,
                             section(params, PeerParams), section(params, BenchmarkParams))
         report.report(section(params, ConvertParams))
     finally:

@@ -79,13 +79,62 @@ def closure(module: str) -> set[str]:
     return found
 
 
-def code_files(stage: str) -> set[str]:
-    """The project files a stage's code consists of (its ``dvc.yaml`` code ``deps``)."""
+def code_files(stage: str, variant: str | None = None) -> set[str]:
+    """The project files a stage's code consists of (its ``dvc.yaml`` code ``deps``); for
+    ``stages.convert`` and a ``variant``, with the modules of its base and passes too (the
+    stage imports them by name, :func:`litequant.quantize.registry.code_modules`)."""
+    modules = closure(stage)
+    if stage == CONVERT and variant is not None:
+        from litequant.quantize.registry import code_modules
+
+        for module in code_modules(variant):
+            modules |= closure(module)
     files = set()
-    for module in closure(stage):
+    for module in modules:
         files.add(module_path(module).relative_to(REPO).as_posix())
         files.update(PACKAGE_DATA.get(module, []))
     return files
+
+
+CONVERT = "stages.convert"
+#: The helpers every pass shares: deps of every ``convert@<variant>`` (fewer slots).
+SHARED_BY_PASSES = {"litequant/quantize/flatbuffer.py", "litequant/quantize/convolution.py"}
+
+
+def convert_stage() -> str:
+    """The ``convert`` stage of ``dvc.yaml``, one ``convert@<variant>`` per registry variant,
+    its wiring derived from the variant's composition: the code of its base and passes, the
+    variants it is built from, the calibration split and params it needs. DVC interpolates no
+    list, so each variant's extra deps and params fill numbered slots (``c0``, ``c1`` ...;
+    a variant with fewer repeats its first one)."""
+    from litequant.quantize import registry
+
+    common = sorted((code_files(CONVERT) | SHARED_BY_PASSES) - {"stages/convert.py"})
+    rows = {}
+    for name in registry.VARIANTS:
+        deps = sorted(code_files(CONVERT, name) - set(common) - {"stages/convert.py"})
+        deps += registry.data_deps(name)[1:]
+        rows[name] = (deps, registry.params_sections(name))
+    width = {kind: max(len(row[index]) for row in rows.values())
+             for index, kind in enumerate("dp")}
+    lines = ["  convert:",
+             "    # generated from litequant/quantize/registry.py: python -m tests.structure "
+             "--write-deps",
+             "    foreach:"]
+    for name, (deps, params) in rows.items():
+        deps = deps or ["data/export"]
+        params = params or [f"convert.variants.{name}"]
+        slots = [f"d{i}: {deps[i] if i < len(deps) else deps[0]}" for i in range(width["d"])]
+        slots += [f"p{i}: {params[i] if i < len(params) else params[0]}"
+                  for i in range(width["p"])]
+        lines.append(f"      {name}: {{{', '.join(slots)}}}")
+    lines += ["    do:", "      cmd: python -m stages.convert ${key}", "      deps:",
+              "        - stages/convert.py", *(f"        - {dep}" for dep in common),
+              "        - data/export", *(f"        - ${{item.d{i}}}" for i in range(width["d"])),
+              "      params:", "        - convert.variants.${key}",
+              *(f"        - ${{item.p{i}}}" for i in range(width["p"])),
+              "      outs:", "        - data/convert/${key}"]
+    return "\n".join(lines) + "\n"
 
 
 def layout_paths(stage: str, key: str = "${key}") -> set[str]:
@@ -138,11 +187,23 @@ def write_code_deps(dvc_yaml: Path = REPO / "dvc.yaml") -> None:
     dvc_yaml.write_text("\n".join(out), "utf-8")
 
 
+def write_convert_stage(dvc_yaml: Path = REPO / "dvc.yaml") -> None:
+    """Replace the ``convert`` stage of ``dvc.yaml`` with :func:`convert_stage`."""
+    import re
+
+    text = dvc_yaml.read_text("utf-8")
+    pattern = re.compile(r"^  convert:\n.*?(?=^  \w+:\n)", re.M | re.S)
+    if not pattern.search(text):
+        raise SystemExit("dvc.yaml has no convert stage followed by another stage")
+    dvc_yaml.write_text(pattern.sub(lambda _: convert_stage() + "\n", text, count=1), "utf-8")
+
+
 def main() -> None:
     import sys
 
     if "--write-deps" in sys.argv:
         write_code_deps()
+        write_convert_stage()
         return
     print(f"{'stage':<24} {'depth':>5}  imports")
     for stage in stage_modules():

@@ -56,7 +56,7 @@ def test_a_converted_model_gets_its_inner_ranges_and_keeps_its_biases(tmp_path) 
     keras = pytest.importorskip("keras")
     from litequant.core.litert import intermediate_tensors
     from litequant.quantize.conversion import convert_variant
-    from litequant.quantize.passes.weight_grid import buffer_array, op_name, read_model, tensor_name
+    from litequant.quantize.flatbuffer import buffer_array, op_name, read_model, tensor_name
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((10, 10, 3))

@@ -25,7 +25,6 @@ from litequant.core.layout import read_manifest
 from litequant.core.params import (
     BenchmarkParams,
     CalibrationParams,
-    ConvertParams,
     EvaluateParams,
     FetchParams,
     ModelParams,
@@ -34,6 +33,7 @@ from litequant.core.params import (
 )
 from litequant.data.fetching import fetch, scan_folder
 from litequant.data.images import BadImageError, decode_rgb, load_resized
+from litequant.quantize.registry import ConvertParams
 from tests.conftest import REPO, TEST_SYNSETS, params_section, tiny_params, write_image
 
 # --- generated image corpus ----------------------------------------------------------------------
@@ -347,17 +347,12 @@ def test_fetch_on_a_bad_folder_prints_one_error_line_and_exits_1(tmp_path: Path)
 
 # --- params ---------------------------------------------------------------------------------
 
-def variant_entry(name: str) -> dict:
-    """The repository's ``convert.variants`` entry of ``name`` (its DVC wiring)."""
-    return dict(load(REPO / "params.yaml")["convert"]["variants"][name])
-
-
 PARAM_ERRORS = {
     # (section, key, bad value, params model, expected key in the message)
     "unknown_variant": ("convert", "variants",
-                        {"int8": variant_entry("int8"), "int4": variant_entry("int8")},
+                        {**load(REPO / "params.yaml")["convert"]["variants"], "int4": True},
                         ConvertParams, "convert.variants.int4"),
-    "variant_not_a_mapping": ("convert", "variants", {"int8": "yes"}, ConvertParams,
+    "variant_not_a_boolean": ("convert", "variants", {"int8": "yes"}, ConvertParams,
                               "convert.variants.int8"),
     "zero_calibration_size": ("fetch", "calibration_size", 0, FetchParams,
                               "fetch.calibration_size"),
@@ -425,7 +420,7 @@ def test_params_yaml_is_loaded_with_safe_load(tmp_path: Path) -> None:
 
 
 def test_calibration_larger_than_the_pool_names_both_keys(tmp_path: Path) -> None:
-    from litequant.quantize.conversion import calibration_inputs
+    from litequant.quantize.context import calibration_inputs
 
     params = params_section(CalibrationParams, num_images=8)
     with pytest.raises(PipelineError) as error:

@@ -16,7 +16,6 @@ import pytest
 from litequant.core.errors import PipelineError
 from litequant.core.params import (
     BenchmarkParams,
-    ConvertParams,
     EvaluateParams,
     ModelParams,
     PeerParams,
@@ -24,6 +23,7 @@ from litequant.core.params import (
     section,
 )
 from litequant.model.models import describe, load_user_model
+from litequant.quantize.registry import ConvertParams
 from stages import benchmark, convert, evaluate, evaluate_keras, report
 from tests.conftest import (
     REPO,
@@ -155,7 +155,7 @@ def test_unconvertible_variant_is_recorded_failed_while_others_complete(
         assert convert.main([variant] if variant == "int16x8" else [variant, "--in-process"]) \
             == 0
         evaluate.evaluate(variant, section(params, EvaluateParams))
-    benchmark.benchmark(list(section(params, ConvertParams).variants),
+    benchmark.benchmark(section(params, ConvertParams).built,
                         section(params, PeerParams), section(params, BenchmarkParams))
     report.report(section(params, ConvertParams))
 

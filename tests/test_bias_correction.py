@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from litequant.quantize.flatbuffer import buffer_array, read_model, weighted_ops
 from litequant.quantize.passes import bias_correction as bc
-from litequant.quantize.passes.weight_grid import buffer_array, read_model, weighted_ops
 
 
 def direct_conv(x: np.ndarray, kernel: np.ndarray, stride: int, dilation: int, same: bool

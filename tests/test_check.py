@@ -21,7 +21,6 @@ from litequant.core import layout
 from litequant.core.params import (
     BenchmarkParams,
     CheckParams,
-    ConvertParams,
     EvaluateParams,
     FetchParams,
     ModelParams,
@@ -31,9 +30,17 @@ from litequant.core.params import (
 )
 from litequant.data.fetching import fetch
 from litequant.model.models import export
-from litequant.report.summary import gate
+from litequant.quantize.registry import ConvertParams
+from litequant.report import gate
 from stages import benchmark, check, convert, evaluate, evaluate_keras, prepare, report
-from tests.conftest import REPO, SHARED_VAL, SHARED_WEIGHTS, needs_shared, tiny_params
+from tests.conftest import (
+    REPO,
+    SHARED_VAL,
+    SHARED_WEIGHTS,
+    needs_shared,
+    select_variants,
+    tiny_params,
+)
 
 #: Evaluation images: enough that int8 with real calibration stays within a few points of the
 #: float model, few enough to keep the test around a minute (one image = 100/60 = 1.7 points).
@@ -53,7 +60,7 @@ def _run_variants(params: dict, variants: tuple[str, ...]) -> None:
     for variant in variants:
         convert.convert(variant, "params.yaml")
         evaluate.evaluate(variant, section(params, EvaluateParams))
-    benchmark.benchmark(list(section(params, ConvertParams).variants),
+    benchmark.benchmark(section(params, ConvertParams).built,
                         section(params, PeerParams), section(params, BenchmarkParams))
     report.report(section(params, ConvertParams))
 
@@ -72,7 +79,7 @@ def states(tmp_path_factory: pytest.TempPathFactory) -> dict:
     params["fetch"].update(calibration_size=CALIBRATION_IMAGES, evaluation_size=EVALUATION_IMAGES)
     params["model"].update(alpha=1.0, input_size=224, weights=str(SHARED_WEIGHTS))
     params["calibration"].update(num_images=CALIBRATION_IMAGES, source="images")
-    params["convert"]["variants"] = {v: params["convert"]["variants"][v] for v in VARIANTS}
+    select_variants(params, VARIANTS)
     # the repo's limits except the float drop: one image is 1.7 points on 60 images
     params["check"]["max_top1_drop_vs_float"] = 5.0
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -18,13 +18,14 @@ import pytest
 import yaml
 
 from benchmarks.scratch import GIT_ENV, scratch_project, set_params
-from litequant.quantize.registry import VARIANTS as REGISTRY
+from litequant.quantize.registry import needs_calibration
 from tests.conftest import REPO, SHARED_PEER, SHARED_VAL, SHARED_WEIGHTS, needs_shared
 
 #: Every variant of the repository's params.yaml (the scratch project keeps them all).
-VARIANTS = list(yaml.safe_load((REPO / "params.yaml").read_text())["convert"]["variants"])
+VARIANTS = [v for v, on in yaml.safe_load((REPO / "params.yaml").read_text())["convert"][
+    "variants"].items() if on]
 #: The variants whose conversion depends on the ``calibration`` params.
-CALIBRATED = [v for v in VARIANTS if REGISTRY[v].needs_calibration]
+CALIBRATED = [v for v in VARIANTS if needs_calibration(v)]
 
 pytestmark = pytest.mark.slow  # minutes: the real dvc repro on ../shared
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.scratch import GIT_ENV, scratch_project
-from tests.conftest import tiny_params
+from tests.conftest import select_variants, tiny_params
 
 pytestmark = pytest.mark.slow  # ~2-3 min: two real dvc exp runs of the tiny pipeline
 
@@ -50,8 +50,7 @@ def shared_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     run(root, "git", "init", "-q", "--bare", str(origin))
     # what the project commits once: the pipeline, its params and the DVC remote (.dvc/config)
     params = tiny_params(None)
-    params["convert"]["variants"] = {name: params["convert"]["variants"][name]
-                                     for name in ("float32", "int8")}
+    select_variants(params, ("float32", "int8"))
     # latency of a tiny model on a shared runner is noise: the gate checks accuracy and size
     params["check"]["max_latency_regression"] = None
     seed = root / "seed"

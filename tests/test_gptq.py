@@ -73,7 +73,7 @@ def test_patches_match_litert_and_the_model_is_rewritten(tmp_path) -> None:
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     from litequant.quantize.conversion import convert_variant
-    from litequant.quantize.passes.weight_grid import buffer_array, matched_weight_ops, read_model
+    from litequant.quantize.flatbuffer import buffer_array, matched_weight_ops, read_model
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((9, 9, 3))

@@ -287,7 +287,7 @@ def test_real_twelve_way_model_from_mobilenet_v2(tmp_path: Path) -> None:
     assert metrics["keras"]["top1"] == pytest.approx(top1, abs=1e-3)
     assert metrics["float32"]["top1"] == pytest.approx(top1, abs=1e-3)
     variants = yaml.safe_load((project / "params.yaml").read_text())["convert"]["variants"]
-    for variant in variants:
+    for variant in [name for name, on in variants.items() if on]:
         assert not metrics[variant]["failed"], variant
         assert {"top1", "top5", "agreement", "top5_overlap"} <= set(metrics[variant]), variant
     assert metrics["int8"]["agreement"] >= 80

@@ -22,7 +22,13 @@ from litequant.core.params import FetchParams, ModelParams, load, section
 from litequant.data.fetching import fetch
 from litequant.model.models import export
 from stages import evaluate_keras, prepare
-from tests.conftest import params_section, run_variant_stages, tiny_params, write_image_folder
+from tests.conftest import (
+    params_section,
+    run_variant_stages,
+    select_variants,
+    tiny_params,
+    write_image_folder,
+)
 
 #: int8_mse too: its activation ranges and weight grid on every architecture (hard-swish,
 #: squeeze-excite, residual adds with fused ReLU), not only the MobileNets of ../shared
@@ -53,7 +59,7 @@ def run_pipeline(project: Path, fetched: Path, variants: tuple[str, ...] = VARIA
                  **model: object) -> dict:
     """Run every stage after fetch in ``project`` with ``model`` params; returns metrics.json."""
     params = tiny_params(None, model=model, calibration={"num_images": 4})
-    params["convert"]["variants"] = {v: params["convert"]["variants"][v] for v in variants}
+    select_variants(params, variants)
     project.mkdir(parents=True)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     shutil.copytree(fetched, project / "data" / "fetch")

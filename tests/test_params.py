@@ -25,7 +25,6 @@ from litequant.core.params import (
     BenchmarkParams,
     CalibrationParams,
     CheckParams,
-    ConvertParams,
     EvaluateParams,
     FetchParams,
     ModelParams,
@@ -35,7 +34,7 @@ from litequant.core.params import (
     read_section,
     section,
 )
-from litequant.quantize.registry import VARIANTS
+from litequant.quantize.registry import VARIANTS, ConvertParams
 from tests.conftest import REPO, params_section, repo_params
 
 MODELS: dict[str, type[Section]] = {model.name: model for model in (
@@ -47,7 +46,7 @@ UNKNOWN_KEYS = {
     "fetch": ("on_bad_imag", "fail"),
     "model": ("weight", "random"),
     "calibration": ("num_image", 8),
-    "convert": ("varients", {"int8": {}}),
+    "convert": ("varients", {"int8": True}),
     "peer": ("pth", "/models/peer.tflite"),
     "evaluate": ("thread", 2),
     "benchmark": ("warmup", 5),
@@ -59,7 +58,7 @@ WRONG_TYPES = {
     "fetch": ("calibration_size", "100"),
     "model": ("alpha", "wide"),
     "calibration": ("num_images", "8"),
-    "convert": ("variants.int8.params", 5),
+    "convert": ("variants.int8", "yes"),
     "peer": ("label_offset", "1"),
     "evaluate": ("batch_size", "8"),
     "benchmark": ("threads", 2),  # must be a list of thread counts
@@ -122,7 +121,7 @@ def test_repo_params_values_come_through() -> None:
     params = load(REPO / "params.yaml")
     assert section(params, ModelParams).application == params["model"]["name"]
     assert section(params, BenchmarkParams).threads == params["benchmark"]["threads"]
-    assert set(section(params, ConvertParams).variants) <= set(VARIANTS)
+    assert set(section(params, ConvertParams).variants) == set(VARIANTS)
     assert section(params, PeerParams).path is None
 
 
@@ -169,8 +168,8 @@ def test_nested_unknown_keys_and_types_are_named() -> None:
     params["check"]["per_variant"] = {"int8": {"max_top1_drop_vs_float": "3"}}
     assert "check.per_variant.int8.max_top1_drop_vs_float:" in refusal(params, "check")
     params = repo_params()
-    params["convert"]["variants"]["float32"]["flot_layers"] = 3
-    assert "convert.variants.float32.flot_layers: unknown key" in refusal(params, "convert")
+    params["convert"]["selection"]["budget_point"] = 3
+    assert "convert.selection.budget_point: unknown key" in refusal(params, "convert")
     params = repo_params()
     params["benchmark"]["threads"] = ["a"]
     assert "benchmark.threads.0:" in refusal(params, "benchmark")
@@ -190,46 +189,36 @@ def test_strict_types_refuse_lookalike_values(name: str, key: str, value: Any) -
     assert f"{name}.{key}:" in refusal(params, name)
 
 
-def test_convert_variant_with_the_wrong_wiring_names_the_right_one() -> None:
+def test_convert_variants_unknown_missing_and_off_sources_are_named() -> None:
     params = repo_params()
-    params["convert"]["variants"]["float32"]["calibration"] = "data/prepare/calibration"
-    message = refusal(params, "convert")
-    assert "convert.variants.float32 must be wired as" in message
-    assert ("{params: convert.variants.float32, deps: data/export, calibration: data/export}"
-            in message)
-    params = repo_params()
-    params["convert"]["variants"]["int8_plain"]["params"] = "convert.variants.int8_plain"
-    message = refusal(params, "convert")
-    assert ("convert.variants.int8_plain must be wired as {params: calibration, deps: "
-            "data/export, calibration: data/prepare/calibration}") in message
-    params = repo_params()
-    params["convert"]["variants"]["int8"]["deps"] = "data/export"  # bias correction reads float32
-    assert "deps: data/convert/float32" in refusal(params, "convert")
-    params = repo_params()
-    params["convert"]["variants"]["int8_selective"]["deps"] = "reports/layer_errors.csv"
-    assert "deps: data/convert/float32" in refusal(params, "convert")
-
-
-def test_convert_variants_unknown_and_selection_settings() -> None:
-    params = repo_params()
-    params["convert"]["variants"]["int4"] = dict(params["convert"]["variants"]["int8"])
+    params["convert"]["variants"]["int4"] = True
     assert "convert.variants.int4: unknown variant" in refusal(params, "convert")
-    for setting, value in (("budget_points", 0.5), ("max_layers", 3)):
-        params = repo_params()
-        params["convert"]["variants"]["int8"][setting] = value
-        assert (f"convert.variants.int8.{setting}: only int8_selective"
-                in refusal(params, "convert"))
-        params = repo_params()
-        del params["convert"]["variants"]["int8_selective"][setting]
-        assert (f"convert.variants.int8_selective.{setting}: required"
-                in refusal(params, "convert"))
     params = repo_params()
-    params["convert"]["variants"]["int8_selective"]["float_layers"] = 5  # the old fixed K
-    assert "convert.variants.int8_selective.float_layers: unknown key" in refusal(
-        params, "convert")
+    del params["convert"]["variants"]["int8_gptq"]
+    assert "convert.variants.int8_gptq is missing" in refusal(params, "convert")
     params = repo_params()
-    params["convert"]["variants"]["int8_selective"]["budget_points"] = -1
-    assert "convert.variants.int8_selective.budget_points" in refusal(params, "convert")
+    params["convert"]["variants"]["float32"] = False  # int8's bias correction reads float32
+    message = refusal(params, "convert")
+    assert "is built from float32, which is off" in message
+    assert "convert.variants.float32: true" in message
+    params = repo_params()
+    params["convert"]["variants"]["int8_plain"] = False  # int8 starts from int8_plain's model
+    assert "int8 is built from int8_plain, which is off" in refusal(params, "convert")
+    params = repo_params()
+    params["convert"]["variants"] = dict.fromkeys(params["convert"]["variants"], False)
+    assert "turn at least one on" in refusal(params, "convert")
+
+
+def test_convert_selection_settings_are_checked() -> None:
+    params = repo_params()
+    params["convert"]["selection"]["float_layers"] = 5  # the old fixed K
+    assert "convert.selection.float_layers: unknown key" in refusal(params, "convert")
+    params = repo_params()
+    params["convert"]["selection"]["budget_points"] = -1
+    assert "convert.selection.budget_points" in refusal(params, "convert")
+    params = repo_params()
+    del params["convert"]["selection"]["max_layers"]
+    assert "convert.selection.max_layers is missing" in refusal(params, "convert")
 
 
 def test_params_section_helper_overrides_the_repo_values(tmp_path: Path) -> None:

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import yaml
 
-from litequant.quantize.registry import VARIANTS
+from litequant.quantize.registry import needs_calibration
 from litequant.report.summary import build_rows, metrics_document, model_records
 from tests.conftest import repo_params
 from tests.test_latency_sessions import _collected, _session
 
 MAX_LINE = 300
-DEFAULT_VARIANTS = list(repo_params()["convert"]["variants"])
-CALIBRATED = [v for v in DEFAULT_VARIANTS if VARIANTS[v].needs_calibration]
+DEFAULT_VARIANTS = [v for v, on in repo_params()["convert"]["variants"].items() if on]
+CALIBRATED = [v for v in DEFAULT_VARIANTS if needs_calibration(v)]
 
 
 def _metrics(run: int) -> dict:

@@ -89,7 +89,7 @@ def recipe_file(variant: str) -> Path:
 def selection_file(variant: str) -> Path:
     """``data/convert/<variant>/selection.json``: the layers ``int8_selective`` keeps float, the
     output-sensitivity ranking of every weight op and the agreement-vs-layers-kept curve
-    (:func:`litequant.quantize.passes.sensitivity.select_float_ops`)."""
+    (:func:`litequant.quantize.passes.selection.select_float_ops`)."""
     return convert_dir(variant) / "selection.json"
 
 

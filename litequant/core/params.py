@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from litequant.core.errors import PipelineError
 from litequant.core.preprocessing import APPLICATION_FAMILIES, FAMILIES
-from litequant.quantize.registry import VARIANTS
 
 PARAMS_FILE = "params.yaml"
 
@@ -91,53 +90,6 @@ class CalibrationParams(Section):
     # (:mod:`litequant.quantize.passes.bias_correction`)  of the variants that take it; ``none``:
     # leave the converter's biases.
     bias_correction: Literal["analytic", "none"]
-
-
-class VariantEntry(Section):
-    """One entry of ``convert.variants``: the DVC wiring its stages need, and its settings."""
-
-    name: ClassVar[str] = "convert.variants.<variant>"
-    params: str
-    deps: str
-    calibration: str
-    #: ``int8_selective`` only: the most top-1 agreement (percentage points) with the float32
-    #: model that the simulated selection may lose on the calibration images.
-    budget_points: float | None = Field(default=None, ge=0, le=100)
-    #: ``int8_selective`` only: the most layers (weight ops) kept float.
-    max_layers: int | None = Field(default=None, ge=1)
-
-
-#: The settings of ``int8_selective`` (required there, refused elsewhere) and what they mean.
-SELECTION_SETTINGS = {
-    "budget_points": "the most points of calibration agreement the float layers may lose",
-    "max_layers": "the most layers kept float"}
-
-
-class ConvertParams(Section):
-    """``convert``: the variants to build (keys of :data:`litequant.quantize.registry.VARIANTS`)."""
-
-    name: ClassVar[str] = "convert"
-    variants: dict[str, VariantEntry] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _known_and_wired(self) -> ConvertParams:
-        for key, entry in self.variants.items():
-            variant = VARIANTS.get(key)
-            if variant is None:
-                raise ValueError(f"convert.variants.{key}: unknown variant; known variants: "
-                                 f"{', '.join(VARIANTS)}")
-            wiring = variant.wiring
-            given = {name: getattr(entry, name) for name in wiring}
-            if given != wiring:
-                shown = ", ".join(f"{name}: {value}" for name, value in wiring.items())
-                raise ValueError(f"convert.variants.{key} must be wired as {{{shown}}} (what its "
-                                 f"conversion depends on), got {given}")
-            for setting, meaning in SELECTION_SETTINGS.items():
-                if variant.keeps_layers_float != (getattr(entry, setting) is not None):
-                    raise ValueError(f"convert.variants.{key}.{setting}: " + (
-                        f"required ({meaning})" if variant.keeps_layers_float
-                        else "only int8_selective takes it"))
-        return self
 
 
 class PeerParams(Section):

@@ -1,13 +1,10 @@
-"""Converting the exported SavedModel to a LiteRT variant with TensorFlow's converter.
+"""Converting the exported SavedModel with TensorFlow's converter: the :class:`Converter` base.
 
-Used by stage ``convert@<variant>`` (which writes ``data/convert/<variant>/``) and by
-``layer_errors``. A conversion yields:
-
-* ``model.tflite``: the converted model (absent when the conversion failed);
-* ``conversion.json``: status (``ok``/``failed`` with the converter's message), size, the
-  input/output dtypes and quantization, and the calibration data used.
-
-Each variant's converter settings come from :mod:`litequant.quantize.registry`.
+:data:`SETTINGS` names every way the converter is set up (``float32``, ``float16``, ``dynamic``,
+``int8``, ``int16x8``); a variant's base names one of them
+(:class:`litequant.quantize.registry.Converter`). Also used by ``layer_errors`` (the
+QuantizationDebugger on the ``int8`` settings) and by the denylist conversion of
+:mod:`litequant.quantize.passes.selection`. TensorFlow is imported only when converting.
 """
 
 from __future__ import annotations
@@ -15,44 +12,59 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from litequant.core.arrays import NpyRows
 from litequant.core.errors import PipelineError
-from litequant.core.params import CalibrationParams
-from litequant.core.preprocessing import preprocess
 from litequant.core.quiet import native_stderr_silenced
-from litequant.quantize.registry import VARIANTS, fidelity_methods
+
+if TYPE_CHECKING:
+    from litequant.quantize.context import BaseResult, PassInputs
 
 
-def calibration_inputs(calibration_images: np.ndarray | NpyRows, params: CalibrationParams,
-                       family: str) -> np.ndarray:
-    """The representative inputs: ``float32`` ``(num_images, h, w, 3)`` in the model's range.
+def _float32(converter: Any) -> None:
+    """The converter's defaults: float32 weights and activations."""
 
-    Args:
-        calibration_images: ``uint8`` ``(N, h, w, 3)`` RGB 0..255, the prepared calibration
-            split (disjoint from the evaluation split); only the ``num_images`` chosen rows
-            are read.
-        params: ``images`` takes the first ``num_images`` after a seeded permutation,
-            preprocessed exactly as evaluation images are; ``random_normal``/``random_uniform``
-            give standard normal / uniform [0, 1) noise of the same shape (what many tutorials
-            do; not representative).
-        family: the model's preprocessing family.
-    """
-    if params.num_images > len(calibration_images):
-        raise PipelineError(f"params.yaml: calibration.num_images={params.num_images} is larger "
-                            f"than the calibration split ({len(calibration_images)} images, "
-                            "fetch.calibration_size)")
-    rng = np.random.default_rng(params.seed)
-    shape = (params.num_images, *calibration_images.shape[1:])
-    if params.source == "random_normal":
-        return rng.standard_normal(shape).astype(np.float32)
-    if params.source == "random_uniform":
-        return rng.random(shape, dtype=np.float32)
-    chosen = np.sort(rng.permutation(len(calibration_images))[:params.num_images])
-    return preprocess(calibration_images[chosen], family)
+
+def _float16(converter: Any) -> None:
+    import tensorflow as tf
+
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]
+
+
+def _dynamic(converter: Any) -> None:
+    import tensorflow as tf
+
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+
+
+def _int8(converter: Any) -> None:
+    import tensorflow as tf
+
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+
+
+def _int16x8(converter: Any) -> None:
+    import tensorflow as tf
+
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    converter.inference_input_type = tf.int16
+    converter.inference_output_type = tf.int16
+
+
+#: How ``tf.lite.TFLiteConverter`` is set up, by name.
+SETTINGS: dict[str, Callable[[Any], None]] = {
+    "float32": _float32, "float16": _float16, "dynamic": _dynamic, "int8": _int8,
+    "int16x8": _int16x8}
+#: The settings that quantize activations, so need representative inputs.
+CALIBRATED_SETTINGS = frozenset({"int8", "int16x8"})
 
 
 def representative_dataset(inputs: np.ndarray) -> Callable[[], Iterator[list[np.ndarray]]]:
@@ -63,35 +75,38 @@ def representative_dataset(inputs: np.ndarray) -> Callable[[], Iterator[list[np.
     return dataset
 
 
-def build_converter(saved_model: Path, variant: str, representative: np.ndarray | None):
-    """A ``tf.lite.TFLiteConverter`` set up for ``variant``
-    (:data:`~litequant.quantize.registry.VARIANTS`).
+def build_converter(saved_model: Path, settings: str, representative: np.ndarray | None):
+    """A ``tf.lite.TFLiteConverter`` set up by :data:`SETTINGS` ``[settings]``.
 
     ``representative`` (``float32`` ``(N, h, w, 3)``, the model's input range) is required for
-    the calibrated variants.
+    :data:`CALIBRATED_SETTINGS`.
     """
     import tensorflow as tf
 
-    recipe = VARIANTS[variant]
-    if recipe.needs_calibration and representative is None:
-        raise PipelineError(f"variant {variant} needs calibration data")
+    calibrated = settings in CALIBRATED_SETTINGS
+    if calibrated and representative is None:
+        raise PipelineError(f"converter settings {settings} need calibration data")
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
-    if recipe.configure is not None:
-        recipe.configure(converter)
-    if recipe.needs_calibration:
+    SETTINGS[settings](converter)
+    if calibrated:
         converter.representative_dataset = representative_dataset(representative)
     return converter
 
 
-def convert_variant(saved_model: Path, variant: str,
+def convert_variant(saved_model: Path, settings: str,
                     representative: np.ndarray | None = None) -> bytes:
-    """Convert ``saved_model`` to the ``variant`` recipe; returns the ``.tflite`` bytes.
-
-    Raises whatever the converter raises.
-    """
-    converter = build_converter(saved_model, variant, representative)
+    """Convert ``saved_model`` with :data:`SETTINGS` ``[settings]``; returns the ``.tflite``
+    bytes. Raises whatever the converter raises."""
+    converter = build_converter(saved_model, settings, representative)
     with native_stderr_silenced():
         return converter.convert()
+
+
+def build_base(base: Any, inputs: PassInputs) -> BaseResult:
+    """The :class:`~litequant.quantize.registry.Converter` base: the converter with
+    ``base.settings``, calibrated on ``inputs.calibration`` when ``base.calibrated``."""
+    representative = inputs.calibration if base.calibrated else None
+    return convert_variant(inputs.saved_model, base.settings, representative), {}, {}
 
 
 def convert_selective(saved_model: Path, representative: np.ndarray,
@@ -130,24 +145,3 @@ def debug_int8(saved_model: Path, representative: np.ndarray, debug_inputs: np.n
     buffer = io.StringIO()
     debugger.layer_statistics_dump(buffer)
     return buffer.getvalue()
-
-
-def conversion_record(variant: str, calibration: CalibrationParams | None) -> dict[str, Any]:
-    """The ``conversion.json`` fields known before converting: variant, tool, calibration data
-    and the fidelity methods it uses (:func:`litequant.quantize.registry.fidelity_methods`)."""
-    record: dict[str, Any] = {"variant": variant, "tool": VARIANTS[variant].tool,
-                              "calibration": None, "methods": fidelity_methods(
-                                  variant, calibration.bias_correction if calibration
-                                  else "none")}
-    if calibration is not None:
-        record["calibration"] = {"source": calibration.source,
-                                 "num_images": calibration.num_images,
-                                 "seed": calibration.seed,
-                                 "representative": calibration.source == "images"}
-    return record
-
-
-def failure(record: dict[str, Any], what: str, error: BaseException) -> dict[str, Any]:
-    """``record`` marked ``status: failed`` with ``what`` and the error's message (one line)."""
-    message = " ".join(str(error).split())[:2000] or repr(error)
-    return {**record, "status": "failed", "error": f"{what}: {message}"}

@@ -1,8 +1,10 @@
 """LiteRT variants built by Google's ``ai-edge-quantizer`` from a float ``.tflite``.
 
-Imports numpy, ``ai_edge_quantizer``, ``ai_edge_litert`` and the standard library only (never
-TensorFlow, never ``stages``), so a convert stage built on it starts fast and works on any float
-``.tflite`` (the pipeline's ``float32`` variant).
+Imports numpy, ``ai_edge_quantizer``, ``ai_edge_litert``, the standard library and
+:mod:`litequant.core.quiet` only (never TensorFlow, never ``stages``), so a convert stage
+built on it starts fast and works on any float ``.tflite`` (the pipeline's ``float32``
+variant). The registry's :class:`~litequant.quantize.registry.EdgeQuantizer` bases name the
+recipes of :data:`EDGE_QUANTIZER_VARIANTS` (``tests/test_edge_quantizer.py`` checks both agree).
 
 Variants (:data:`EDGE_QUANTIZER_VARIANTS`):
 
@@ -44,18 +46,25 @@ wins; ``regex`` is searched (``re.search``) in an op's output tensor name.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import json
 import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 from ai_edge_quantizer import quantizer as aeq_quantizer
 from ai_edge_quantizer.utils import qsv_utils, validation_utils
+
+from litequant.core.quiet import native_stderr_silenced
+
+if TYPE_CHECKING:
+    from litequant.quantize.context import BaseResult, PassInputs
 
 #: ``ai_edge_quantizer`` algorithm keys (``AlgorithmName`` values) of the static-int8 candidates.
 STATIC_INT8_ALGORITHMS: dict[str, str] = {
@@ -331,3 +340,23 @@ def recipe_json(recipe: Iterable[dict[str, Any]]) -> str:
     """The recipe as pretty JSON text (what the pipeline writes beside the model)."""
     return json.dumps(list(recipe), indent=2, sort_keys=True) + "\n"
 
+
+
+#: The file beside the model that holds the recipe used.
+RECIPE_FILE = "recipe.json"
+
+
+def build_base(base: Any, inputs: PassInputs) -> BaseResult:
+    """The :class:`~litequant.quantize.registry.EdgeQuantizer` base: :func:`quantize` the
+    float32 variant's model with ``base.recipe`` (calibrated on ``inputs.calibration`` when
+    ``base.calibrated``); the library's own output is silenced.
+
+    Returns the model, ``{"calibration_ranges"}`` for ``conversion.json`` and the recipe used
+    (``recipe.json``).
+    """
+    representative = inputs.calibration if base.calibrated else None
+    float_model = inputs.float32_model()
+    with native_stderr_silenced(), contextlib.redirect_stderr(io.StringIO()):
+        model_bytes, used = quantize(float_model, base.recipe, representative)
+    fields = {"calibration_ranges": CALIBRATION_RANGES[0] if representative is not None else None}
+    return model_bytes, fields, {RECIPE_FILE: recipe_json(used)}

@@ -209,7 +209,7 @@ def selection_png(selection: dict[str, Any] | None, title: str) -> bytes:
     """``int8_selective``'s agreement-vs-layers-kept curve as PNG bytes.
 
     ``selection``: ``selection.json``
-    (:func:`litequant.quantize.passes.sensitivity.select_float_ops`, with the real model's check
+    (:func:`litequant.quantize.passes.selection.select_float_ops`, with the real model's check
     under ``real``), or ``None`` (a figure saying it was not built).
     """
     import matplotlib

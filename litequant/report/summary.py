@@ -166,7 +166,7 @@ def build_rows(collected: dict[str, Any], variants: list[str]) -> list[dict[str,
 
 def selection_note(conversion: dict[str, Any]) -> str:
     """What ``int8_selective`` kept float and whether its agreement budget held
-    (``conversion.json`` fields of :func:`litequant.quantize.passes.sensitivity.record_fields`)."""
+    (``conversion.json`` fields of :func:`litequant.quantize.passes.selection.record_fields`)."""
     met, agreement = conversion["budget_met"], conversion["calibration_agreement"]
     verdict = ", ".join(f"{kind} {agreement[kind]:.1f}% ({'met' if met[kind] else 'NOT met'})"
                         for kind in ("simulated", "real"))

@@ -29,20 +29,24 @@ TensorFlow).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from litequant.core.litert import intermediate_tensors
-from litequant.quantize.passes.weight_grid import (
+from litequant.quantize.flatbuffer import (
+    INT8,
     WEIGHT_OPS,
     op_name,
     read_model,
     requantize_bias,
     tensor_name,
 )
+
+if TYPE_CHECKING:
+    from litequant.quantize.context import PassInputs
+
 
 #: The smallest fraction of the converter's range tried.
 MIN_FRACTION = 0.4
@@ -51,7 +55,6 @@ MIN_FRACTION = 0.4
 BINS = 8192
 #: Ops whose output range is chosen, and the only consumers allowed (they requantize).
 REQUANTIZING_OPS = (*WEIGHT_OPS, "ADD")
-_INT8 = 9  # TFLite TensorType INT8
 _FRACTIONS = np.round(np.arange(1.0, MIN_FRACTION - 1e-9, -0.01), 2)
 
 
@@ -122,7 +125,7 @@ def rangeable_tensors(quantized, reference) -> list[tuple[int, int]]:
         name = tensor_name(graph.tensors[tensor])
         if (op_name(quantized, op) in REQUANTIZING_OPS and tensor not in outputs and users
                 and all(user in REQUANTIZING_OPS for user in users)
-                and graph.tensors[tensor].type == _INT8 and params is not None
+                and graph.tensors[tensor].type == INT8 and params is not None
                 and params.scale is not None and len(params.scale) == 1
                 and name in float_outputs):
             chosen.append((tensor, float_outputs[name]))
@@ -146,11 +149,10 @@ def choose_activation_ranges(int8_model: bytes, float_model: bytes,
         ``(model bytes, summary)``; ``summary`` has ``tensors`` (considered), ``clipped`` (their
         range shrunk), ``ranges`` (per clipped tensor: name, the converter's ``[min, max]``, the
         chosen range), the mean squared quantization error over the considered tensors relative
-        to min/max's (``relative_error``), ``num_images`` and ``seconds``.
+        to min/max's (``relative_error``) and ``num_images``.
     """
     from ai_edge_litert.tools import flatbuffer_utils
 
-    started = time.perf_counter()
     quantized, reference = read_model(int8_model), read_model(float_model)
     graph = quantized.subgraphs[0]
     pairs = rangeable_tensors(quantized, reference)
@@ -181,8 +183,7 @@ def choose_activation_ranges(int8_model: bytes, float_model: bytes,
                        "range": [round(new_low, 4), round(new_high, 4)]})
     summary = {"tensors": len(pairs), "clipped": len(ranges), "ranges": ranges,
                "relative_error": after / before if before else 1.0,
-               "num_images": int(len(calibration_inputs)),
-               "seconds": round(time.perf_counter() - started, 2)}
+               "num_images": int(len(calibration_inputs))}
     return bytes(flatbuffer_utils.convert_object_to_bytearray(quantized)), summary
 
 
@@ -197,3 +198,9 @@ def _set_activation_grid(model, tensor: int, scale: float, zero_point: int) -> N
         if (op_name(model, op) in WEIGHT_OPS and int(op.inputs[0]) == tensor
                 and len(op.inputs) > 2 and op.inputs[2] >= 0):
             requantize_bias(model, graph.tensors[op.inputs[2]], ratio)
+
+
+def apply(model_bytes: bytes, inputs: PassInputs) -> tuple[bytes, dict[str, Any]]:
+    """The ``activation_ranges`` pass: :func:`choose_activation_ranges` from the float32
+    variant's activations on the calibration inputs."""
+    return choose_activation_ranges(model_bytes, inputs.float32_model(), inputs.calibration)

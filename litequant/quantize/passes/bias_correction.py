@@ -34,26 +34,31 @@ helpers only (never TensorFlow).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from litequant.core.litert import intermediate_tensors
 from litequant.quantize.convolution import padded_input
-from litequant.quantize.passes.weight_grid import (
+from litequant.quantize.flatbuffer import (
+    INT8,
+    INT32,
+    INT64,
+    PADDING_SAME,
     buffer_array,
     matched_weight_ops,
     read_model,
     tensor_name,
 )
 
+if TYPE_CHECKING:
+    from litequant.quantize.context import PassInputs
+
+
 #: ``calibration.bias_correction`` values: correct the biases, or leave the converter's model.
 METHODS = ("analytic", "none")
-_INT8, _INT32, _INT64 = 9, 2, 4  # TFLite TensorType values
-_SAME = 0  # TFLite Padding.SAME
 
 
 @dataclass
@@ -84,8 +89,8 @@ def correctable_ops(quantized, reference) -> tuple[list[CorrectableOp], list[str
         params = weight.quantization
         has_bias = len(q_op.inputs) > 2 and q_op.inputs[2] >= 0
         bias = q_tensors[q_op.inputs[2]] if has_bias else None
-        if (weight.type != _INT8 or params is None or params.scale is None
-                or bias is None or bias.type not in (_INT32, _INT64)
+        if (weight.type != INT8 or params is None or params.scale is None
+                or bias is None or bias.type not in (INT32, INT64)
                 or bias.quantization is None or bias.quantization.scale is None):
             skipped.append(tensor_name(q_tensors[q_op.outputs[0]]))
             continue
@@ -159,7 +164,7 @@ def mean_output(op: CorrectableOp, mean_input: np.ndarray, kernel: np.ndarray) -
     stride = (int(options.strideH), int(options.strideW))
     dilation = (int(options.dilationHFactor), int(options.dilationWFactor))
     taps = tap_means(mean_input, (kernel.shape[1], kernel.shape[2]), stride, dilation,
-                     int(options.padding) == _SAME)
+                     int(options.padding) == PADDING_SAME)
     if op.kind == "CONV_2D":
         return np.einsum("oijc,ijc->o", kernel, taps)
     multiplier = kernel.shape[3] // taps.shape[2]
@@ -193,13 +198,13 @@ def mean_tensors(model_bytes: bytes, inputs: np.ndarray, tensors: list[int],
 
 def bias_values(model, op: CorrectableOp) -> np.ndarray:
     """The op's bias in real units, ``float64`` ``(output_channels,)``."""
-    dtype = np.int32 if op.bias.type == _INT32 else np.int64
+    dtype = np.int32 if op.bias.type == INT32 else np.int64
     return buffer_array(model, op.bias, dtype).astype(np.float64) * op.bias_scale
 
 
 def set_bias(model, op: CorrectableOp, values: np.ndarray) -> None:
     """Write ``values`` (real units) into the op's integer bias, in the bias's own scale."""
-    dtype = np.int32 if op.bias.type == _INT32 else np.int64
+    dtype = np.int32 if op.bias.type == INT32 else np.int64
     info = np.iinfo(dtype)
     ints = np.clip(np.round(values / op.bias_scale), info.min, info.max).astype(dtype)
     model.buffers[op.bias.buffer].data = np.frombuffer(ints.tobytes(), dtype=np.uint8)
@@ -223,7 +228,7 @@ def correct_biases(quantized_model: bytes, float_model: bytes, calibration_input
     Returns:
         ``(model bytes, summary)``; ``summary`` has ``method`` and, when corrected,
         ``num_images``, ``ops`` (corrected), ``skipped`` (output tensor names of weight ops left
-        alone: kept float, or without an integer bias), ``seconds`` and ``rms_shift_steps`` /
+        alone: kept float, or without an integer bias), ``rms_shift_steps`` /
         ``max_shift_steps`` (the corrections in units of each channel's bias step).
 
     Raises:
@@ -235,7 +240,6 @@ def correct_biases(quantized_model: bytes, float_model: bytes, calibration_input
         return quantized_model, {"method": "none"}
     from ai_edge_litert.tools import flatbuffer_utils
 
-    started = time.perf_counter()
     quantized = read_model(quantized_model)
     ops, skipped = correctable_ops(quantized, read_model(float_model))
     means = mean_tensors(float_model, calibration_inputs, [op.float_op.inputs[0] for op in ops],
@@ -247,7 +251,14 @@ def correct_biases(quantized_model: bytes, float_model: bytes, calibration_input
         steps.append(shift / op.bias_scale)
     steps_all = np.abs(np.concatenate(steps)) if steps else np.zeros(1)
     summary = {"method": method, "num_images": int(len(calibration_inputs)), "ops": len(ops),
-               "skipped": skipped, "seconds": round(time.perf_counter() - started, 2),
+               "skipped": skipped,
                "rms_shift_steps": float(np.sqrt(np.mean(steps_all ** 2))),
                "max_shift_steps": float(np.max(steps_all))}
     return bytes(flatbuffer_utils.convert_object_to_bytearray(quantized)), summary
+
+
+def apply(model_bytes: bytes, inputs: PassInputs) -> tuple[bytes, dict[str, Any]]:
+    """The ``bias_correction`` pass: :func:`correct_biases` against the float32 variant on the
+    calibration inputs, by the ``calibration.bias_correction`` method (``none``: unchanged)."""
+    return correct_biases(model_bytes, inputs.float32_model(), inputs.calibration,
+                          inputs.calibration_params.bias_correction)

@@ -24,20 +24,25 @@ TensorFlow).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from litequant.core.litert import intermediate_tensors
 from litequant.quantize.convolution import input_patches
-from litequant.quantize.passes.weight_grid import (
+from litequant.quantize.flatbuffer import (
+    INT8,
+    PADDING_SAME,
     buffer_array,
     matched_weight_ops,
     read_model,
     tensor_name,
 )
+
+if TYPE_CHECKING:
+    from litequant.quantize.context import PassInputs
+
 
 #: Damping added to ``H``'s diagonal, as a fraction of its mean diagonal (GPTQ's default).
 DAMPING = 0.01
@@ -46,8 +51,6 @@ DAMPING = 0.01
 #: hundred).
 MAX_POSITIONS = 1024
 _BLOCK = 128  # columns rounded between two updates of the rest (GPTQ's lazy batch updates)
-_INT8 = 9  # TFLite TensorType INT8
-_SAME = 0  # TFLite Padding.SAME
 
 
 def gptq_round(weights: np.ndarray, hessian: np.ndarray, scales: np.ndarray) -> np.ndarray:
@@ -117,7 +120,7 @@ def input_gram(kind: str, options: Any, weights: np.ndarray, x: np.ndarray
     kernel_hw = (weights.shape[1], weights.shape[2])
     patches = input_patches(x, kernel_hw, (int(options.strideH), int(options.strideW)),
                             (int(options.dilationHFactor), int(options.dilationWFactor)),
-                            int(options.padding) == _SAME, MAX_POSITIONS).astype(np.float64)
+                            int(options.padding) == PADDING_SAME, MAX_POSITIONS).astype(np.float64)
     if kind == "CONV_2D":
         rows = patches.reshape(len(patches), -1)
         return rows.T @ rows, len(rows)
@@ -161,7 +164,7 @@ def gptq_model(int8_model: bytes, float_model: bytes, calibration_inputs: np.nda
 
     Returns:
         ``(model bytes, summary)``; ``summary`` has ``ops`` (re-rounded), ``skipped`` (weight
-        ops left alone: kept float or not per-channel int8), ``num_images``, ``seconds`` and
+        ops left alone: kept float or not per-channel int8), ``num_images`` and
         the relative output error ``sqrt(tr(E H Eᵀ) / tr(W H Wᵀ))`` summed over ops, ``E`` the
         weight error, for round-to-nearest (``output_rel_error_nearest``) and for GPTQ
         (``output_rel_error``).
@@ -171,7 +174,6 @@ def gptq_model(int8_model: bytes, float_model: bytes, calibration_inputs: np.nda
     """
     from ai_edge_litert.tools import flatbuffer_utils
 
-    started = time.perf_counter()
     quantized, reference = read_model(int8_model), read_model(float_model)
     q_tensors, f_tensors = quantized.subgraphs[0].tensors, reference.subgraphs[0].tensors
     ops, skipped = [], []
@@ -179,7 +181,7 @@ def gptq_model(int8_model: bytes, float_model: bytes, calibration_inputs: np.nda
         weight = q_tensors[q_op.inputs[1]]
         params = weight.quantization
         w = buffer_array(reference, f_tensors[f_op.inputs[1]], np.float32).astype(np.float64)
-        if (weight.type != _INT8 or params is None or params.scale is None
+        if (weight.type != INT8 or params is None or params.scale is None
                 or len(params.scale) != _as_rows(kind, w).shape[0]):
             skipped.append(tensor_name(q_tensors[q_op.outputs[0]]))
             continue
@@ -210,7 +212,12 @@ def gptq_model(int8_model: bytes, float_model: bytes, calibration_inputs: np.nda
         packed = _from_rows(kind, levels, w.shape).astype(np.int8)
         quantized.buffers[weight.buffer].data = np.frombuffer(packed.tobytes(), dtype=np.uint8)
     summary = {"ops": len(ops), "skipped": skipped, "num_images": int(len(calibration_inputs)),
-               "seconds": round(time.perf_counter() - started, 2),
                "output_rel_error_nearest": (nearest_error / signal) ** 0.5 if signal else 0.0,
                "output_rel_error": (gptq_error / signal) ** 0.5 if signal else 0.0}
     return bytes(flatbuffer_utils.convert_object_to_bytearray(quantized)), summary
+
+
+def apply(model_bytes: bytes, inputs: PassInputs) -> tuple[bytes, dict[str, Any]]:
+    """The ``gptq`` pass: :func:`gptq_model` with the float32 variant's weights and the
+    calibration inputs."""
+    return gptq_model(model_bytes, inputs.float32_model(), inputs.calibration)

@@ -26,14 +26,26 @@ Imports numpy, ai-edge-litert's flatbuffer tools and the standard library only.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from litequant.quantize.flatbuffer import (
+    INT8,
+    buffer_array,
+    matched_weight_ops,
+    read_model,
+    requantize_bias,
+    tensor_name,
+)
+
+if TYPE_CHECKING:
+    from litequant.quantize.context import PassInputs
+
 
 INT8_MAX = 127
 #: The smallest number of positive levels tried (``scale = max|w| / k``).
 DEFAULT_MIN_LEVELS = 64
-WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 SCALE_RULES = ("max", "mse")
 
 
@@ -95,60 +107,6 @@ def fake_quantize(weights: np.ndarray, axis: int, rule: str = "max",
 
 # --- rewriting a converted full-integer model ----------------------------------------------------
 
-def read_model(model_bytes: bytes):
-    """A ``.tflite`` flatbuffer as ai-edge-litert's mutable object tree (``ModelT``)."""
-    from ai_edge_litert.tools import flatbuffer_utils
-
-    return flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))
-
-
-def op_name(model, op) -> str:
-    """The builtin operator name (``CONV_2D``, ``ADD``, ...) of a flatbuffer op."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    code = model.operatorCodes[op.opcodeIndex]
-    builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-    names = {v: k for k, v in schema.BuiltinOperator.__dict__.items() if not k.startswith("_")}
-    return names.get(builtin, str(builtin))
-
-
-def tensor_name(tensor) -> str:
-    """A flatbuffer tensor's name as ``str``."""
-    name = tensor.name
-    return name.decode() if isinstance(name, bytes) else str(name)
-
-
-def weighted_ops(model) -> list[tuple[str, Any]]:
-    """``(op name, op)`` of every weight op of subgraph 0 in execution order."""
-    graph = model.subgraphs[0]
-    return [(name, op) for op in graph.operators
-            if (name := op_name(model, op)) in WEIGHT_OPS]
-
-
-def matched_weight_ops(quantized, reference) -> list[tuple[str, Any, Any]]:
-    """``(op name, op of quantized, op of reference)`` for the weight ops of two conversions of
-    the same SavedModel (e.g. int8 and float32), which come in the same order.
-
-    Raises:
-        ValueError: the two models do not have the same weight ops.
-    """
-    q_ops = weighted_ops(quantized)
-    f_ops = weighted_ops(reference)
-    if [n for n, _ in q_ops] != [n for n, _ in f_ops]:
-        raise ValueError(f"the quantized and float32 models have different weight ops "
-                         f"({len(q_ops)} against {len(f_ops)})")
-    return [(name, q_op, f_op) for (name, q_op), (_, f_op) in zip(q_ops, f_ops, strict=True)]
-
-
-def buffer_array(model, tensor, dtype) -> np.ndarray:
-    """A constant tensor's data as a ``dtype`` array of the tensor's shape (read-only view)."""
-    data = model.buffers[tensor.buffer].data
-    if data is None:
-        raise ValueError(f"tensor {tensor_name(tensor)} has no constant data")
-    return np.frombuffer(np.asarray(data, dtype=np.uint8).tobytes(), dtype=dtype).reshape(
-        tuple(tensor.shape))
-
-
 def regrid(int8_model: bytes, float_model: bytes, min_levels: int = DEFAULT_MIN_LEVELS
            ) -> tuple[bytes, dict[str, Any]]:
     """Rewrite the int8 weights of a full-integer model with :func:`choose_scales` scales.
@@ -182,7 +140,7 @@ def regrid(int8_model: bytes, float_model: bytes, min_levels: int = DEFAULT_MIN_
     for _, q_op, f_op in matched_weight_ops(quantized, reference):
         weight = q_tensors[q_op.inputs[1]]
         params = weight.quantization
-        if (weight.type != 9 or params is None or params.scale is None  # 9: INT8
+        if (weight.type != INT8 or params is None or params.scale is None
                 or len(params.scale) == 0):
             skipped.append(tensor_name(q_tensors[q_op.outputs[0]]))
             continue
@@ -227,23 +185,6 @@ def regrid(int8_model: bytes, float_model: bytes, min_levels: int = DEFAULT_MIN_
     return bytes(flatbuffer_utils.convert_object_to_bytearray(quantized)), summary
 
 
-def requantize_bias(model, bias, factors: np.ndarray) -> None:
-    """Put an ``int32`` bias on new steps: scale ``input_scale * weight_scale`` times ``factors``
-    (per channel, or one for all; the real values stay), for a new weight or input scale.
-    Anything but a per-channel-quantized ``int32`` bias of matching length is left alone."""
-    params = bias.quantization
-    if bias.type != 2 or params is None or params.scale is None:  # 2: INT32
-        return
-    old = np.asarray(params.scale, dtype=np.float64)
-    factors = np.asarray(factors, dtype=np.float64)
-    if factors.ndim == 0:
-        factors = np.full(old.shape, float(factors))
-    if factors.shape != old.shape:
-        return
-    new = old * factors
-    values = buffer_array(model, bias, np.int32).astype(np.float64) * old
-    safe = np.where(new > 0, new, 1.0)
-    ints = np.clip(np.round(values / safe), -2 ** 31, 2 ** 31 - 1).astype(np.int32)
-    model.buffers[bias.buffer].data = np.frombuffer(ints.tobytes(), dtype=np.uint8)
-    params.scale = new.astype(np.float32).tolist()
-    params.zeroPoint = [0] * len(new)
+def apply(model_bytes: bytes, inputs: PassInputs) -> tuple[bytes, dict[str, Any]]:
+    """The ``weight_grid`` pass: :func:`regrid` from the float32 variant's weights."""
+    return regrid(model_bytes, inputs.float32_model())

@@ -35,22 +35,29 @@ helpers only (never TensorFlow).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from litequant.core.litert import LiteRTModel, dequantize, quantize
 from litequant.core.metrics import class_probabilities, fidelity_metrics
-from litequant.quantize.passes.weight_grid import (
+from litequant.quantize.flatbuffer import (
+    FLOAT32,
     buffer_array,
-    fake_quantize,
     read_model,
     tensor_name,
     weighted_ops,
 )
+from litequant.quantize.passes.weight_grid import fake_quantize
+
+if TYPE_CHECKING:
+    from litequant.quantize.context import BaseResult, PassInputs
+
+#: The file beside the model that holds the whole selection.
+SELECTION_FILE = "selection.json"
+
 
 #: The most calibration images the ranking runs on (the first ones of the calibration inputs):
 #: every weight op costs one float32 pass over them. The curve and the budget use them all.
@@ -61,7 +68,6 @@ RANKING_IMAGES = 32
 CHANNEL_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}
 #: Interpreter threads of the simulation runs (float kernels give the same bits at any count).
 THREADS = 2
-_FLOAT32 = 0  # TensorType.FLOAT32
 #: TensorFlow op names of convolutions and matrix products in fused TFLite tensor names.
 _WEIGHT_OP_NAMES = ("convolution", "Conv2D", "depthwise", "MatMul")
 _BATCH = 16
@@ -130,7 +136,7 @@ class WeightRounding:
         for weight_op, (_, op) in zip(self.ops, weighted_ops(model), strict=True):
             weight = tensors[op.inputs[1]]
             where = f"weight op {weight_op.position} ({weight_op.op})"
-            if weight.type != _FLOAT32:
+            if weight.type != FLOAT32:
                 raise ValueError(f"{where} has no float32 weights: not a float model")
             w = buffer_array(model, weight, np.float32)
             # the object model renumbers buffers: find the bytes through the file's own tables
@@ -256,15 +262,13 @@ def select_float_ops(float_model: bytes, inputs: np.ndarray, output_kind: str,
         ``weight_ops``, ``ranking`` (:func:`rank_weight_ops`), ``curve``
         (:func:`agreement_curve`), ``layers_kept``, ``budget_met_simulated``, the chosen
         ``float_layers`` (tensor names, the denylist) and ``float_ops`` (``position``, ``op``,
-        ``label``), ``seconds`` (ranking and curve).
+        ``label``).
     """
-    started = time.perf_counter()
     inputs = np.asarray(inputs, dtype=np.float32)
     rounding = WeightRounding(float_model)
     reference = run_model(rounding.model, inputs, output_kind)
     ranking = rank_weight_ops(rounding, inputs[:RANKING_IMAGES], reference[:RANKING_IMAGES],
                               output_kind)
-    ranked = time.perf_counter()
     curve = agreement_curve(rounding, [row["position"] for row in ranking], inputs, reference,
                             output_kind, max_layers)
     k, met = fewest_layers(curve, budget_points)
@@ -275,9 +279,7 @@ def select_float_ops(float_model: bytes, inputs: np.ndarray, output_kind: str,
             "float_layers": [row["tensor_name"] for row in chosen],
             "float_ops": [{key: row[key] for key in ("position", "op", "label")}
                           for row in chosen],
-            "ranking": ranking, "curve": curve,
-            "seconds": {"ranking": round(ranked - started, 2),
-                        "curve": round(time.perf_counter() - ranked, 2)}}
+            "ranking": ranking, "curve": curve}
 
 
 def float_weight_positions(model_bytes: bytes) -> list[int]:
@@ -286,7 +288,7 @@ def float_weight_positions(model_bytes: bytes) -> list[int]:
     model = read_model(model_bytes)
     tensors = model.subgraphs[0].tensors
     return [position for position, (_, op) in enumerate(weighted_ops(model))
-            if tensors[op.inputs[1]].type == _FLOAT32
+            if tensors[op.inputs[1]].type == FLOAT32
             and model.buffers[tensors[op.inputs[1]].buffer].data is not None]
 
 
@@ -302,14 +304,13 @@ def real_check(selection: dict[str, Any], converted: bytes, float_model: bytes,
         output_kind: ``probabilities`` or ``logits``.
 
     Returns:
-        ``{"agreement", "loss_points", "kl_divergence", "sqnr_db", "budget_met", "seconds"}``
+        ``{"agreement", "loss_points", "kl_divergence", "sqnr_db", "budget_met"}``
         of the converted model against the float32 model on the same images.
 
     Raises:
         RuntimeError: the converted model's float weight ops are not the chosen ones (the
             denylist names did not match the converter's).
     """
-    started = time.perf_counter()
     kept = float_weight_positions(converted)
     wanted = [op["position"] for op in selection["float_ops"]]
     if kept != wanted:
@@ -318,15 +319,14 @@ def real_check(selection: dict[str, Any], converted: bytes, float_model: bytes,
     inputs = np.asarray(inputs, dtype=np.float32)
     effect = output_effect(run_model(float_model, inputs, output_kind),
                            run_model(converted, inputs, output_kind))
-    return {**effect, "budget_met": meets(effect["loss_points"], selection["budget_points"]),
-            "seconds": round(time.perf_counter() - started, 2)}
+    return {**effect, "budget_met": meets(effect["loss_points"], selection["budget_points"])}
 
 
 def record_fields(selection: dict[str, Any], real: dict[str, Any]) -> dict[str, Any]:
     """The ``conversion.json`` fields of a selection and its :func:`real_check` (not metrics):
     ``float_layers`` (tensor names), ``float_ops`` (labels), ``budget_points``, ``max_layers``,
     ``budget_met`` and ``calibration_agreement`` (``simulated`` and ``real``), how many images
-    ranked the ops and measured the budget, and the seconds the selection took."""
+    ranked the ops and measured the budget."""
     chosen = next(p for p in selection["curve"] if p["layers_kept"] == selection["layers_kept"])
     return {"float_layers": list(selection["float_layers"]),
             "float_ops": [op["label"] for op in selection["float_ops"]],
@@ -336,5 +336,25 @@ def record_fields(selection: dict[str, Any], real: dict[str, Any]) -> dict[str, 
             "calibration_agreement": {"simulated": chosen["agreement"],
                                       "real": real["agreement"]},
             "ranking_images": selection["images"]["ranking"],
-            "budget_images": selection["images"]["budget"],
-            "selection_seconds": round(sum(selection["seconds"].values()) + real["seconds"], 2)}
+            "budget_images": selection["images"]["budget"]}
+
+
+def build_base(base: Any, inputs: PassInputs) -> BaseResult:
+    """The :class:`~litequant.quantize.registry.KeptFloat` base: choose the float layers on the
+    float32 model (judged on the real calibration images, within ``inputs.settings``, the
+    ``convert.selection`` budget), convert with them denylisted, and check the real model.
+
+    Returns the model, the selection's ``conversion.json`` fields (:func:`record_fields`) and
+    ``selection.json``. Raises ``RuntimeError`` when the converter kept other layers float than
+    the chosen ones.
+    """
+    from litequant.quantize.conversion import convert_selective
+
+    float_model = inputs.float32_model()
+    selection = select_float_ops(float_model, inputs.real_calibration, inputs.output_kind,
+                                 inputs.settings.budget_points, inputs.settings.max_layers)
+    model_bytes = convert_selective(inputs.saved_model, inputs.calibration,
+                                    selection["float_layers"])
+    selection["real"] = real_check(selection, model_bytes, float_model,
+                                   inputs.real_calibration, inputs.output_kind)
+    return model_bytes, record_fields(selection, selection["real"]), {SELECTION_FILE: selection}

@@ -1,5 +1,5 @@
 """Output-sensitivity ranking and the budgeted choice of int8_selective's float layers
-(:mod:`litequant.quantize.passes.sensitivity`), on tiny Keras models converted by the real
+(:mod:`litequant.quantize.passes.selection`), on tiny Keras models converted by the real
 converter."""
 
 from __future__ import annotations
@@ -9,13 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from litequant.quantize.passes import sensitivity
-from litequant.quantize.passes.weight_grid import (
-    buffer_array,
-    fake_quantize,
-    read_model,
-    weighted_ops,
-)
+from litequant.quantize.flatbuffer import buffer_array, read_model, weighted_ops
+from litequant.quantize.passes import selection as sensitivity
+from litequant.quantize.passes.weight_grid import fake_quantize
 
 IMAGES = 40  # the ranking reads the first 32 (sensitivity.RANKING_IMAGES), the budget all
 
