@@ -170,7 +170,8 @@ def test_documented_params_keys_exist():
     for expected in ("fetch.source", "calibration.num_images", "benchmark.threads"):
         assert expected in documented, f"{expected} is documented nowhere"
     metrics = metrics_keys()  # `peer.top1` is the peer row's metric, not a key of section peer
-    unknown = [f"{key} ({', '.join(sorted(set(where)))})" for key, where in sorted(documented.items())
+    unknown = [f"{key} ({', '.join(sorted(set(where)))})"
+               for key, where in sorted(documented.items())
                if not _resolves(params, key) and key not in metrics]
     assert not unknown, "params keys the docs name that params.yaml does not have:\n" + "\n".join(
         unknown)
