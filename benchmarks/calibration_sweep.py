@@ -1,7 +1,7 @@
 """Collect a calibration-size sweep run as DVC experiments into one table (and one figure).
 
 Each experiment of the sweep is an ordinary pipeline run with a different
-``calibration.num_images`` (see README, "Calibration sweep")::
+``calibration.num_images`` (see docs/guide.md, "Calibration sweep")::
 
     for n in 10 25 50 100; do dvc exp run --queue -n cal-$n -S calibration.num_images=$n; done
     dvc queue start && dvc queue status      # wait until every task says Success

@@ -1,5 +1,5 @@
-"""A sweep spread over machines with DVC's own experiment sharing (README "Sweeps across
-machines"): a bare git repository is the shared git remote, a local directory the shared DVC
+"""A sweep spread over machines with DVC's own experiment sharing (docs/guide.md, "Sweeps
+across machines"): a bare git repository is the shared git remote, a local directory the shared DVC
 remote; two clones each run one experiment of a calibration sweep and ``dvc exp push`` it, the
 second reusing the first one's unchanged stages through the pushed run-cache; a third clone
 ``dvc exp pull``s both, lists them with ``dvc exp show`` and gates one against the other with
