@@ -30,7 +30,9 @@ def evaluate(variant: str, params: EvaluateParams) -> dict[str, Any]:
     """Evaluate one variant and write ``data/evaluate/<variant>/metrics.json``."""
     conversion = layout.read_conversion(layout.convert_dir(variant))
     predictions = None
-    if conversion["status"] != "ok":
+    if conversion["status"] == "off":  # turned off in convert.variants: nothing to evaluate
+        metrics = {"status": "off"}
+    elif conversion["status"] != "ok":
         metrics = {"status": "failed", "error": conversion.get("error", "conversion failed")}
     else:
         info = layout.read_model_info(layout.MODEL_INFO)

@@ -225,3 +225,14 @@ def test_bad_requests_raise(tiny: dict) -> None:
         eq.quantize(tiny["tflite"], "static_int8_minmax", np.zeros((2, 8, 8, 3), np.float32))
     with pytest.raises(ValueError, match="regular expression"):
         eq.build_recipe("weight_only_int8", exclude=["("])
+
+
+def test_registry_edge_quantizer_bases_name_known_recipes_with_their_calibration() -> None:
+    from litequant.quantize import edge_quantizer as eq
+    from litequant.quantize.registry import VARIANTS, EdgeQuantizer
+
+    bases = [v.base for v in VARIANTS.values() if isinstance(v.base, EdgeQuantizer)]
+    assert bases  # the registry builds some variants with ai-edge-quantizer
+    for base in bases:
+        assert base.recipe in eq.EDGE_QUANTIZER_VARIANTS, base
+        assert base.calibrated == eq.EDGE_QUANTIZER_VARIANTS[base.recipe].needs_calibration
