@@ -148,7 +148,7 @@ def test_selection_keeps_the_fragile_layer_float_and_the_real_model_agrees(conve
     assert record["calibration_agreement"] == {"simulated": curve[1]["agreement"],
                                                "real": real["agreement"]}
     assert (record["ranking_images"], record["budget_images"]) == (32, IMAGES)
-    assert record["selection_seconds"] >= 0
+    assert "selection_seconds" not in record  # no wall-clock value in an output
     # denylisting another op than the chosen one is caught
     wrong = convert_selective(saved_model, images, [selection["ranking"][1]["tensor_name"]])
     with pytest.raises(RuntimeError, match="denylist names do not match"):
