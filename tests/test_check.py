@@ -31,7 +31,7 @@ from litequant.core.params import (
 )
 from litequant.data.fetching import fetch
 from litequant.model.models import export
-from litequant.report.summary import gate
+from litequant.report import gate
 from stages import benchmark, check, convert, evaluate, evaluate_keras, prepare, report
 from tests.conftest import REPO, SHARED_VAL, SHARED_WEIGHTS, needs_shared, tiny_params
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from litequant.core.params import CheckParams
-from litequant.report.summary import NOT_COMPARABLE, build_rows, gate, markdown, model_records
+from litequant.report import gate
+from litequant.report.summary import NOT_COMPARABLE, build_rows, markdown, model_records
 from tests.conftest import params_section
 
 

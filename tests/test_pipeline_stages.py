@@ -254,7 +254,7 @@ def test_int8_selective_keeps_the_chosen_layers_float_and_records_the_selection(
 
 def test_check_gate_fails_on_the_failed_variant_and_marks_new_ones(
         pipeline_run: Path, tmp_path: Path) -> None:
-    from litequant.report.summary import gate
+    from litequant.report import gate
 
     limits = section(load(pipeline_run / "params.yaml"), CheckParams)
     metrics = json.loads((pipeline_run / "reports/metrics.json").read_text())
