@@ -22,7 +22,13 @@ from litequant.core.params import FetchParams, ModelParams, load, section
 from litequant.data.fetching import fetch
 from litequant.model.models import export
 from stages import evaluate_keras, prepare
-from tests.conftest import params_section, run_variant_stages, tiny_params, write_image_folder
+from tests.conftest import (
+    block_classifier,
+    params_section,
+    run_variant_stages,
+    tiny_params,
+    write_image_folder,
+)
 
 #: int8_mse too: its activation ranges and weight grid on every architecture (hard-swish,
 #: squeeze-excite, residual adds with fused ReLU), not only the MobileNets of ../shared
@@ -139,14 +145,10 @@ def test_user_keras_file_and_saved_model_give_the_applications_results(
             assert from_saved_model[row][metric] == from_keras[row][metric]
 
 
-@pytest.mark.slow  # exports a SavedModel and runs the front stages
 def test_saved_model_needs_an_explicit_preprocessing(tmp_path: Path) -> None:
-    import keras
-
     from litequant.core.errors import PipelineError
 
-    keras.utils.set_random_seed(0)
-    model = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None)
+    model = block_classifier(32, 1000)  # an ImageNet classifier; its folder named as a MobileNet
     model.export(str(tmp_path / "mobilenet_v2_sm"), format="tf_saved_model", verbose=False)
     params = params_section(ModelParams, source=str(tmp_path / "mobilenet_v2_sm"))
     assert params.preprocessing == "auto"
