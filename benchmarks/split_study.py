@@ -45,7 +45,7 @@ from benchmarks.fidelity_study import (  # noqa: E402
     study_arguments,
 )
 from benchmarks.scratch import GIT_ENV, scratch_project, set_params  # noqa: E402
-from litequant import layout  # noqa: E402
+from litequant.core import layout  # noqa: E402
 from litequant.report.summary import (  # noqa: E402
     FIDELITY_BASELINE,
     FLOAT_MODEL_ROW,

@@ -138,6 +138,73 @@ def select_variants(params: dict, variants: list[str] | tuple[str, ...]) -> dict
     return params
 
 
+def block_classifier(size: int = 32, outputs: int = 10, activation: str = "softmax",
+                     channels: int = 16):
+    """A MobileNet-like block of a few layers, seeded: conv stem (``channels``), depthwise
+    conv, 1x1 conv, residual add, pooling, dense ``activation``. It has every op kind the
+    quantization passes touch (CONV_2D, DEPTHWISE_CONV_2D, ADD, FULLY_CONNECTED) and converts
+    in about a second, where a MobileNetV2 takes many; tests that need a real architecture use
+    one explicitly. With ``outputs=1000`` it is a valid ImageNet classifier for the pipeline."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Conv2D(channels, 3, strides=2, padding="same", activation="relu6",
+                            name="stem")(inputs)
+    y = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu6", name="dw")(x)
+    y = keras.layers.Conv2D(channels, 1, name="project")(y)
+    x = keras.layers.Add(name="residual")([x, y])
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = keras.layers.Dense(outputs, activation=activation, name="classifier")(x)
+    return keras.Model(inputs, outputs, name=f"block_classifier_{size}")
+
+
+#: The variants the shared small pipeline (:func:`small_pipeline`) converts: every TF-converter
+#: variant and their passes but int16x8 (tests/test_pipeline_stages.py runs that one on a
+#: MobileNetV2, whose random weights LiteRT cannot run as int16x8)
+SMALL_PIPELINE_VARIANTS = ("float32", "float16", "dynamic", "int8", "int8_selective",
+                           "int8_mse", "int8_gptq")
+SMALL_PIPELINE_SIZE = 48
+
+
+def run_layer_errors(project: Path) -> None:
+    """The layer_errors stage in ``project`` (in this process)."""
+    from litequant.core.params import CalibrationParams, load, section
+    from stages import layer_errors
+
+    previous = Path.cwd()
+    os.chdir(project)
+    try:
+        layer_errors.layer_errors(section(load(), CalibrationParams))
+    finally:
+        os.chdir(previous)
+
+
+@pytest.fixture(scope="session")
+def small_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every stage run once, in this process, on :func:`block_classifier` (1000 ImageNet
+    outputs, ``SMALL_PIPELINE_SIZE`` pixels, a user ``.keras`` file with preprocessing ``tf``)
+    and 5 synsets x 4 generated images: 8 calibration and 12 evaluation images, the variants
+    ``SMALL_PIPELINE_VARIANTS``, layer_errors too. Tests only read its outputs."""
+    root = tmp_path_factory.mktemp("small_pipeline")
+    folder = write_image_folder(root / "images")
+    # 64 channels: the classifier's weights outweigh the file's fixed overhead, as in a real
+    # model (int8 is then over 2.5x smaller than float32)
+    model = block_classifier(SMALL_PIPELINE_SIZE, 1000, channels=64)
+    model_path = root / f"{model.name}.keras"
+    model.save(model_path)
+    project = root / "project"
+    project.mkdir()
+    params = select_variants(tiny_params(folder, model={"source": str(model_path),
+                                                         "preprocessing": "tf"}),
+                             SMALL_PIPELINE_VARIANTS)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run_front_stages(project)
+    run_layer_errors(project)
+    run_variant_stages(project, SMALL_PIPELINE_VARIANTS)
+    return project
+
+
 def write_image_folder(root: Path, per_class: int = 4) -> Path:
     """Write an ImageNet-style folder (5 real synsets x ``per_class`` generated JPEGs)."""
     for s, synset in enumerate(TEST_SYNSETS):

@@ -138,6 +138,7 @@ def custom_layer_project(root: Path, images: Path, layer, variants: list[str]) -
     return project
 
 
+@pytest.mark.slow  # a supervised conversion child (imports TensorFlow), 3 variants, benchmark
 def test_unconvertible_variant_is_recorded_failed_while_others_complete(
         tmp_path: Path, image_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """float LiteRT has a SIN kernel; the 16x8 quantizer refuses it ("Quantization to 16x8-bit

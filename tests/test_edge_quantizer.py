@@ -28,20 +28,13 @@ def _smooth_images(count: int, seed: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def tiny() -> dict:
     """A MobileNet-like block (conv, depthwise, 1x1 conv, residual add, pool, dense softmax)
-    with seeded weights; its float ``.tflite`` and the Keras model."""
-    import keras
+    with seeded weights (tests/conftest.py's block classifier); its float ``.tflite`` and the
+    Keras model."""
     import tensorflow as tf
 
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((SIZE, SIZE, 3))
-    x = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu6",
-                            name="stem")(inputs)
-    y = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu6", name="dw")(x)
-    y = keras.layers.Conv2D(16, 1, name="project")(y)
-    x = keras.layers.Add(name="residual")([x, y])
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    outputs = keras.layers.Dense(10, activation="softmax", name="classifier")(x)
-    model = keras.Model(inputs, outputs)
+    from tests.conftest import block_classifier
+
+    model = block_classifier(SIZE, 10)
     return {"keras": model, "tflite": tf.lite.TFLiteConverter.from_keras_model(model).convert()}
 
 

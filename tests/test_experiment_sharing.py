@@ -5,8 +5,9 @@ second reusing the first one's unchanged stages through the pushed run-cache; a 
 ``dvc exp pull``s both, lists them with ``dvc exp show`` and gates one against the other with
 ``python -m stages.check --baseline <experiment>``.
 
-Tiny setup (synthetic images, MobileNetV2 alpha 0.35 at 96x96 with random weights, the float32
-and int8 variants only); every command is the real one a user types.
+Tiny setup (synthetic images, tests/conftest.py's block classifier of a few layers as the user's
+``.keras`` model, the float32 and int8 variants only); every command is the real one a user
+types.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.scratch import GIT_ENV, scratch_project
-from tests.conftest import select_variants, tiny_params
+from tests.conftest import block_classifier, select_variants, tiny_params
 
 pytestmark = pytest.mark.slow  # ~2-3 min: two real dvc exp runs of the tiny pipeline
 
@@ -49,7 +50,9 @@ def shared_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     origin, storage = root / "origin.git", root / "dvc-storage"
     run(root, "git", "init", "-q", "--bare", str(origin))
     # what the project commits once: the pipeline, its params and the DVC remote (.dvc/config)
-    params = tiny_params(None)
+    model = root / "block_classifier.keras"  # outside the clones: every machine reads it
+    block_classifier(32, 1000, channels=64).save(model)
+    params = tiny_params(None, model={"source": str(model), "preprocessing": "tf"})
     select_variants(params, ("float32", "int8"))
     # latency of a tiny model on a shared runner is noise: the gate checks accuracy and size
     params["check"]["max_latency_regression"] = None

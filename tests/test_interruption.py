@@ -250,6 +250,7 @@ stages:
 
 @pytest.mark.skipif(shutil.which("dvc") is None or shutil.which("git") is None,
                     reason="needs the dvc and git commands")
+@pytest.mark.slow  # git and five dvc commands
 def test_leftover_temporaries_do_not_change_dvc_status(tmp_path: Path) -> None:
     """A killed stage's ``.int8.*.tmp`` inside a directory dependency (``data/convert``) and a
     ``.fetch.*.tmp`` beside an output are invisible to DVC thanks to the project's .dvcignore."""

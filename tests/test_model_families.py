@@ -23,6 +23,7 @@ from litequant.data.fetching import fetch
 from litequant.model.models import export
 from stages import evaluate_keras, prepare
 from tests.conftest import (
+    block_classifier,
     params_section,
     run_variant_stages,
     select_variants,
@@ -80,13 +81,11 @@ def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-#: Families run by ``pytest -m "not slow"`` (the others: in the full run, as in CI).
-QUICK_FAMILIES = ("MobileNetV2",)
-
-
-@pytest.mark.parametrize("name", [name if name in QUICK_FAMILIES
-                                  else pytest.param(name, marks=pytest.mark.slow)
-                                  for name in FAMILIES])
+#: Every family runs in the full run only, as in CI (each takes 10-40 s: a real architecture
+#: exported and converted three times). ``pytest -m "not slow"`` runs every stage on
+#: tests/conftest.py's small pipeline instead.
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(FAMILIES))
 def test_family_converts_and_evaluates_with_its_preprocessing(
         name: str, fetched: Path, tmp_path: Path) -> None:
     import keras
@@ -147,14 +146,10 @@ def test_user_keras_file_and_saved_model_give_the_applications_results(
             assert from_saved_model[row][metric] == from_keras[row][metric]
 
 
-@pytest.mark.slow  # exports a SavedModel and runs the front stages
 def test_saved_model_needs_an_explicit_preprocessing(tmp_path: Path) -> None:
-    import keras
-
     from litequant.core.errors import PipelineError
 
-    keras.utils.set_random_seed(0)
-    model = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None)
+    model = block_classifier(32, 1000)  # an ImageNet classifier; its folder named as a MobileNet
     model.export(str(tmp_path / "mobilenet_v2_sm"), format="tf_saved_model", verbose=False)
     params = params_section(ModelParams, source=str(tmp_path / "mobilenet_v2_sm"))
     assert params.preprocessing == "auto"

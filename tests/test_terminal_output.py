@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from litequant.quantize.registry import needs_calibration
@@ -46,6 +47,7 @@ def _run(project: Path, *command: str) -> str:
     return done.stdout
 
 
+@pytest.mark.slow  # eight git and dvc commands
 def test_metrics_and_exp_show_lines_stay_short(tmp_path: Path) -> None:
     assert len(DEFAULT_VARIANTS) >= 10  # every variant of params.yaml
     project = tmp_path / "project"

@@ -69,7 +69,7 @@ def run_supervised(command: list[str]) -> str | None:
     (:data:`CRASH_SIGNALS`). A child stopped by another signal, or failing with an error (already
     printed by the child), ends this process with the same exit code.
     """
-    source_root = str(Path(__file__).resolve().parents[1])  # run this very code in the child
+    source_root = str(Path(__file__).resolve().parents[2])  # run this very code in the child
     path = os.pathsep.join(p for p in (source_root, os.environ.get("PYTHONPATH")) if p)
     child = subprocess.run(command, env={**os.environ, "PYTHONPATH": path, _SUPERVISED: "1"})
     if child.returncode == 0:
