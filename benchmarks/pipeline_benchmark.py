@@ -367,8 +367,14 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the scratch project")
     parser.add_argument("--repro-only", action="store_true",
                         help="only time the cold, no-op and calibration-change dvc repro")
+    parser.add_argument("--compare", metavar="REV",
+                        help="only time a cold dvc repro of git revision REV and of this "
+                             "checkout, one after the other in this run, and their ratio")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if args.compare:
+        return print(render_comparison(compare_cold_repro(args.compare, args.images,
+                                                          args.weights)))
     workdir = Path(tempfile.mkdtemp(prefix="litequant-bench-"))
     results: dict = {}
     try:
@@ -401,6 +407,35 @@ def main() -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(render(results))
+
+
+def compare_cold_repro(revision: str, images: Path, weights: Path) -> dict[str, dict]:
+    """Cold ``dvc repro`` of ``revision`` and of this checkout, same params, one after the other
+    (scratch copies removed afterwards): ``{label: timed_repro result}``."""
+    sources = {"source": "folder", "folder": str(images.resolve())}
+    results = {}
+    for label, rev in ((revision, revision), ("this checkout", None)):
+        workdir = Path(tempfile.mkdtemp(prefix="litequant-compare-"))
+        try:
+            project = scratch_project(workdir / "litequant", revision=rev, fetch=sources,
+                                      model={"weights": str(weights.resolve())})
+            print(f"cold dvc repro of {label} in {project}", file=sys.stderr)
+            results[label] = timed_repro(project)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return results
+
+
+def render_comparison(results: dict[str, dict]) -> str:
+    """Both cold runs: total, the convert stages' sum, and the ratio of this checkout's."""
+    lines = ["# Cold dvc repro, two revisions in one run", "",
+             "| revision | cold repro s | convert stages s | stages run |", "|---|---:|---:|---:|"]
+    for label, run in results.items():
+        convert = sum(s for name, s in run["stages"].items() if name.startswith("convert@"))
+        lines.append(f"| {label} | {run['seconds']:.1f} | {convert:.1f} | {len(run['stages'])} |")
+    before, after = (run["seconds"] for run in results.values())
+    lines += ["", f"this checkout / {next(iter(results))}: {after / before:.2f}x the wall time"]
+    return "\n".join(lines)
 
 
 def render_repro(results: dict) -> str:

@@ -28,18 +28,25 @@ def set_params(project: Path, **sections: dict[str, Any]) -> None:
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def scratch_project(root: Path, **sections: dict[str, Any]) -> Path:
-    """Copy the repository's tracked files to ``root`` as a fresh git repository.
+def scratch_project(root: Path, revision: str | None = None, **sections: dict[str, Any]) -> Path:
+    """Copy the repository's tracked files (or, with ``revision``, its files at that git
+    revision) to ``root`` as a fresh git repository.
 
     ``sections`` update ``params.yaml`` (see :func:`set_params`) before the first commit.
     Returns ``root``.
     """
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True,
-                             check=True).stdout.decode().split("\0")
-    for name in filter(None, tracked):
-        if (REPO / name).is_file():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, root / name)
+    if revision is not None:
+        root.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "archive", revision], cwd=REPO, capture_output=True,
+                                 check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
+    else:
+        tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True,
+                                 check=True).stdout.decode().split("\0")
+        for name in filter(None, tracked):
+            if (REPO / name).is_file():
+                (root / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(REPO / name, root / name)
     set_params(root, **sections)
     env = {**os.environ, **GIT_ENV}
     for command in (["git", "init", "-q"], ["git", "add", "-A"],

@@ -46,7 +46,7 @@ from tests.conftest import (
 #: float model, few enough to keep the test around a minute (one image = 100/60 = 1.7 points).
 EVALUATION_IMAGES = 60
 CALIBRATION_IMAGES = 20
-VARIANTS = ("float32", "int8")
+VARIANTS = ("float32", "int8_plain", "int8")
 
 
 def _git(project: Path, *args: str) -> str:
@@ -105,7 +105,7 @@ def states(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
         params["calibration"]["source"] = "random_uniform"
         (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        _run_variants(load(), ("int8",))
+        _run_variants(load(), ("int8_plain", "int8"))  # int8 starts from int8_plain
         second = gate.read_metrics(layout.METRICS)
     finally:
         os.chdir(previous)
