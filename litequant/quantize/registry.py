@@ -98,6 +98,8 @@ class KeptFloat:
     tool: ClassVar[str] = TF_CONVERTER
     failure: ClassVar[str] = "the converter failed"
     method: ClassVar[str] = "layers kept float"
+    legend: ClassVar[str] = ("the fewest layers, ranked by output sensitivity, that keep "
+                             "calibration agreement within `convert.selection`")
     params: ClassVar[str] = "convert.selection"
 
     @property
@@ -139,6 +141,7 @@ class Pass:
         rounding: it replaces the converter's round-to-nearest weights (at most one a variant).
         switch: the ``calibration`` param that turns it off when ``none`` (the pass then
             returns the model unchanged and is not named among the methods).
+        legend: what it does, in one clause (the report's legend of the methods).
     """
 
     name: str
@@ -147,17 +150,26 @@ class Pass:
     needs: frozenset[str]
     rounding: bool = False
     switch: str | None = None
+    legend: str = ""
 
+
+#: The converter's own rounding, what every integer variant starts from.
+ROUND_TO_NEAREST = "int8 (or int4) weights on the per-channel grid max|w|/127"
 
 PASSES: dict[str, Pass] = {p.name: p for p in (
     Pass("weight_grid", f"{_PASSES}.weight_grid", "weight grid", frozenset({FLOAT32}),
-         rounding=True),
+         rounding=True, legend="per-channel scales chosen by reconstruction error"),
     Pass("gptq", f"{_PASSES}.gptq", "GPTQ rounding", frozenset({FLOAT32, CALIBRATION}),
-         rounding=True),
+         rounding=True, legend="the same grid, each channel's rounding errors compensated by "
+                               "its other weights for the calibration inputs"),
     Pass("activation_ranges", f"{_PASSES}.activation_ranges", "MSE activation ranges",
-         frozenset({FLOAT32, CALIBRATION})),
+         frozenset({FLOAT32, CALIBRATION}),
+         legend="the int8 ranges of inner activations chosen by quantization error on the "
+                "calibration images instead of their min/max"),
     Pass("bias_correction", f"{_PASSES}.bias_correction", "bias correction ({bias_correction})",
-         frozenset({FLOAT32, CALIBRATION}), switch="bias_correction"),
+         frozenset({FLOAT32, CALIBRATION}), switch="bias_correction",
+         legend="biases absorb the mean output shift of the weight rounding on the calibration "
+                "images"),
 )}
 
 

@@ -41,7 +41,10 @@ from litequant.quantize.registry import (
     EDGE_QUANTIZER,
     FLOAT_VARIANT,
     FLOAT_WEIGHT_VARIANTS,
+    PASSES,
+    ROUND_TO_NEAREST,
     TF_CONVERTER,
+    KeptFloat,
 )
 
 #: The row of the float Keras model, which every variant is compared with.
@@ -530,6 +533,14 @@ def _changes_cell(name: str, changes: dict[str, tuple[int, int]]) -> str:
     return f"{won} / {lost}" + ("" if beyond_noise(won, lost) else " (noise)")
 
 
+def method_legend() -> str:
+    """What each fidelity method does, from the registry (one clause each, ``;``-separated)."""
+    methods = [("round to nearest", ROUND_TO_NEAREST), (KeptFloat.method, KeptFloat.legend),
+               *((p.method.split(" (")[0], f"{p.legend} (`{p.module.replace('.', '/')}.py`)")
+                 for p in PASSES.values())]
+    return "; ".join(f"*{name}*, {legend}" for name, legend in methods)
+
+
 def fidelity_section(rows: list[dict[str, Any]],
                      changes: dict[str, tuple[int, int]] | None = None,
                      peer_changes: dict[str, tuple[int, int]] | None = None) -> list[str]:
@@ -556,19 +567,7 @@ def fidelity_section(rows: list[dict[str, Any]],
                      f"{_format(row.get('sqnr_db'), 'sqnr_db')} | "
                      f"{_gain(row, baseline, 'sqnr_db')} | {row['delta_top1']:+.2f} |")
     images = measured[0].get("images")
-    lines += ["", "Methods: *round to nearest*, int8 (or int4) weights on the per-channel grid "
-              "max|w|/127; *weight grid*, per-channel scales chosen by reconstruction error "
-              "(`litequant/quantize/passes/weight_grid.py`); *GPTQ rounding*, the same grid, each "
-              "channel's "
-              "rounding errors compensated by its other weights for the calibration inputs "
-              "(`litequant/quantize/passes/gptq.py`); *MSE activation ranges*, the int8 ranges of "
-              "inner "
-              "activations chosen by quantization error on the calibration images instead of "
-              "their min/max (`litequant/quantize/passes/activation_ranges.py`); "
-              "*layers kept float*, "
-              "`int8_selective`'s chosen layers; *bias correction*, biases absorb the mean "
-              "output shift of the weight rounding on the calibration images "
-              "(`litequant/quantize/passes/bias_correction.py`).", "",
+    lines += ["", "Methods: " + method_legend() + ".", "",
               "Agreement: the share of evaluation images whose top-1 class equals the float "
               "Keras model's. " + (f"One image is {100 / images:.2f} points here. " if images
                                    else "")
@@ -577,7 +576,7 @@ def fidelity_section(rows: list[dict[str, Any]],
                  "marks a difference a fair coin would give (a sign test at 95 %: |won − lost| "
                  "≤ 1.96·√(won + lost)). SQNR (the output's signal-to-noise ratio against the "
                  "float model) moves with every image."
-                 if baseline else f"Add `{FIDELITY_BASELINE}` to `convert.variants` to see what "
+                 if baseline else f"Set `convert.variants.{FIDELITY_BASELINE}: true` to see what "
                  "the methods buy against the converter's plain int8.")
               + (" Images won / lost vs peer: the same count against the peer model (for "
                  "example a quantization-aware-trained twin), so *(noise)* there means the "
