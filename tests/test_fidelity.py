@@ -373,7 +373,7 @@ def test_fidelity_section_shows_each_methods_gain_against_plain_int8() -> None:
             in with_peer)
     assert with_peer[3].count("|") == with_peer[2].count("|")  # the rule row matches the header
     without = fidelity_section([r for r in rows if r["variant"] != "int8_plain"])
-    assert "Add `int8_plain` to `convert.variants`" in "\n".join(without)
+    assert "Set `convert.variants.int8_plain: true`" in "\n".join(without)
     assert fidelity_section(rows[:2]) == []
 
 
