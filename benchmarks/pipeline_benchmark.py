@@ -44,6 +44,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -421,6 +422,8 @@ def compare_cold_repro(revision: str, images: Path, weights: Path) -> dict[str, 
                                       model={"weights": str(weights.resolve())})
             print(f"cold dvc repro of {label} in {project}", file=sys.stderr)
             results[label] = timed_repro(project)
+            results[label]["variants"] = json.loads(
+                (project / "reports/variants.json").read_text())
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     return results
@@ -435,7 +438,39 @@ def render_comparison(results: dict[str, dict]) -> str:
         lines.append(f"| {label} | {run['seconds']:.1f} | {convert:.1f} | {len(run['stages'])} |")
     before, after = (run["seconds"] for run in results.values())
     lines += ["", f"this checkout / {next(iter(results))}: {after / before:.2f}x the wall time"]
+    same, differ = compare_values(*(run["variants"] for run in results.values()))
+    lines += ["", f"reports/variants.json: {same} values identical, {len(differ)} differ "
+                  "(latency, speed-up and session values left out: they differ run to run)"]
+    lines += [f"- {path}: {a!r} -> {b!r}" for path, a, b in differ[:30]]
     return "\n".join(lines)
+
+
+#: Keys whose values are timings or describe a measurement session.
+TIMING_KEYS = ("latency", "speedup", "session", "contended", "load", "_ms", "seconds", "utc",
+               "rounds")
+
+
+def compare_values(before: Any, after: Any, path: str = "") -> tuple[int, list[tuple]]:
+    """How many leaf values of two JSON documents are equal, and the ``(path, before, after)``
+    of those that differ, keys naming a timing left out."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        same, differ = 0, []
+        for key in sorted(set(before) | set(after)):
+            if any(part in key for part in TIMING_KEYS):
+                continue
+            if key not in before or key not in after:
+                differ.append((f"{path}.{key}", before.get(key), after.get(key)))
+                continue
+            s, d = compare_values(before[key], after[key], f"{path}.{key}")
+            same, differ = same + s, differ + d
+        return same, differ
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        same, differ = 0, []
+        for index, (a, b) in enumerate(zip(before, after, strict=True)):
+            s, d = compare_values(a, b, f"{path}[{index}]")
+            same, differ = same + s, differ + d
+        return same, differ
+    return (1, []) if before == after else (0, [(path, before, after)])
 
 
 def render_repro(results: dict) -> str:
