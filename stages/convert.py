@@ -116,8 +116,11 @@ def _run(args: argparse.Namespace) -> None:
         die_with_parent()
         convert(args.variant, args.params)
     else:
-        read_params(args.variant, args.params)  # bad params: one line, no child
-        convert_in_child(args.variant, args.params, args.verbose)
+        convert_params, _ = read_params(args.variant, args.params)  # bad params: one line
+        if convert_params.variants[args.variant]:
+            convert_in_child(args.variant, args.params, args.verbose)
+        else:  # off: nothing to convert, no child
+            convert(args.variant, args.params)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -146,7 +146,7 @@ def test_unconvertible_variant_is_recorded_failed_while_others_complete(
     import keras
 
     monkeypatch.chdir(tmp_path)
-    variants = ["float32", "int8", "int16x8"]
+    variants = ["float32", "int8_plain", "int8", "int16x8"]
     custom_layer_project(tmp_path, image_folder, custom_layer_class("Sine", keras.ops.sin),
                          variants)
     params = load()
@@ -167,7 +167,7 @@ def test_unconvertible_variant_is_recorded_failed_while_others_complete(
     assert not Path("data/convert/int16x8/model.tflite").exists()
     assert json.loads(Path("data/evaluate/int16x8/metrics.json").read_text())["status"] \
         == "failed"
-    for variant in ("float32", "int8"):
+    for variant in ("float32", "int8_plain", "int8"):
         assert json.loads(Path(f"data/convert/{variant}/conversion.json").read_text())[
             "status"] == "ok"
     metrics = json.loads(Path("reports/variants.json").read_text())
@@ -182,22 +182,22 @@ def test_unconvertible_variant_is_recorded_failed_while_others_complete(
 def test_converter_crash_is_recorded_as_a_failed_variant(
         tmp_path: Path, image_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """log(0) = -inf calibration ranges make TensorFlow's int8 quantizer segfault: the stage
-    (``python -m stages.convert int8``, as DVC runs it) records the crash and succeeds."""
+    (``python -m stages.convert int8_plain``, as DVC runs it) records the crash and succeeds."""
     import keras
 
     monkeypatch.chdir(tmp_path)
     project = custom_layer_project(
         tmp_path, image_folder,
-        custom_layer_class("LogOfZero", lambda x: keras.ops.log(x * 0.0)), ["int8"])
-    result = subprocess.run([sys.executable, "-m", "stages.convert", "int8"], cwd=project,
+        custom_layer_class("LogOfZero", lambda x: keras.ops.log(x * 0.0)), ["int8_plain"])
+    result = subprocess.run([sys.executable, "-m", "stages.convert", "int8_plain"], cwd=project,
                             capture_output=True, text=True, timeout=600,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stderr
-    record = json.loads(Path("data/convert/int8/conversion.json").read_text())
+    record = json.loads(Path("data/convert/int8_plain/conversion.json").read_text())
     assert record["status"] == "failed" and "the converter crashed" in record["error"]
     assert any(name in record["error"] for name in ("SIGSEGV", "SIGABRT", "SIGBUS"))
-    assert "int8 FAILED" in result.stderr
-    assert not Path("data/convert/int8/model.tflite").exists()
+    assert "int8_plain FAILED" in result.stderr
+    assert not Path("data/convert/int8_plain/model.tflite").exists()
 
 
 # --- messages that name the fix -----------------------------------------------------------------

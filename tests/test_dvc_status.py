@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from benchmarks.scratch import GIT_ENV, scratch_project
-from litequant.quantize.registry import PASSES, VARIANTS
+from litequant.quantize.registry import PASSES, VARIANTS, needs_calibration
 
 pytestmark = pytest.mark.slow  # about 30 s of dvc commands
 
@@ -90,15 +90,37 @@ def test_editing_the_registry_marks_the_conversions_and_their_readers_only(commi
     assert changed - conversions == {"benchmark", "report"}
 
 
-def test_turning_one_variant_on_marks_only_its_own_conversion(committed: Path) -> None:
-    params = committed / "params.yaml"
+def changed_after_setting(project: Path, section: str, key: str, value: object) -> set[str]:
+    """The stages ``dvc status`` marks changed after ``params.yaml``'s ``section.key`` is set
+    to ``value`` (restored afterwards)."""
+    params = project / "params.yaml"
     original = params.read_text("utf-8")
     data = yaml.safe_load(original)
-    data["convert"]["variants"]["int8_gptq"] = True
+    target = data[section]
+    *parents, last = key.split(".")
+    for part in parents:
+        target = target[part]
+    target[last] = value
     params.write_text(yaml.safe_dump(data, sort_keys=False), "utf-8")
     try:
-        changed = set(json.loads(dvc(committed, "status", "--json")))
+        return set(json.loads(dvc(project, "status", "--json")))
     finally:
         params.write_text(original, "utf-8")
+
+
+def test_turning_one_variant_on_marks_only_its_own_conversion(committed: Path) -> None:
     # the benchmark session and the report cover the list of variants
-    assert changed == {"convert@int8_gptq", "benchmark", "report"}
+    assert changed_after_setting(committed, "convert", "variants.int8_gptq", True) == {
+        "convert@int8_gptq", "benchmark", "report"}
+
+
+def test_a_calibration_change_marks_the_calibrated_conversions_and_layer_errors(
+        committed: Path) -> None:
+    calibrated = {f"convert@{name}" for name in VARIANTS if needs_calibration(name)}
+    assert "convert@float16" not in calibrated and "convert@int8" in calibrated
+    # (their evaluate stages, the benchmark and the report follow when the models change)
+    assert changed_after_setting(committed, "calibration", "num_images", 50) == calibrated | {
+        "layer_errors"}
+    assert changed_after_setting(committed, "convert", "selection.budget_points", 1.0) == {
+        "convert@int8_selective"}
+    assert changed_after_setting(committed, "benchmark", "threads", [2]) == {"benchmark"}

@@ -19,7 +19,6 @@ import yaml
 
 from benchmarks.scratch import GIT_ENV, scratch_project, set_params
 from litequant.quantize.registry import VARIANTS as REGISTRY
-from litequant.quantize.registry import needs_calibration, params_sections
 from tests.conftest import REPO, SHARED_PEER, SHARED_VAL, SHARED_WEIGHTS, needs_shared
 
 #: The variants built: one of each kind of base (the converter, another variant's output,
@@ -28,8 +27,6 @@ from tests.conftest import REPO, SHARED_PEER, SHARED_VAL, SHARED_WEIGHTS, needs_
 VARIANTS = ["float32", "int8_plain", "int8", "int8_grid", "int8_mse", "weight_only_int8"]
 assert set(VARIANTS) <= {v for v, on in yaml.safe_load((REPO / "params.yaml").read_text())[
     "convert"]["variants"].items() if on}
-#: The variants whose conversion depends on the ``calibration`` params.
-CALIBRATED = [v for v in VARIANTS if needs_calibration(v)]
 
 pytestmark = pytest.mark.slow  # minutes: the real dvc repro on ../shared
 
@@ -129,20 +126,6 @@ def test_full_repro_on_real_data(project: Path) -> None:
 def test_second_repro_does_nothing(project: Path) -> None:
     output = dvc("repro", cwd=project)
     assert stages_run(output) == set(), output
-
-
-@needs_shared
-def test_calibration_change_reruns_only_calibrated_variants(project: Path) -> None:
-    set_params(project, calibration={"num_images": 50})
-    output = dvc("repro", cwd=project)
-    # a variant that is off re-runs its instant convert stage (it depends on the calibration
-    # params like the others) and writes the same record, so nothing downstream of it runs
-    off = [v for v in REGISTRY if v not in VARIANTS and "calibration" in params_sections(v)]
-    assert stages_run(output) == {f"{stage}@{v}" for stage in ("convert", "evaluate")
-                                  for v in CALIBRATED} | {f"convert@{v}" for v in off} | {
-        "layer_errors", "benchmark", "report"}
-    record = json.loads((project / "data/convert/int8/conversion.json").read_text())
-    assert record["calibration"]["num_images"] == 50
 
 
 @needs_shared
