@@ -225,6 +225,12 @@ def test_single_sigmoid_output_is_two_classes_end_to_end(tmp_path: Path) -> None
 #: Photos per class: the ../shared photo and deterministic crops and flips of it (the last two
 #: small corner crops, hard enough that the float model misclassifies some).
 VIEWS = 7
+#: The 12-way run's variants: one of each way a variant reads the model's outputs or is built
+#: (float, dynamic range, the converter's int8 and its bias correction, the output-sensitivity
+#: selection, ai-edge-quantizer's static int8); the others convert the same model the same way
+#: and run in tests/test_end_to_end.py's 1000-way repro
+TWELVE_WAY_VARIANTS = ("float32", "dynamic", "int8_plain", "int8", "int8_selective",
+                       "static_int8_minmax")
 
 
 def _views(photo: Path, folder: Path) -> None:
@@ -271,8 +277,10 @@ def test_real_twelve_way_model_from_mobilenet_v2(tmp_path: Path) -> None:
     head.set_weights([kernel[:, kept], bias[kept]])
     model.save(tmp_path / "twelve.keras")
 
+    listed = yaml.safe_load((REPO / "params.yaml").read_text())["convert"]["variants"]
     project = scratch_project(
         tmp_path / "litequant",
+        convert={"variants": {v: listed[v] for v in TWELVE_WAY_VARIANTS}},
         fetch={"source": "folder", "folder": str(images), "calibration_size": 20,
                "evaluation_size": None},
         model={"source": str(tmp_path / "twelve.keras"), "preprocessing": "tf",
@@ -303,6 +311,7 @@ def test_real_twelve_way_model_from_mobilenet_v2(tmp_path: Path) -> None:
     assert metrics["keras"]["top1"] == pytest.approx(top1, abs=1e-3)
     assert metrics["float32"]["top1"] == pytest.approx(top1, abs=1e-3)
     variants = yaml.safe_load((project / "params.yaml").read_text())["convert"]["variants"]
+    assert list(variants) == list(TWELVE_WAY_VARIANTS)
     for variant in variants:
         assert not metrics[variant]["failed"], variant
         assert {"top1", "top5", "agreement", "top5_overlap"} <= set(metrics[variant]), variant
