@@ -1,4 +1,6 @@
-"""Shared test fixtures: generated image folders, a tiny-model project, the ../shared data."""
+"""Shared test fixtures: generated image folders, tiny models of a few layers, a tiny-model
+project, the session-scoped small pipeline (every stage run once on a block classifier), the
+../shared data."""
 
 from __future__ import annotations
 
