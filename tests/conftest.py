@@ -1,4 +1,6 @@
-"""Shared test fixtures: generated image folders, a tiny-model project, the ../shared data."""
+"""Shared test fixtures: generated image folders, tiny models of a few layers, a tiny-model
+project, the session-scoped small pipeline (every stage run once on a block classifier), the
+../shared data."""
 
 from __future__ import annotations
 
@@ -191,6 +193,11 @@ def small_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # 64 channels: the classifier's weights outweigh the file's fixed overhead, as in a real
     # model (int8 is then over 2.5x smaller than float32)
     model = block_classifier(SMALL_PIPELINE_SIZE, 1000, channels=64)
+    # a confident classifier, as a trained one is: random dense weights give a near-uniform
+    # softmax over 1000 classes, whose int8 outputs all round to one level (every top-1 ties)
+    classifier = model.get_layer("classifier")
+    kernel, bias = classifier.get_weights()
+    classifier.set_weights([kernel * 40.0, bias])
     model_path = root / f"{model.name}.keras"
     model.save(model_path)
     project = root / "project"

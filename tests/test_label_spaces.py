@@ -226,6 +226,10 @@ def test_single_sigmoid_output_is_two_classes_end_to_end(tmp_path: Path) -> None
 #: Photos per class: the ../shared photo and deterministic crops and flips of it (the last two
 #: small corner crops, hard enough that the float model misclassifies some).
 VIEWS = 7
+#: The 12-way run's variants: the label space reaches every stage through these (a variant
+#: built by the converter and one built from another's output); the other ways of building
+#: run in tests/test_end_to_end.py's 1000-way repro and the pipeline benchmark
+TWELVE_WAY_VARIANTS = ("float32", "int8_plain", "int8")
 
 
 def _views(photo: Path, folder: Path) -> None:
@@ -279,10 +283,7 @@ def test_real_twelve_way_model_from_mobilenet_v2(tmp_path: Path) -> None:
         model={"source": str(tmp_path / "twelve.keras"), "preprocessing": "tf",
                "labels": "folders"},
         calibration={"num_images": 20},
-        # the label space reaches every stage through these three (the whole default list is
-        # the end-to-end run's and the pipeline benchmark's)
-        convert={"variants": {name: name in ("float32", "int8_plain", "int8")
-                              for name in REGISTRY}},
+        convert={"variants": {name: name in TWELVE_WAY_VARIANTS for name in REGISTRY}},
         evaluate={"threads": 2, "batch_size": 8},
         benchmark={"threads": [1], "warmup_runs": 1, "min_runs": 3, "min_seconds": 0.01})
     result = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=project,
@@ -308,7 +309,8 @@ def test_real_twelve_way_model_from_mobilenet_v2(tmp_path: Path) -> None:
     assert metrics["keras"]["top1"] == pytest.approx(top1, abs=1e-3)
     assert metrics["float32"]["top1"] == pytest.approx(top1, abs=1e-3)
     variants = yaml.safe_load((project / "params.yaml").read_text())["convert"]["variants"]
-    for variant in [name for name, on in variants.items() if on]:
+    assert [name for name, on in variants.items() if on] == list(TWELVE_WAY_VARIANTS)
+    for variant in TWELVE_WAY_VARIANTS:
         assert not metrics[variant]["failed"], variant
         assert {"top1", "top5", "agreement", "top5_overlap"} <= set(metrics[variant]), variant
     assert metrics["int8"]["agreement"] >= 80

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from litequant.core.preprocessing import preprocess
@@ -40,6 +41,7 @@ def variants(photo: Path, folder: Path) -> list[Path]:
     return copies
 
 
+@pytest.mark.slow  # loads the real 224x224 MobileNetV2 of ../shared and classifies 15 photos
 @needs_shared
 def test_cmyk_grayscale_and_exif_rotated_copies_keep_the_top1(tmp_path: Path) -> None:
     import keras
