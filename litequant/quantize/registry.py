@@ -255,11 +255,9 @@ def chain(variant: str, registry: dict[str, Variant] | None = None
 
 
 def needs(variant: str, registry: dict[str, Variant] | None = None) -> frozenset[str]:
-    """What building ``variant`` reads besides the export: :data:`FLOAT32`, :data:`CALIBRATION`.
-
-    A variant built from another needs what that one's passes needed only through its model:
-    the calibration images and float32 model are needed by its own base and passes.
-    """
+    """What building ``variant`` reads besides the export and the model of the variant it is
+    built from: :data:`FLOAT32` and/or :data:`CALIBRATION`, as its own base and passes declare
+    (what the variant it is built from needed, it read when it was built)."""
     registry = VARIANTS if registry is None else registry
     recipe = registry[variant]
     wanted = set(recipe.base.needs)
