@@ -7,7 +7,8 @@ its synset, so labels stay real; a photo recurs ``size / len(photos)`` times), i
 directory, and runs in a scratch copy of the project (:mod:`benchmarks.scratch`) the front of
 the pipeline and the float32 and int8 evaluations, each stage as its own process exactly as
 ``dvc repro`` runs it: ``fetch``, ``export``, ``prepare``, ``evaluate_keras``,
-``convert@float32``, ``convert@int8``, ``evaluate@float32``, ``evaluate@int8``.
+``convert@float32``, ``convert@int8_plain``, ``convert@int8``, ``evaluate@float32``,
+``evaluate@int8``.
 
 Per stage it records the wall time, images/s (for the stages whose work is per image) and the
 peak resident memory (RSS) of the stage process and of every process it started (its evaluate
@@ -54,6 +55,7 @@ STAGES = [
     (["prepare"], "images"),
     (["evaluate_keras"], "evaluation"),
     (["convert", "float32"], None),
+    (["convert", "int8_plain"], None),  # int8 starts from its model
     (["convert", "int8"], None),
     (["evaluate", "float32"], "evaluation"),
     (["evaluate", "int8"], "evaluation"),
