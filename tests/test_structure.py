@@ -16,6 +16,7 @@ from tests.structure import (
     SHARED_BY_PASSES,
     code_files,
     convert_stage,
+    depth,
     imports_of,
     layout_paths,
     project_modules,
@@ -50,6 +51,11 @@ def test_library_groups_import_only_the_groups_below_them() -> None:
         allowed = LAYERS[group(module)] | {group(module)}
         wrong = sorted(m for m in imports_of(module) if group(m) not in allowed)
         assert not wrong, f"{module} ({group(module)}) imports {wrong}"
+
+
+def test_no_import_cycle() -> None:
+    for module in project_modules():
+        depth(module)  # raises ValueError naming the cycle if there is one
 
 
 def test_no_stage_imports_another_stage_and_no_library_module_imports_a_stage() -> None:
