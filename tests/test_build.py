@@ -163,3 +163,30 @@ def test_the_composition_command_prints_every_variant(capsys: pytest.CaptureFixt
         assert f"\n{name} " in f"\n{printed}"
     assert "int8_mse           = int8_plain + weight_grid + activation_ranges + " \
            "bias_correction" in printed
+
+
+def test_real_images_are_read_beside_noise_only_for_a_variant_that_needs_them(
+        exported: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from litequant.core.params import CalibrationParams
+    from litequant.core.preprocessing import preprocess
+    from litequant.quantize.build import pass_inputs
+
+    monkeypatch.chdir(exported)
+    split = layout.CALIBRATION_SPLIT
+    split.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    np.save(split / layout.SPLIT_IMAGES, pixels)
+    np.save(split / layout.SPLIT_LABELS, np.zeros(6, dtype=np.int32))
+    noise = params_section(CalibrationParams, num_images=6, source="random_uniform")
+    selective = pass_inputs("int8_selective", convert_params(), noise, VARIANTS)
+    assert selective.calibration.shape == (6, 32, 32, 3)
+    assert selective.calibration.min() >= 0 and selective.calibration.max() < 1  # the noise
+    # the selection is judged on the real images, preprocessed as for evaluation
+    np.testing.assert_array_equal(np.sort(selective.real_calibration, axis=None),
+                                  np.sort(preprocess(pixels, "tf"), axis=None))
+    assert pass_inputs("int8", convert_params(), noise, VARIANTS).real_calibration is None
+    images = params_section(CalibrationParams, num_images=6, source="images")
+    same = pass_inputs("int8", convert_params(), images, VARIANTS)
+    assert same.real_calibration is same.calibration

@@ -28,6 +28,7 @@ from litequant.quantize.context import PassInputs, calibration_inputs
 from litequant.quantize.registry import (
     CALIBRATION,
     PASSES,
+    REAL_CALIBRATION,
     VARIANTS,
     ConvertParams,
     FromVariant,
@@ -88,21 +89,26 @@ def variant_model(variant: str) -> bytes:
 def pass_inputs(variant: str, convert: ConvertParams, calibration: CalibrationParams | None,
                 registry: dict[str, Variant]) -> PassInputs:
     """What ``variant``'s base and passes read: the calibration inputs only when one of them
-    needs them, the float32 model read on first use."""
+    needs them (the real images beside noise only when one needs those too), the float32
+    model read on first use."""
+    info = layout.read_model_info(layout.MODEL_INFO)
+    wanted = needs(variant, registry)
     representative = real = None
-    if calibration is not None and CALIBRATION in needs(variant, registry):
-        family = layout.read_model_info(layout.MODEL_INFO)["preprocessing"]
+    if calibration is not None and CALIBRATION in wanted:
         images, _ = layout.load_split(layout.CALIBRATION_SPLIT)
-        representative = calibration_inputs(images, calibration, family)
-        real = representative if calibration.source == "images" else calibration_inputs(
-            images, calibration.model_copy(update={"source": "images"}), family)
+        representative = calibration_inputs(images, calibration, info["preprocessing"])
+        if calibration.source == "images":
+            real = representative
+        elif REAL_CALIBRATION in wanted:
+            real = calibration_inputs(images, calibration.model_copy(
+                update={"source": "images"}), info["preprocessing"])
     base = registry[variant].base
     return PassInputs(
         saved_model=layout.SAVED_MODEL,
         float32_model=functools.cache(functools.partial(variant_model, "float32")),
         calibration=representative, real_calibration=real, calibration_params=calibration,
         settings=convert.selection if getattr(base, "params", None) else None,
-        output_kind=layout.read_model_info(layout.MODEL_INFO)["output"])
+        output_kind=info["output"])
 
 
 def build_variant(variant: str, convert: ConvertParams, calibration: CalibrationParams | None,
@@ -122,8 +128,9 @@ def build_variant(variant: str, convert: ConvertParams, calibration: Calibration
     """
     registry = VARIANTS if registry is None else registry
     record = conversion_record(variant, calibration, registry)
-    if built_from(variant, registry):
-        record["built_from"] = built_from(variant, registry)
+    sources = built_from(variant, registry)
+    if sources:
+        record["built_from"] = sources
     if not layout.SAVED_MODEL.is_dir():
         raise PipelineError(f"{layout.SAVED_MODEL} not found: run the export stage first")
     inputs = pass_inputs(variant, convert, calibration, registry)

@@ -28,7 +28,8 @@ class PassInputs:
             range (the calibration images preprocessed exactly as for evaluation, or the noise
             ``calibration.source`` asks for), or ``None`` for a variant that needs none.
         real_calibration: the same ``N`` calibration images, always real (what a selection is
-            judged on even when the variant is calibrated on noise), or ``None``.
+            judged on even when the variant is calibrated on noise), or ``None`` unless the
+            variant needs them (:data:`~litequant.quantize.registry.REAL_CALIBRATION`).
         calibration_params: the ``calibration`` section, or ``None``.
         settings: the params section a base declares (``convert.selection``), or ``None``.
         output_kind: ``probabilities`` or ``logits`` (``model.json``'s ``output``).

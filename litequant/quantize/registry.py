@@ -44,6 +44,9 @@ EDGE_QUANTIZER = "ai-edge-quantizer"
 #: What a base or a pass may need besides the model it is given.
 FLOAT32 = "float32 model"
 CALIBRATION = "calibration images"
+#: The calibration images themselves even when the variant is calibrated on noise (what a
+#: selection of float layers is judged on).
+REAL_CALIBRATION = "real calibration images"
 
 _QUANTIZE = "litequant.quantize"
 _PASSES = f"{_QUANTIZE}.passes"
@@ -104,7 +107,7 @@ class KeptFloat:
 
     @property
     def needs(self) -> frozenset[str]:
-        return frozenset({FLOAT32, CALIBRATION})
+        return frozenset({FLOAT32, CALIBRATION, REAL_CALIBRATION})
 
     def describe(self) -> str:
         return "TFLiteConverter(int8, denylist chosen by output sensitivity)"
