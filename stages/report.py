@@ -38,9 +38,10 @@ import numpy as np
 
 from litequant.core import atomic, layout
 from litequant.core.cli import run_stage
-from litequant.core.params import read_section
+from litequant.core.params import RecommendParams, load, section
 from litequant.data.labels import PER_CLASS_LIMIT
 from litequant.quantize.registry import VARIANTS, ConvertParams, KeptFloat
+from litequant.report import recommend
 from litequant.report.plots import selection_png, write_figures
 from litequant.report.summary import (
     FLOAT_MODEL_ROW,
@@ -87,6 +88,7 @@ def collect(variants: list[str]) -> dict[str, Any]:
             "benchmark": latency.get(variant, {}),
         }
     predictions = evaluated_predictions(variants, collected)
+    collected["predictions"] = predictions
     collected["per_class"] = per_class(predictions)
     collected["fidelity_changes"] = paired_changes(predictions)
     collected["peer_changes"] = peer_changes(predictions, collected.get(PEER_ROW, {}))
@@ -135,14 +137,21 @@ def per_class(predictions: dict[str, np.ndarray]) -> dict[str, Any] | None:
             "predictions": predictions, "confusion_variant": confusion_variant(predictions)}
 
 
-def report(params: ConvertParams) -> list[dict[str, Any]]:
-    """Write every report file; returns the table rows."""
+def report(params: ConvertParams, budgets: RecommendParams) -> list[dict[str, Any]]:
+    """Write every report file (the recommendation within ``budgets`` first in ``summary.md``);
+    returns the table rows."""
     variants = params.built
     collected = collect(variants)
     rows = build_rows(collected, variants)
-    atomic.write_json(layout.METRICS, metrics_document(rows))
-    atomic.write_json(layout.VARIANTS_JSON, variants_document(rows, collected))
-    atomic.write_text(layout.SUMMARY_MD, markdown(rows, collected))
+    answer = recommend.recommend(rows, budgets, collected["predictions"],
+                                 recommend.latency_sessions(collected, variants),
+                                 collected.get("latency_session"))
+    atomic.write_json(layout.METRICS, {"recommendation": recommend.metrics(answer),
+                                       **metrics_document(rows)})
+    atomic.write_json(layout.VARIANTS_JSON, {"recommendation": recommend.document(answer),
+                                             **variants_document(rows, collected)})
+    summary = markdown(rows, collected, recommend.opening(answer, rows))
+    atomic.write_text(layout.SUMMARY_MD, summary)
     atomic.write_text(layout.SUMMARY_CSV, csv_text(rows, table_columns(rows)))
     points = plot_rows(rows)
     atomic.write_text(layout.VARIANTS_PLOT_CSV, csv_text(points, plot_columns(rows)))
@@ -150,7 +159,8 @@ def report(params: ConvertParams) -> list[dict[str, Any]]:
     write_figures(points, plot_threads(rows), collected[FLOAT_MODEL_ROW]["top1"],
                   layout.ACCURACY_VS_SIZE_PNG, layout.ACCURACY_VS_LATENCY_PNG,
                   f"{model['name']} {model['input_size'][0]}x{model['input_size'][1]}, "
-                  f"{data['evaluation_images']} images")
+                  f"{data['evaluation_images']} images", memory_png=layout.ACCURACY_VS_MEMORY_PNG,
+                  highlight=answer.recommended)
     view = collected["per_class"]
     confusion = [] if view is None else confusion_rows(
         view["names"], view["labels"], view["predictions"][view["confusion_variant"]])
@@ -160,13 +170,17 @@ def report(params: ConvertParams) -> list[dict[str, Any]]:
         chosen["curve"] if chosen else [], SELECTION_CURVE_COLUMNS))
     atomic.write_bytes(layout.SELECTION_CURVE_PNG, selection_png(
         chosen, f"int8_selective: layers kept float, {model['name']}"))
-    print(markdown(rows, collected))
+    print(summary)
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_stage(__doc__, lambda args: report(read_section(ConvertParams, args.params)),
-                     argv=argv)
+    def run(args: Any) -> None:
+        params = load(args.params)
+        report(section(params, ConvertParams, args.params),
+               section(params, RecommendParams, args.params))
+
+    return run_stage(__doc__, run, argv=argv)
 
 
 if __name__ == "__main__":

@@ -121,6 +121,7 @@ VARIANTS_JSON = REPORTS_DIR / "variants.json"
 #: The report's static figures (PNG), one per :data:`litequant.report.plots.FIGURES` entry.
 ACCURACY_VS_SIZE_PNG = PLOTS_DIR / "accuracy_vs_size.png"
 ACCURACY_VS_LATENCY_PNG = PLOTS_DIR / "accuracy_vs_latency.png"
+ACCURACY_VS_MEMORY_PNG = PLOTS_DIR / "accuracy_vs_memory.png"
 #: ``int8_selective``'s calibration agreement vs the number of layers kept float (simulated), for
 #: DVC's plot, and the same as a PNG.
 SELECTION_CURVE_CSV = PLOTS_DIR / "selection_curve.csv"

@@ -168,6 +168,30 @@ class CheckParams(Section):
         return getattr(self, name)
 
 
+class RecommendParams(Section):
+    """``recommend``: the budgets the report's recommended variant must meet, stated once.
+
+    A variant qualifies when it loses at most ``max_top1_drop`` top-1 points against the float
+    Keras model of the same run, agrees with it on at least ``min_agreement`` percent of the
+    evaluation images, and stays under each ceiling that is not ``None``: p50 latency
+    (``max_p50_ms``, at ``threads`` benchmark threads), ``.tflite`` size (``max_size_mb``,
+    10^6 bytes) and runtime memory (``max_memory_mib``, 2^20 bytes). Among the qualifying
+    variants the report recommends the one best on ``rank_by``; values within
+    ``rank_tolerance`` (relative) of the best count as equal, and the more faithful of those
+    wins (:mod:`litequant.report.recommend`).
+    """
+
+    name: ClassVar[str] = "recommend"
+    max_top1_drop: float = Field(ge=0)
+    min_agreement: float = Field(ge=0, le=100)
+    threads: int = Field(ge=1)
+    max_p50_ms: float | None = Field(gt=0)
+    max_size_mb: float | None = Field(gt=0)
+    max_memory_mib: float | None = Field(gt=0)
+    rank_by: Literal["latency", "size", "memory"]
+    rank_tolerance: float = Field(ge=0, le=1)
+
+
 S = TypeVar("S", bound=Section)
 
 

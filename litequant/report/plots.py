@@ -7,6 +7,8 @@ all the variants drawn on the same spot), axes zoomed to the data (not from 0):
   size; the float Keras model's top-1 is a dashed line;
 * ``accuracy_vs_latency.png``: the same against p50 latency on a log scale, at the smallest
   thread count measured (named in the axis title);
+* ``accuracy_vs_memory.png``: the same against runtime memory (the benchmark's peak memory
+  growth, MiB), when it was measured;
 * ``selection_curve.png``: ``int8_selective``'s calibration agreement with float32 vs the number
   of layers kept float (simulated), the budget line, the chosen point and the real model's.
 
@@ -116,11 +118,18 @@ def _zoom(values: list[float], log: bool = False) -> tuple[float, float]:
 COLLAPSED_POINTS = 20.0
 
 
+#: The label suffix of the report's recommended variant (drawn with a green ring).
+RECOMMENDED_MARK = " (recommended)"
+
+
 def _panel(axes: Any, points: list[dict[str, Any]], x: str, y: str, x_title: str, y_title: str,
-           reference: float | None = None, log: bool = False) -> list[tuple[float, float, str]]:
-    """Draw the points and axes of one panel; returns the points to label (after layout)."""
-    drawn = [(float(p[x]), float(p[y]), p["variant"]) for p in points
-             if p.get(x) not in (None, "") and p.get(y) not in (None, "")]
+           reference: float | None = None, log: bool = False, highlight: str | None = None
+           ) -> list[tuple[float, float, str]]:
+    """Draw the points and axes of one panel; returns the points to label (after layout).
+    ``highlight``: a variant drawn with a green ring and labelled recommended."""
+    drawn = [(float(p[x]), float(p[y]), p["variant"] + (RECOMMENDED_MARK
+                                                        if p["variant"] == highlight else ""))
+             for p in points if p.get(x) not in (None, "") and p.get(y) not in (None, "")]
     if not drawn:
         axes.text(0.5, 0.5, "no data", ha="center", va="center", transform=axes.transAxes)
         return []
@@ -139,6 +148,10 @@ def _panel(axes: Any, points: list[dict[str, Any]], x: str, y: str, x_title: str
     collapsed = [d for d in drawn if d[1] < low]
     drawn = [d for d in drawn if d not in collapsed]
     axes.scatter([d[0] for d in drawn], [d[1] for d in drawn], s=22, color="#1f77b4", zorder=3)
+    chosen = [d for d in drawn if d[2].endswith(RECOMMENDED_MARK)]
+    if chosen:
+        axes.scatter([d[0] for d in chosen], [d[1] for d in chosen], s=110, facecolors="none",
+                     edgecolors="#2ca02c", linewidths=1.8, zorder=4)
     axes.set_xlim(*_zoom([d[0] for d in drawn + collapsed], log))
     if collapsed:  # on the bottom edge, pointing down, with their real value in the label
         low -= 0.08 * (high - low)
@@ -158,8 +171,10 @@ def _panel(axes: Any, points: list[dict[str, Any]], x: str, y: str, x_title: str
 
 
 def figure_png(points: list[dict[str, Any]], x: str, x_title: str, title: str,
-               float_top1: float | None, log: bool = False) -> bytes:
-    """A two-panel figure (top-1 | agreement vs ``x``) as PNG bytes."""
+               float_top1: float | None, log: bool = False, highlight: str | None = None
+               ) -> bytes:
+    """A two-panel figure (top-1 | agreement vs ``x``) as PNG bytes; ``highlight``: the
+    recommended variant, ringed and labelled so."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -170,9 +185,9 @@ def figure_png(points: list[dict[str, Any]], x: str, x_title: str, title: str,
     FigureCanvasAgg(figure)  # the renderer that measures the labels
     left, right = figure.subplots(1, 2)
     labels = [(left, _panel(left, points, x, "top1", x_title, "top-1 accuracy (%)", float_top1,
-                            log)),
+                            log, highlight)),
               (right, _panel(right, points, x, "agreement", x_title,
-                             "top-1 agreement with the float model (%)", None, log))]
+                             "top-1 agreement with the float model (%)", None, log, highlight))]
     figure.suptitle(title)
     figure.canvas.draw()  # lays the axes out, so labels are placed where they will be drawn
     figure.set_layout_engine("none")
@@ -183,23 +198,35 @@ def figure_png(points: list[dict[str, Any]], x: str, x_title: str, title: str,
     return buffer.getvalue()
 
 
+#: The memory axis: what the benchmark's memory figure counts.
+MEMORY_AXIS = "runtime memory: peak resident-set growth of a fresh process (MiB)"
+
+
 def write_figures(points: list[dict[str, Any]], threads: list[str], float_top1: float | None,
-                  size_png: Path, latency_png: Path, description: str) -> None:
-    """Write the size and latency figures of the plot ``points`` (``plot_rows`` of the report).
+                  size_png: Path, latency_png: Path, description: str,
+                  memory_png: Path | None = None, highlight: str | None = None) -> None:
+    """Write the size, latency and (with ``memory_png``) memory figures of the plot ``points``
+    (``plot_rows`` of the report).
 
     ``threads``: the measured thread counts (the latency figure uses the smallest);
-    ``description``: the model and data, shown in the titles.
+    ``description``: the model and data, shown in the titles; ``highlight``: the recommended
+    variant (ringed in every figure).
     """
     atomic.write_bytes(size_png, figure_png(
         points, "size_mb", "model file size (MB)", f"Accuracy vs size: {description}",
-        float_top1))
+        float_top1, highlight=highlight))
+    if memory_png is not None:
+        measured = any(p.get("memory_mib") not in (None, "") for p in points)
+        atomic.write_bytes(memory_png, figure_png(
+            points, "memory_mib", MEMORY_AXIS, f"Accuracy vs runtime memory: {description}"
+            if measured else "runtime memory not measured", float_top1, highlight=highlight))
     if threads:
         count = threads[0]
         unit = "thread" if count == "1" else "threads"
         x_title = f"p50 latency, one image, {count} {unit} (ms, log scale)"
         png = figure_png(points, f"latency_p50_ms_t{count}", x_title,
                          f"Accuracy vs latency ({count} {unit}): {description}", float_top1,
-                         log=True)
+                         log=True, highlight=highlight)
     else:
         png = figure_png([], "none", "latency", "no latency measured", None)
     atomic.write_bytes(latency_png, png)

@@ -152,6 +152,7 @@ def build_rows(collected: dict[str, Any], variants: list[str]) -> list[dict[str,
             row["compression"] = _round(float32["conversion"]["size_bytes"]
                                         / conversion["size_bytes"], 3)
         row.update(latency_columns(bench, float32["benchmark"] if float32_ok else {}))
+        row.update(runtime_columns(bench))
         if row.get("speedup_refused"):
             notes.append(row["speedup_refused"])
         row["notes"] = "; ".join(notes)
@@ -226,6 +227,20 @@ def latency_columns(benchmark: dict[str, Any], reference: dict[str, Any]
         columns["speedup_refused"] = (
             f"{NOT_COMPARABLE}: at {' and '.join(contended)} thread(s) {busy_machine(benchmark)}; "
             "re-run dvc repro -f benchmark when it is quiet")
+    return columns
+
+
+def runtime_columns(benchmark: dict[str, Any]) -> dict[str, float]:
+    """``memory_mib``, ``init_ms``, ``first_invoke_ms`` of a latency record's ``runtime`` entry
+    (issue 26's contract: ``peak_memory_bytes``, ``init_ms``, ``first_invoke_ms``); none when
+    the benchmark measured no runtime figures."""
+    runtime = benchmark.get("runtime") or {}
+    columns: dict[str, float] = {}
+    if runtime.get("peak_memory_bytes") is not None:
+        columns["memory_mib"] = round(runtime["peak_memory_bytes"] / 2 ** 20, 2)
+    for key in ("init_ms", "first_invoke_ms"):
+        if runtime.get(key) is not None:
+            columns[key] = round(float(runtime[key]), 2)
     return columns
 
 
@@ -330,8 +345,11 @@ def _header(column: str) -> str:
     return _HEADERS[column]
 
 
-def markdown(rows: list[dict[str, Any]], collected: dict[str, Any]) -> str:
-    """``summary.md``: the data/model description, the table, and notes."""
+def markdown(rows: list[dict[str, Any]], collected: dict[str, Any],
+             opening: list[str] | None = None) -> str:
+    """``summary.md``: the data/model description, the table, and notes; ``opening`` (the
+    recommendation and the compact table, :mod:`litequant.report.recommend`) right under the
+    title, the full table then under its own heading."""
     data, model = collected["data"], collected["model"]
     columns = table_columns(rows)
     lines = []
@@ -339,7 +357,8 @@ def markdown(rows: list[dict[str, Any]], collected: dict[str, Any]) -> str:
         lines += ["> **SYNTHETIC DATA** — these images are generated noise with random labels; "
                   "accuracy figures are meaningless (smoke test only).", ""]
     lines += [f"# litequant summary: {model['name']} {model['input_size'][0]}x"
-              f"{model['input_size'][1]}", "",
+              f"{model['input_size'][1]}", "", *(opening or []),
+              *(["## All figures", ""] if opening else []),
               f"Evaluation: {data['evaluation_images']} images from {data['description']}; "
               f"calibration split: {data['calibration_images']} other images "
               f"(disjoint). Preprocessing: `{model['preprocessing']}`.", ""]
@@ -649,7 +668,7 @@ def plot_threads(rows: list[dict[str, Any]]) -> list[str]:
 
 def plot_columns(rows: list[dict[str, Any]]) -> list[str]:
     """The columns of ``reports/plots/variants.csv``."""
-    return ["variant", "size_mb", "top1", "agreement", "latency_p50_ms", "threads",
+    return ["variant", "size_mb", "memory_mib", "top1", "agreement", "latency_p50_ms", "threads",
             *(f"latency_p50_ms_t{threads}" for threads in plot_threads(rows))]
 
 
@@ -664,6 +683,7 @@ def plot_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if row["status"] != "ok" or row["size_bytes"] is None:
             continue
         points.append({"variant": row["variant"], "size_mb": round(row["size_bytes"] / 1e6, 4),
+                       "memory_mib": row.get("memory_mib"),
                        "top1": row["top1"], "agreement": row["agreement"],
                        "latency_p50_ms": row.get(f"latency_p50_ms_t{threads[0]}")
                        if threads else None, "threads": int(threads[0]) if threads else None,
