@@ -24,6 +24,10 @@ Checks, per variant row (every row of the metrics except ``data`` and the float 
 
 A variant missing from the baseline is shown as new and only gets the same-run checks.
 
+The recommendation (``recommend`` in ``params.yaml``): the report's recommended variant must
+still meet the budgets in this run's figures (a report that recommends nothing fails); a
+recommendation that changed against the baseline is listed (not a failure).
+
 Exit codes: 0 all checks pass; 1 a limit is violated (or a variant failed); 2 unusable input
 (missing or malformed metrics, unknown revision, a baseline without metrics).
 """
@@ -36,7 +40,7 @@ from pathlib import Path
 from litequant.core import layout
 from litequant.core.cli import run_stage
 from litequant.core.errors import PipelineError, UnusableInputError
-from litequant.core.params import CheckParams, read_section
+from litequant.core.params import CheckParams, RecommendParams, load, section
 from litequant.report.gate import check
 
 
@@ -59,11 +63,13 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> None:
     try:
-        limits = read_section(CheckParams, args.params)
+        params = load(args.params)
+        limits = section(params, CheckParams, args.params)
+        budgets = section(params, RecommendParams, args.params)
     except PipelineError as error:  # bad limits: the gate cannot judge (exit 2, not 1)
         raise UnusableInputError(str(error)) from None
     check(limits, "" if args.no_baseline else args.baseline, args.base_branch, args.metrics,
-          args.output)
+          args.output, budgets)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -271,7 +271,14 @@ def run_front_stages(project: Path, baseline: bool = True) -> None:
 def run_variant_stages(project: Path, variants: list[str] | tuple[str, ...]) -> None:
     """In ``project``: convert and evaluate each variant (and those they are built from, first),
     benchmark the variants ``params.yaml`` turns on (one session), then the report."""
-    from litequant.core.params import BenchmarkParams, EvaluateParams, PeerParams, load, section
+    from litequant.core.params import (
+        BenchmarkParams,
+        EvaluateParams,
+        PeerParams,
+        RecommendParams,
+        load,
+        section,
+    )
     from litequant.quantize.registry import ConvertParams
     from stages import benchmark, convert, evaluate, report
 
@@ -284,6 +291,6 @@ def run_variant_stages(project: Path, variants: list[str] | tuple[str, ...]) -> 
             evaluate.evaluate(variant, section(params, EvaluateParams))
         benchmark.benchmark(section(params, ConvertParams).built,
                             section(params, PeerParams), section(params, BenchmarkParams))
-        report.report(section(params, ConvertParams))
+        report.report(section(params, ConvertParams), section(params, RecommendParams))
     finally:
         os.chdir(previous)

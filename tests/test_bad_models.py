@@ -19,6 +19,7 @@ from litequant.core.params import (
     EvaluateParams,
     ModelParams,
     PeerParams,
+    RecommendParams,
     load,
     section,
 )
@@ -158,7 +159,7 @@ def test_unconvertible_variant_is_recorded_failed_while_others_complete(
         evaluate.evaluate(variant, section(params, EvaluateParams))
     benchmark.benchmark(section(params, ConvertParams).built,
                         section(params, PeerParams), section(params, BenchmarkParams))
-    report.report(section(params, ConvertParams))
+    report.report(section(params, ConvertParams), section(params, RecommendParams))
 
     failed = json.loads(Path("data/convert/int16x8/conversion.json").read_text())
     assert failed["status"] == "failed"

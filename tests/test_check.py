@@ -25,6 +25,7 @@ from litequant.core.params import (
     FetchParams,
     ModelParams,
     PeerParams,
+    RecommendParams,
     load,
     section,
 )
@@ -62,7 +63,7 @@ def _run_variants(params: dict, variants: tuple[str, ...]) -> None:
         evaluate.evaluate(variant, section(params, EvaluateParams))
     benchmark.benchmark(section(params, ConvertParams).built,
                         section(params, PeerParams), section(params, BenchmarkParams))
-    report.report(section(params, ConvertParams))
+    report.report(section(params, ConvertParams), section(params, RecommendParams))
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,7 @@ from litequant.core.params import (
     FetchParams,
     ModelParams,
     PeerParams,
+    RecommendParams,
     Section,
     load,
     read_section,
@@ -39,7 +40,7 @@ from tests.conftest import REPO, params_section, repo_params
 
 MODELS: dict[str, type[Section]] = {model.name: model for model in (
     FetchParams, ModelParams, CalibrationParams, ConvertParams, PeerParams, EvaluateParams,
-    BenchmarkParams, CheckParams)}
+    BenchmarkParams, CheckParams, RecommendParams)}
 
 #: section -> (a misspelt key added beside the real ones, its value)
 UNKNOWN_KEYS = {
@@ -51,6 +52,7 @@ UNKNOWN_KEYS = {
     "evaluate": ("thread", 2),
     "benchmark": ("warmup", 5),
     "check": ("max_size_grwth", 0.05),
+    "recommend": ("max_p50", 5.0),
 }
 
 #: section -> (dotted key below the section, a value of the wrong type)
@@ -63,6 +65,7 @@ WRONG_TYPES = {
     "evaluate": ("batch_size", "8"),
     "benchmark": ("threads", 2),  # must be a list of thread counts
     "check": ("max_size_growth", "5%"),
+    "recommend": ("max_p50_ms", "5 ms"),
 }
 
 #: section -> (the stage command line that reads it, its exit code on bad params)
@@ -75,6 +78,7 @@ STAGE_OF_SECTION = {
     "evaluate": (["stages.evaluate", "float32"], 1),
     "benchmark": (["stages.benchmark"], 1),
     "check": (["stages.check", "--no-baseline"], 2),
+    "recommend": (["stages.report"], 1),
 }
 
 
@@ -268,3 +272,15 @@ def test_convert_command_refuses_bad_params_before_starting_a_child(tmp_path: Pa
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and f"{key}: unknown key" in lines[0], result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
+
+
+def test_recommend_budgets_are_checked() -> None:
+    params = repo_params()
+    params["recommend"]["rank_by"] = "speed"
+    assert "recommend.rank_by:" in refusal(params, "recommend")
+    params = repo_params()
+    params["recommend"]["min_agreement"] = 101.0
+    assert "recommend.min_agreement:" in refusal(params, "recommend")
+    params = repo_params()
+    params["recommend"]["max_p50_ms"] = 2  # what `dvc exp run -S recommend.max_p50_ms=2` gives
+    assert section(params, RecommendParams).max_p50_ms == 2.0

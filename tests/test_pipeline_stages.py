@@ -200,13 +200,19 @@ def test_benchmark_measures_every_variant_in_one_recorded_session(pipeline_run: 
 
 def test_report_has_a_row_per_variant(pipeline_run: Path) -> None:
     metrics = json.loads((pipeline_run / "reports/variants.json").read_text())
-    assert set(VARIANTS) | {"keras", "data", "latency_session"} == set(metrics)
+    assert set(VARIANTS) | {"keras", "data", "latency_session", "recommendation"} == set(metrics)
     assert metrics["float32"]["compression"] == 1.0
     assert metrics["int8"]["compression"] > 2.5
     rows = list(csv.DictReader((pipeline_run / "reports/summary.csv").open()))
     assert [r["variant"] for r in rows] == ["keras", *VARIANTS]
     summary = (pipeline_run / "reports/summary.md").read_text()
     assert "| int8 |" in summary and "calibrated on 8 real images" in summary
+    # it opens with the variant to ship within the default budgets (float32 always meets the
+    # fidelity ones), then the compact table
+    chosen = metrics["recommendation"]["variant"]
+    assert chosen in VARIANTS and metrics["recommendation"]["qualifying"][0] == chosen
+    assert summary.splitlines()[2] == f"## Recommendation: ship `{chosen}`"
+    assert f"| `{chosen}` | **ship** |" in summary
     plot = list(csv.DictReader((pipeline_run / "reports/plots/variants.csv").open()))
     # every variant that converted (int16x8 fails on the tiny model: the gate test below)
     assert [p["variant"] for p in plot] == [v for v in VARIANTS if v != "int16x8"]

@@ -5,7 +5,6 @@ it opens, the CI gate's check; and the report stage on the small pipeline with c
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -154,3 +153,171 @@ def test_budgets_chosen_so_the_answer_flips() -> None:
     # only, the 4.02 MB models are the nearest, and int8_mse the most faithful of them
     result = answer(max_size_mb=1.0)[0]
     assert result.recommended is None and result.closest == "int8_mse"
+
+
+def test_the_summary_opens_with_the_recommendation_then_the_compact_table() -> None:
+    result, rows = answer()
+    text = markdown(rows, collected(), recommend.opening(result, rows))
+    lines = text.splitlines()
+    assert lines[0].startswith("# litequant summary") and lines[2] == (
+        "## Recommendation: ship `int8_mse`")
+    assert lines[4].startswith("**`int8_mse`**: 4.02 MB, 9.0 MiB runtime memory, p50 1.43 ms at "
+                               "1 thread (2.14x float32), top-1 84.50 % (-0.50 vs the float "
+                               "model), agreement 99.00 % of 200 images. It meets every budget")
+    assert lines[6].startswith("Runner-up: **`int8_grid`**")
+    # the compact table, qualifying variants first in rank order, before the full one
+    glance = text.index("### At a glance")
+    assert glance < text.index("## All figures") < text.index("| variant | built by |")
+    table = [line.split(" | ")[:2] for line in lines if line.startswith("| `")]
+    assert table == [["| `int8_mse`", "**ship**"], ["| `int8_grid`", "runner-up"],
+                     ["| `float32`", "qualifies"], ["| `float16`", "qualifies"],
+                     ["| `int8_plain`", "too unfaithful"], ["| `int8`", "too unfaithful"],
+                     ["| `weight_only_int8`", "too unfaithful"],
+                     ["| `dynamic_int4`", "conversion failed"]]
+    assert "| `int8_mse` | **ship** | 4.02 | 9.0 | 1.43 | 2.14x | 84.50 (-0.50) | 99.00 |" in lines
+
+
+def test_memory_not_measured_drops_the_column_and_fails_a_memory_budget() -> None:
+    records = collected()
+    for name in FIGURES:
+        del records[name]["benchmark"]["runtime"]
+    rows = build_rows(records, VARIANTS)
+    result = recommend.recommend(rows, budgets(), predictions())
+    assert result.recommended == "int8_mse"
+    assert "memory MiB" not in "\n".join(recommend.compact_table(result, rows))
+    result = recommend.recommend(rows, budgets(max_memory_mib=100.0), predictions())
+    assert result.recommended is None
+    assert result.verdicts["float32"].reason == "not measured: runtime memory not measured"
+
+
+def test_latency_of_another_session_is_not_comparable_and_a_busy_machine_is_said() -> None:
+    records = collected(contended=[1])
+    rows = build_rows(records, VARIANTS)
+    sessions = recommend.latency_sessions(records, VARIANTS)
+    sessions["int8_mse"] = "other"
+    result = recommend.recommend(rows, budgets(), predictions(), sessions,
+                                 records["latency_session"])
+    assert result.recommended == "int8_grid"
+    assert result.verdicts["int8_mse"].reason == (
+        "not comparable: latency from benchmark session other, the others from s1 (dvc repro -f "
+        "benchmark)")
+    assert result.caveats and "other processes kept 1.4 of 2 cores busy" in result.caveats[0]
+    # ranked by size, the latency session does not matter
+    assert recommend.recommend(rows, budgets(rank_by="size"), predictions(),
+                               sessions).recommended == "int8_mse"
+
+
+def test_a_thread_count_that_was_not_measured_is_one_line() -> None:
+    rows = build_rows(collected(), VARIANTS)
+    with pytest.raises(PipelineError, match=r"recommend.threads: 4 was not measured "
+                                            r"\(benchmark.threads: 1\)"):
+        recommend.recommend(rows, budgets(threads=4))
+
+
+def _gate_document(**overrides) -> dict:
+    """The merged metrics document the gate reads, with the report's recommendation."""
+    result, rows = answer(**overrides)
+    document = {row["variant"]: {k: v for k, v in row.items() if v is not None}
+                for row in rows}
+    for row in document.values():
+        row["failed"] = row.get("status") != "ok"
+    document["recommendation"] = recommend.document(result)
+    return document
+
+
+def test_the_gate_checks_the_recommendation_and_says_when_it_changed() -> None:
+    current = _gate_document()
+    checks = gate.recommendation_checks(current, None, budgets())
+    assert [(c.variant, c.ok) for c in checks] == [("recommended: int8_mse", True)]
+    # budgets tightened since the report: the recommended variant no longer meets them
+    checks = gate.recommendation_checks(current, None, budgets(max_top1_drop=0.25))
+    assert not checks[0].ok and checks[0].note.startswith("too unfaithful: top-1 -0.50 points")
+    # against a baseline that recommended int8_grid: said, not failed
+    baseline = _gate_document(max_top1_drop=0.25)
+    assert baseline["recommendation"]["variant"] == "int8_grid"
+    checks = gate.recommendation_checks(current, baseline, budgets())
+    assert [(c.metric, c.baseline, c.current, c.ok) for c in checks] == [
+        ("meets the budgets", "int8_grid", "int8_mse", True),
+        ("changed vs baseline", "int8_grid", "int8_mse", True)]
+    assert checks[1].note.startswith("int8_grid now: qualifies; as fast as `int8_mse`")
+    # a report that recommends nothing fails the gate
+    nothing = _gate_document(max_size_mb=1.0)
+    checks = gate.recommendation_checks(nothing, current, budgets(max_size_mb=1.0))
+    assert [(c.current, c.ok) for c in checks] == [("none", False)]
+    # the gate's variant rows skip the recommendation entry
+    assert "recommendation" not in gate.variant_rows(current)
+    limits = params_section(CheckParams)
+    assert all(c.variant != "recommendation" for c in gate.run_checks(current, None, limits))
+
+
+def test_the_memory_figure_is_drawn_with_the_recommended_variant_marked(tmp_path: Path) -> None:
+    from litequant.report.plots import write_figures
+    from litequant.report.summary import plot_columns, plot_rows
+
+    result, rows = answer()
+    points = plot_rows(rows)
+    assert "memory_mib" in plot_columns(rows)
+    assert {p["variant"]: p["memory_mib"] for p in points}["float32"] == 30.0
+    paths = [tmp_path / f"{name}.png" for name in ("size", "latency", "memory")]
+    write_figures(points, ["1"], 85.0, *paths[:2], "MobileNetV2 224x224, 200 images",
+                  memory_png=paths[2], highlight=result.recommended)
+    assert all(path.read_bytes()[:4] == b"\x89PNG" for path in paths)
+
+
+# --- the report stage on the session's small pipeline, budgets changed in params.yaml ----------
+
+def _report_with(project: Path, variants: dict[str, bool] | None = None,
+                 **values) -> tuple[dict, list[str]]:
+    """Run the report stage in ``project`` with ``recommend`` ``values`` (and
+    ``convert.variants`` ``variants``) set in params.yaml; returns variants.json and summary.md's
+    lines."""
+    from stages import report
+
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["recommend"].update(values)
+    params["convert"]["variants"].update(variants or {})
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert report.main([]) == 0
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    document = json.loads((project / "reports/variants.json").read_text())
+    assert metrics["recommendation"] == {"variant": document["recommendation"]["variant"]}
+    return document, (project / "reports/summary.md").read_text().splitlines()
+
+
+def test_the_report_stage_flips_its_recommendation_when_the_budgets_change(
+        small_pipeline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(small_pipeline, project)
+    monkeypatch.chdir(project)
+    # the smallest model within the default fidelity budgets (98 % agreement), ranked by size
+    # (sizes do not vary between runs). `dynamic` is left out: smallest and exact on this tiny
+    # model, it would win every size ranking
+    by_size = {"rank_by": "size", "rank_tolerance": 0.0}
+    document, summary = _report_with(project, {"dynamic": False}, **by_size)
+    rows = {name: row for name, row in document.items()
+            if isinstance(row, dict) and "size_bytes" in row and not row["failed"]}
+    assert "dynamic" not in rows
+    # the float models give the float model's top-1 class on all 12 images; the integer ones,
+    # the smallest, miss 2-3 of them (one image is 8.3 points)
+    exact = sorted((name for name, row in rows.items() if row["agreement"] >= 98.0),
+                   key=lambda name: rows[name]["size_bytes"])
+    assert exact == ["float16", "float32"]
+    assert document["recommendation"]["variant"] == "float16"
+    assert summary[2] == "## Recommendation: ship `float16`"
+    smallest = min(rows, key=lambda name: (rows[name]["size_bytes"], -rows[name]["agreement"]))
+    assert rows[smallest]["agreement"] < 98.0
+    assert document["recommendation"]["reasons"][smallest].startswith("too unfaithful: agreement")
+    # a looser agreement budget flips it to the smallest integer model (the most faithful of
+    # those of equal size)
+    document, summary = _report_with(project, min_agreement=0.0)
+    assert document["recommendation"]["variant"] == smallest
+    assert summary[2] == f"## Recommendation: ship `{smallest}`"
+    assert document["recommendation"]["reasons"]["float16"].startswith(
+        f"qualifies; larger than `{smallest}`")
+    # a size ceiling no model meets: no recommendation, the closest named
+    document, summary = _report_with(project, max_size_mb=0.001)
+    assert document["recommendation"]["variant"] is None
+    assert document["recommendation"]["closest"] == smallest
+    assert summary[2] == "## Recommendation: no variant meets the budgets"
+    capsys.readouterr()

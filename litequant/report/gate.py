@@ -5,7 +5,12 @@ speed-ups), against the same run's float model and a baseline revision.
 The latency check compares a variant's p50 latency relative to float32's *of the same benchmark
 session* (the report's ``speedup_t<threads>``, written only within one session) with the
 baseline's; where either side has latencies but no such ratio, the check says "not comparable"
-instead of judging."""
+instead of judging.
+
+With the ``recommend`` budgets, the gate also checks that the report's recommended variant
+(``variants.json`` ``recommendation``) still meets them in this run's figures (a report that
+recommends nothing fails: no variant meets the budgets), and says when the recommendation
+changed against the baseline (which is not a failure)."""
 
 from __future__ import annotations
 
@@ -19,13 +24,16 @@ from typing import Any
 
 from litequant.core import atomic
 from litequant.core.errors import PipelineError, UnusableInputError
-from litequant.core.params import CheckParams
+from litequant.core.params import CheckParams, RecommendParams
 from litequant.quantize.registry import FLOAT_VARIANT
+from litequant.report.recommend import SLOW, budget_misses, miss_text
 from litequant.report.summary import FLOAT_MODEL_ROW as FLOAT_ROW
 from litequant.report.summary import busy_machine
 
 #: Rows of the metrics documents that are not variants.
-NOT_VARIANTS = ("data", "model", "latency_session", FLOAT_ROW)
+NOT_VARIANTS = ("data", "model", "latency_session", "recommendation", FLOAT_ROW)
+#: The document entry of the report's recommendation (``variants.json``, ``metrics.json``).
+RECOMMENDATION = "recommendation"
 #: The note of a latency check whose ratio does not exist (latencies of different sessions).
 NOT_COMPARABLE = "not comparable"
 _TOLERANCE = 1e-9
@@ -252,6 +260,54 @@ def check_variant(variant: str, current: dict[str, Any], baseline: dict[str, Any
     return checks
 
 
+def recommended(document: dict[str, Any] | None) -> tuple[bool, str | None]:
+    """Whether ``document`` (a merged metrics document) records a recommendation, and the
+    recommended variant (``None``: nothing met the budgets)."""
+    entry = (document or {}).get(RECOMMENDATION)
+    if not isinstance(entry, dict) or "variant" not in entry:
+        return False, None
+    return True, entry["variant"]
+
+
+def recommendation_checks(current: dict[str, Any], baseline: dict[str, Any] | None,
+                          budgets: RecommendParams) -> list[Check]:
+    """The recommended variant still meets ``budgets`` in this run's figures (a latency
+    ceiling at a contended thread count is "not comparable", not judged); and whether the
+    recommendation changed against the baseline (said, not failed). None for a report that
+    records no recommendation."""
+    present, variant = recommended(current)
+    if not present:
+        return []
+    had, old = recommended(baseline)
+    before = (old or "none") if had else "–"
+    limit = "params.yaml recommend"
+    if variant is None:
+        return [Check("recommendation", "meets the budgets", before, "none", "–", limit, False,
+                      "no variant meets the budgets (summary.md names the closest)")]
+    row = current.get(variant)
+    if not isinstance(row, dict):
+        return [Check("recommendation", "meets the budgets", before, variant, "–", limit, False,
+                      f"{variant} has no row in the report")]
+    misses = budget_misses(row, budgets)
+    session = current.get("latency_session") or {}
+    contended = [str(t) for t in session.get("contended_threads") or []]
+    note = ""
+    if str(budgets.threads) in contended and budgets.max_p50_ms is not None:
+        misses = [m for m in misses if m.kind != SLOW]
+        note = (f"{NOT_COMPARABLE}: p50 ceiling at {budgets.threads} thread(s): "
+                f"{busy_machine(session)}")
+    if misses:
+        note = miss_text(misses)
+    checks = [Check(f"recommended: {variant}", "meets the budgets", before, variant, "–", limit,
+                    not misses, note)]
+    if had and old != variant:
+        reasons = (current.get(RECOMMENDATION) or {}).get("reasons") or {}
+        why = reasons.get(old) if old else None
+        checks.append(Check("recommendation", "changed vs baseline", old or "none", variant,
+                            "changed", "–", True, f"{old} now: {why}" if why else "changed"))
+    return checks
+
+
 def run_checks(current: dict[str, Any], baseline: dict[str, Any] | None,
                limits: CheckParams) -> list[Check]:
     """The checks of every variant row of ``current``, in the file's order."""
@@ -295,11 +351,12 @@ def comparability_notes(current: dict[str, Any], baseline: dict[str, Any] | None
 
 
 def check(limits: CheckParams, baseline_rev: str | None, base_branch: str, metrics: Path,
-          output: Path) -> list[Check]:
+          output: Path, budgets: RecommendParams | None = None) -> list[Check]:
     """Run the gate: print and write the table; raise :class:`GateFailed` on a violation.
 
     ``baseline_rev``: a git revision, ``None`` for the merge base with ``base_branch``, or
-    ``""`` for no baseline comparison.
+    ``""`` for no baseline comparison; ``budgets``: the ``recommend`` section, to check the
+    recommendation too (:func:`recommendation_checks`).
     """
     current = read_metrics(metrics)
     revision = None
@@ -308,6 +365,8 @@ def check(limits: CheckParams, baseline_rev: str | None, base_branch: str, metri
         revision = baseline_rev or merge_base(base_branch)
         old = baseline_from_diff(metrics_diff(revision, metrics), revision, metrics)
     checks = run_checks(current, old, limits)
+    if budgets is not None:
+        checks += recommendation_checks(current, old, budgets)
     text = markdown(checks, revision, comparability_notes(current, old))
     atomic.write_text(output, text)
     print(text, end="")
