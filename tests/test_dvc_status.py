@@ -124,3 +124,6 @@ def test_a_calibration_change_marks_the_calibrated_conversions_and_layer_errors(
     assert changed_after_setting(committed, "convert", "selection.budget_points", 1.0) == {
         "convert@int8_selective"}
     assert changed_after_setting(committed, "benchmark", "threads", [2]) == {"benchmark"}
+    # a budget of the recommendation: only the report decides again (`dvc exp run -S
+    # recommend.max_p50_ms=2.0` re-runs nothing else)
+    assert changed_after_setting(committed, "recommend", "max_p50_ms", 2.0) == {"report"}
