@@ -5,16 +5,22 @@ Reads every variant's ``data/convert`` and ``data/evaluate`` output (the variant
 model's metrics, ``data/fetch/fetch.json``, ``data/export/model.json``, the peer model's
 ``data/evaluate_peer`` and ``reports/layer_errors.csv``, and writes
 
-* ``reports/metrics.json``: the DVC metrics: top-1 of each row (``keras``, then each variant);
+* ``reports/metrics.json``: the DVC metrics: the recommended variant's name
+  (``recommendation.variant``) and the top-1 of each row (``keras``, then each variant);
 * ``reports/variants.json``: every other number, flag and name per row, and the latency session
   (not a DVC metric: it would make ``dvc metrics show`` thousands of characters wide);
+* ``reports/summary.md`` opens with the variant to ship within the ``recommend`` budgets of
+  ``params.yaml`` (:mod:`litequant.report.recommend`: the figures that qualify it, the
+  runner-up, a reason for every other variant) and a compact table ordered by the budgets;
+  ``variants.json`` records it under ``recommendation``;
 * ``reports/summary.md`` and ``reports/summary.csv``: one row per variant: size, compression vs
   float32, latency p50 per thread count, speed-up vs float32 (same benchmark session only),
   top-1, top-k, Δtop-1 vs the float Keras model, agreement, top-k overlap, KL divergence, SQNR,
   notes (k = min(5, classes - 1));
 * ``reports/plots/variants.csv``: the plot data of ``dvc plots show``;
-* ``reports/plots/accuracy_vs_size.png`` and ``accuracy_vs_latency.png``: the same figures as
-  static images (:mod:`litequant.report.plots`);
+* ``reports/plots/accuracy_vs_size.png``, ``accuracy_vs_latency.png`` and
+  ``accuracy_vs_memory.png``: the same figures as static images, the recommended variant ringed
+  (:mod:`litequant.report.plots`);
 * ``reports/plots/selection_curve.csv`` and ``selection_curve.png``: ``int8_selective``'s
   calibration agreement vs the number of layers kept float (from its ``selection.json``; header
   only / a blank figure when it was not built);

@@ -13,7 +13,8 @@ mapping) and writes
   float32, latency p50 per thread count, speed-up vs float32, top-1, top-k, Δtop-1 vs the float
   Keras model, agreement, top-k overlap, KL divergence, SQNR, notes (k = min(5, classes - 1):
   ``top5``/``top5_overlap`` for ImageNet, ``top2`` for 3 classes, none for 2);
-* ``reports/plots/variants.csv``: the plot data (accuracy and agreement vs size and latency);
+* ``reports/plots/variants.csv``: the plot data (accuracy and agreement vs size, latency and
+  runtime memory);
 * for label spaces of up to 100 classes, a per-class top-1 table (float model vs each integer
   variant, the classes that lose most first) in ``summary.md`` and
   ``reports/plots/confusion.csv`` (actual and predicted class per evaluation image of
@@ -673,8 +674,9 @@ def plot_columns(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def plot_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Plot data: one point per converted variant and the peer model (size in MB, top-1 and
-    agreement in %, p50 latency in ms per thread count, and ``latency_p50_ms`` at ``threads``,
+    """Plot data: one point per converted variant and the peer model (size in MB, runtime
+    memory in MiB when the benchmark measured it, top-1 and agreement in %, p50 latency in ms
+    per thread count, and ``latency_p50_ms`` at ``threads``,
     the smallest thread count measured: what the latency plots show); the float Keras model
     has no file."""
     threads = plot_threads(rows)
