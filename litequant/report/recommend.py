@@ -13,8 +13,8 @@ failed conversion, or, for one that qualifies, how it compares with the recommen
 (larger, ...) by how much, and whether its fidelity gain is beyond noise (the paired won / lost
 sign test of :func:`litequant.report.summary.beyond_noise`, images where it agrees with the float
 model and the recommended one does not, and the reverse). When nothing qualifies, the closest
-variant is named: the fewest budgets missed, then the smallest relative excess over them
-(:class:`Miss`), then the most faithful.
+variant is named: of those missing the fewest budgets, the most faithful whose relative excess
+over them (:class:`Miss`) is within ``rank_tolerance`` of the smallest.
 
 Latency budgets read absolute p50 times of one benchmark session; a variant timed in another
 session is "not comparable", and a thread count the session found contended by other processes
@@ -305,9 +305,14 @@ def recommend(rows: list[dict[str, Any]], budgets: RecommendParams,
                                                 else f"{FAILED}: {note}")[:160])
     closest = None
     if recommended is None and missing:
-        closest = min(missing, key=lambda name: (
-            len(misses[name]), sum(m.excess for m in misses[name]),
-            *(-v for v in _fidelity(by_name[name]))))
+        fewest = min(len(misses[name]) for name in missing)
+        near = [name for name in missing if len(misses[name]) == fewest]
+        excess = {name: sum(m.excess for m in misses[name]) for name in near}
+        least = min(excess.values())
+        # excesses within rank_tolerance of the least count as equal: the most faithful wins
+        closest = max((name for name in near
+                       if excess[name] <= least + budgets.rank_tolerance + _TOLERANCE),
+                      key=lambda name: (*_fidelity(by_name[name]), -excess[name]))
     caveats = []
     contended = {str(t) for t in (session or {}).get("contended_threads") or []}
     if _latency_matters(budgets) and str(budgets.threads) in contended:
@@ -353,7 +358,7 @@ def _figures(row: dict[str, Any], threads: int) -> str:
 
 
 def _budget_text(budgets: RecommendParams) -> str:
-    parts = [f"top-1 drop ≤ {budgets.max_top1_drop:g} points", f"agreement ≥ "
+    parts = [f"top-1 drop ≤ {budgets.max_top1_drop:.1f} points", f"agreement ≥ "
              f"{budgets.min_agreement:g} %"]
     if budgets.max_p50_ms is not None:
         parts.append(f"p50 ≤ {budgets.max_p50_ms:g} ms at {_thr(budgets.threads)}")
