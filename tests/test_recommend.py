@@ -335,3 +335,18 @@ def test_the_closest_is_the_most_faithful_of_the_nearly_equal_misses() -> None:
     result = answer(max_p50_ms=1.40, min_agreement=97.0, rank_tolerance=0.0,
                     max_top1_drop=0.25)[0]
     assert result.closest == "int8_grid"  # int8_mse misses two budgets now
+
+
+def test_without_memory_figures_the_memory_plot_says_so(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from litequant.report.plots import write_figures
+    from litequant.report.summary import plot_rows
+
+    records = collected()
+    for name in FIGURES:
+        del records[name]["benchmark"]["runtime"]
+    points = plot_rows(build_rows(records, VARIANTS))
+    paths = [tmp_path / f"{name}.png" for name in ("size", "latency", "memory")]
+    write_figures(points, [], 85.0, *paths[:2], "test", memory_png=paths[2])
+    assert Image.open(paths[2]).size == (700, 150)  # the one-line message, not empty axes

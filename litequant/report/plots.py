@@ -218,8 +218,9 @@ def write_figures(points: list[dict[str, Any]], threads: list[str], float_top1: 
     if memory_png is not None:
         measured = any(p.get("memory_mib") not in (None, "") for p in points)
         atomic.write_bytes(memory_png, figure_png(
-            points, "memory_mib", MEMORY_AXIS, f"Accuracy vs runtime memory: {description}"
-            if measured else "runtime memory not measured", float_top1, highlight=highlight))
+            points, "memory_mib", MEMORY_AXIS, f"Accuracy vs runtime memory: {description}",
+            float_top1, highlight=highlight) if measured else message_png(
+            "Runtime memory was not measured by this benchmark session"))
     if threads:
         count = threads[0]
         unit = "thread" if count == "1" else "threads"
@@ -230,6 +231,22 @@ def write_figures(points: list[dict[str, Any]], threads: list[str], float_top1: 
     else:
         png = figure_png([], "none", "latency", "no latency measured", None)
     atomic.write_bytes(latency_png, png)
+
+
+def message_png(text: str) -> bytes:
+    """A small figure that only says ``text`` (a figure whose data the run does not have)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 1.5), dpi=100)
+    FigureCanvasAgg(figure)
+    figure.text(0.5, 0.5, text, ha="center", va="center", fontsize=12)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
 
 
 def selection_png(selection: dict[str, Any] | None, title: str) -> bytes:
