@@ -152,6 +152,7 @@ def build_rows(collected: dict[str, Any], variants: list[str]) -> list[dict[str,
             row["compression"] = _round(float32["conversion"]["size_bytes"]
                                         / conversion["size_bytes"], 3)
         row.update(latency_columns(bench, float32["benchmark"] if float32_ok else {}))
+        row.update(runtime_columns(bench))
         if row.get("speedup_refused"):
             notes.append(row["speedup_refused"])
         row["notes"] = "; ".join(notes)
@@ -161,6 +162,7 @@ def build_rows(collected: dict[str, Any], variants: list[str]) -> list[dict[str,
                        float32["conversion"]["size_bytes"] if float32_ok else None)
         row.update(latency_columns(collected.get("peer_benchmark", {}),
                                    float32["benchmark"] if float32_ok else {}))
+        row.update(runtime_columns(collected.get("peer_benchmark", {})))
         if row.get("speedup_refused"):
             row["notes"] += "; " + row["speedup_refused"]
         rows.append(row)
@@ -227,6 +229,30 @@ def latency_columns(benchmark: dict[str, Any], reference: dict[str, Any]
             f"{NOT_COMPARABLE}: at {' and '.join(contended)} thread(s) {busy_machine(benchmark)}; "
             "re-run dvc repro -f benchmark when it is quiet")
     return columns
+
+
+def runtime_columns(benchmark: dict[str, Any]) -> dict[str, float]:
+    """``memory_mib`` (peak resident-set growth, MiB, 1 decimal), ``init_ms`` and
+    ``first_invoke_ms`` (2 decimals) of a latency record's ``runtime`` figures (a fresh process,
+    1 thread; :mod:`litequant.measure.device_runner`); none in records without them."""
+    runtime = benchmark.get("runtime")
+    if not runtime:
+        return {}
+    return {"memory_mib": round(runtime["peak_memory_bytes"] / 2**20, 1),
+            "init_ms": round(float(runtime["init_ms"]), 2),
+            "first_invoke_ms": round(float(runtime["first_invoke_ms"]), 2)}
+
+
+def device_label(session: dict[str, Any]) -> str:
+    """Where a session's latencies were measured: ``host (CPU, N cores; runtime)``, with
+    ``over SSH`` for a target device (from ``session.device``; older records: the session's
+    ``host``/``cpu``/``cores``/``ai_edge_litert``)."""
+    device = session.get("device") or {
+        "kind": "local", "hostname": session.get("host"), "cpu": session.get("cpu"),
+        "cores": session.get("cores"), "runtime": f"ai-edge-litert {session.get('ai_edge_litert')}"}
+    where = " (target device over SSH)" if device["kind"] == "ssh" else ""
+    return (f"{device['hostname']}{where} ({device['cpu']}, {device['cores']} cores; "
+            f"{device['runtime']})")
 
 
 def peer_row(peer: dict[str, Any], float_model: dict[str, Any],
@@ -362,7 +388,9 @@ def markdown(rows: list[dict[str, Any]], collected: dict[str, Any]) -> str:
     lines += ["", f"Δtop-1, agreement (same top-1 class), "
               f"{f'top-{key[3:]} overlap, ' if key else ''}KL divergence and SQNR "
               "are measured against the float Keras model on the same images. Latency: one "
-              "image per invoke, p50 of repeated timed runs after warm-up.", ""]
+              "image per invoke, p50 of repeated timed runs after warm-up"
+              + (f", measured on {device_label(collected['latency_session'])}"
+                 if collected.get("latency_session") else "") + ".", ""]
     lines += [f"Label space: {classes} classes ({_label_space(model)}); "
               + (f"top-k accuracy and overlap use k = {key[3:]} (min(5, classes - 1))."
                  if key else "with two classes top-k would be top-1 (k = min(5, classes - 1) "
@@ -389,8 +417,7 @@ def latency_section(session: dict[str, Any] | None, rows: list[dict[str, Any]]) 
     lines = []
     if session:
         lines += [f"Latency session `{session['id']}`: {session['started_utc']} to "
-                  f"{session['finished_utc']} (UTC) on {session['host']} ({session['cpu']}, "
-                  f"{session['cores']} cores; ai-edge-litert {session['ai_edge_litert']}), every "
+                  f"{session['finished_utc']} (UTC) on {device_label(session)}, every "
                   f"model interleaved in {session['rounds']} rounds"
                   + (f", other processes keeping {session['other_load_cores']} cores busy"
                      if session.get("other_load_cores") is not None else "")
