@@ -16,7 +16,8 @@ The manifest (paths relative to the manifest's folder, or absolute)::
      "runtime_repeats": 3}
 
 ``input`` is the ready input tensor of one invoke (``.npy``: preprocessed and quantized, batch
-of 1), or null: then uniform random values of the input's dtype (0..1 for float inputs).
+of 1), or null: then uniform random values of the input's dtype (0..1 for float inputs), saved
+as a ``.npy`` first, so that every fresh process loads its input alike.
 
 **Runtime figures** (:func:`measure_runtime`, 1 interpreter thread), per model, in
 ``runtime_repeats`` fresh processes (``python device_runner.py --runtime ...``, the models taken
@@ -53,6 +54,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -73,7 +75,7 @@ MEMORY_METHOD_PROC = ("peak resident-set growth of a fresh process per model: Vm
 #: ... and where ``/proc/self/status`` does not exist.
 MEMORY_METHOD_RUSAGE = ("growth of ru_maxrss of a fresh process per model from before the "
                         "interpreter is created (a lower bound)")
-INSTALL_HINT = "python3 -m pip install numpy ai-edge-litert (or tflite-runtime)"
+INSTALL_HINT = f"{sys.executable} -m pip install numpy ai-edge-litert (or tflite-runtime)"
 
 
 class RunnerError(Exception):
@@ -91,28 +93,32 @@ def runtime() -> tuple[Any, str]:
     try:
         import numpy  # noqa: F401
     except ImportError:
-        raise RunnerError(f"numpy is not installed for {sys.executable}: {INSTALL_HINT}") from None
+        raise RunnerError(f"numpy is not installed for {sys.executable}: {INSTALL_HINT}"
+                          ) from None
     try:
+        import ai_edge_litert
         from ai_edge_litert.interpreter import Interpreter
 
-        return Interpreter, f"ai-edge-litert {_version('ai-edge-litert')}"
+        return Interpreter, f"ai-edge-litert {_version('ai-edge-litert', ai_edge_litert)}"
     except ImportError:
         pass
     try:
+        import tflite_runtime
         from tflite_runtime.interpreter import Interpreter
     except ImportError:
         raise RunnerError(f"no LiteRT runtime for {sys.executable} (neither ai_edge_litert nor "
                           f"tflite_runtime imports): {INSTALL_HINT}") from None
-    return Interpreter, f"tflite-runtime {_version('tflite-runtime')}"
+    return Interpreter, f"tflite-runtime {_version('tflite-runtime', tflite_runtime)}"
 
 
-def _version(package: str) -> str:
+def _version(package: str, module: Any = None) -> str:
+    """The installed version of ``package`` (its metadata, else ``module.__version__``)."""
     from importlib import metadata
 
     try:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
-        return "not installed"
+        return str(getattr(module, "__version__", "unknown"))
 
 
 def _interpreter(interpreter_class: Any, model: str, threads: int, data: Any) -> Any:
@@ -178,7 +184,7 @@ def _maxrss_bytes() -> int:
     return int(value) if sys.platform == "darwin" else int(value) * 1024
 
 
-def measure_runtime(model: str, input_path: str | None, runs: int) -> dict[str, Any]:
+def measure_runtime(model: str, input_path: str, runs: int) -> dict[str, Any]:
     """Peak memory growth, init and first-invoke time of ``model`` at 1 thread, in this
     process (meant to be a fresh one: :func:`runtime_figures`).
 
@@ -188,8 +194,10 @@ def measure_runtime(model: str, input_path: str | None, runs: int) -> dict[str, 
     """
     import gc
 
+    import numpy as np
+
     interpreter_class, _ = runtime()
-    data = model_input(interpreter_class, model, input_path)
+    data = np.load(input_path)  # no interpreter before the baseline: its first one is measured
     gc.collect()
     proc = _status_bytes("VmRSS") is not None
     if proc:
@@ -227,7 +235,7 @@ def _median(values: list[float]) -> float:
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
-def runtime_figures(models: dict[str, tuple[str, str | None]], runs: int, repeats: int
+def runtime_figures(models: dict[str, tuple[str, str]], runs: int, repeats: int
                     ) -> dict[str, dict[str, Any]]:
     """:func:`measure_runtime` of every model in ``repeats`` fresh processes each (this file run
     with ``--runtime``; the models in turn, so a slow moment hits them alike), medians."""
@@ -235,7 +243,7 @@ def runtime_figures(models: dict[str, tuple[str, str | None]], runs: int, repeat
     for _ in range(repeats):
         for name, (model, input_path) in models.items():
             command = [sys.executable, os.path.abspath(__file__), "--runtime", model,
-                       input_path or "", str(runs)]
+                       input_path, str(runs)]
             child = subprocess.run(command, capture_output=True, text=True)
             if child.returncode != 0:
                 raise RunnerError(_child_error(name, child.stderr, child.returncode))
@@ -406,20 +414,28 @@ def run(manifest_path: str) -> dict[str, Any]:
     def located(path: str | None) -> str | None:
         return None if not path else os.path.join(folder, path)
 
-    models = {name: (located(spec["model"]), located(spec.get("input")))
-              for name, spec in manifest["models"].items()}
-    _, runtime_name = runtime()
+    interpreter_class, runtime_name = runtime()
     started = _utc_now()
-    figures = runtime_figures(models, manifest["warmup_runs"], manifest["runtime_repeats"])
-    latency, load = latency_session(models, manifest["threads"], manifest["warmup_runs"],
-                                    manifest["min_runs"], manifest["min_seconds"],
-                                    manifest["rounds"])
+    with tempfile.TemporaryDirectory(prefix="litequant-inputs-") as inputs:
+        models: dict[str, tuple[str, str | None]] = {}
+        for index, (name, spec) in enumerate(manifest["models"].items()):
+            model, data = located(spec["model"]), located(spec.get("input"))
+            if data is None:  # the fresh processes all load their input the same way: a .npy
+                import numpy as np
+
+                data = os.path.join(inputs, f"input{index}.npy")
+                np.save(data, model_input(interpreter_class, model, None))
+            models[name] = (model, data)
+        figures = runtime_figures(models, manifest["warmup_runs"], manifest["runtime_repeats"])
+        latency, load = latency_session(models, manifest["threads"], manifest["warmup_runs"],
+                                        manifest["min_runs"], manifest["min_seconds"],
+                                        manifest["rounds"])
     cores = os.cpu_count()
     session = {"started_utc": started, "finished_utc": _utc_now(),
                "device": device_record(runtime_name),
                "memory_method": (MEMORY_METHOD_PROC if _status_bytes("VmRSS") is not None
                                  else MEMORY_METHOD_RUSAGE),
-               "numpy": _version("numpy"),
+               "numpy": _version("numpy", sys.modules.get("numpy")),
                "other_load_cores": None if load is None else round(load, 2),
                "contended_threads": contended_threads(load, cores, list(manifest["threads"]))}
     return {"session": session,
@@ -432,7 +448,7 @@ def main(argv: list[str]) -> int:
     measurement); prints :data:`RESULT_PREFIX` + JSON on one stdout line."""
     try:
         if argv[:1] == ["--runtime"] and len(argv) == 4:
-            result = measure_runtime(argv[1], argv[2] or None, int(argv[3]))
+            result = measure_runtime(argv[1], argv[2], int(argv[3]))
         elif len(argv) == 1:
             result = run(argv[0])
         else:
