@@ -131,9 +131,14 @@ def _interpreter(interpreter_class: Any, model: str, threads: int, data: Any) ->
             interpreter.resize_tensor_input(detail["index"], list(data.shape), strict=True)
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as error:
-        raise RunnerError(f"{Path(model).name}: not a loadable TFLite model for this runtime "
-                          f"({str(error).splitlines()[0] if str(error) else error!r})") from None
+        raise _unloadable(model, error) from None
     return interpreter
+
+
+def _unloadable(model: str, error: Exception) -> RunnerError:
+    message = str(error).splitlines()[0] if str(error) else repr(error)
+    return RunnerError(f"{Path(model).name}: not a loadable TFLite model for this runtime "
+                       f"({message})")
 
 
 def model_input(interpreter_class: Any, model: str, path: str | None) -> Any:
@@ -143,7 +148,10 @@ def model_input(interpreter_class: Any, model: str, path: str | None) -> Any:
 
     if path:
         return np.load(path)
-    detail = interpreter_class(model_path=model).get_input_details()[0]
+    try:
+        detail = interpreter_class(model_path=model).get_input_details()[0]
+    except (ValueError, RuntimeError) as error:
+        raise _unloadable(model, error) from None
     shape = [1 if d == -1 else int(d) for d in detail.get("shape_signature", detail["shape"])]
     dtype = np.dtype(detail["dtype"])
     rng = np.random.default_rng(0)
