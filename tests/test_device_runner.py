@@ -60,6 +60,7 @@ def session(models: dict[str, Path]) -> dict:
     return measure_session(models, settings)
 
 
+@pytest.mark.slow  # TF converts the models; runner subprocesses
 def test_runtime_figures_are_present_and_sane(session: dict) -> None:
     for name in ("small", "big"):
         figures = session["models"][name]["runtime"]
@@ -71,6 +72,7 @@ def test_runtime_figures_are_present_and_sane(session: dict) -> None:
         assert session["models"][name]["latency"]["1"]["runs"] >= 4
 
 
+@pytest.mark.slow  # TF converts the models; runner subprocesses
 def test_a_bigger_model_grows_the_resident_set_by_at_least_its_weights(session: dict) -> None:
     # the big model's 12 MiB weight matrix is read (the file is mapped) and packed by XNNPACK:
     # it is resident at least once and at most about twice, on top of what the small one needs
@@ -80,6 +82,7 @@ def test_a_bigger_model_grows_the_resident_set_by_at_least_its_weights(session: 
     assert 0.95 * weights <= big - small <= 2.5 * weights, (small / MIB, big / MIB)
 
 
+@pytest.mark.slow  # TF converts the models; runner subprocesses
 def test_the_session_names_this_machine(session: dict) -> None:
     from importlib import metadata
 
@@ -119,6 +122,7 @@ def _run_manifest(folder: Path, models: dict[str, str]) -> subprocess.CompletedP
                           capture_output=True, text=True)
 
 
+@pytest.mark.slow  # TF converts the models; runner subprocesses
 def test_runner_alone_builds_a_random_input(tmp_path: Path, models: dict[str, Path]) -> None:
     child = _run_manifest(tmp_path, {"small": str(models["small"])})
     assert child.returncode == 0, child.stderr

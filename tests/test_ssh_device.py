@@ -26,10 +26,10 @@ ENV = ("LITEQUANT_SSH_TEST_TARGET", "LITEQUANT_SSH_TEST_PORT", "LITEQUANT_SSH_TE
        "LITEQUANT_SSH_TEST_KNOWN_HOSTS", "LITEQUANT_SSH_TEST_PYTHON",
        "LITEQUANT_SSH_TEST_BARE_PYTHON")
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     not all(os.environ.get(name) for name in ENV),
     reason="no SSH test device: run .ci/run (as root; it starts sshd on 127.0.0.1 and exports "
-           "LITEQUANT_SSH_TEST_*), or source .ci/ssh-device.sh")
+           "LITEQUANT_SSH_TEST_*), or source .ci/ssh-device.sh")]
 
 
 def _ssh(**changes: object) -> dict:
