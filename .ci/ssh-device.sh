@@ -17,7 +17,10 @@ ssh_device() {
         return 0
     fi
     if [ ! -x "$sshd" ]; then
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null \
+        { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server \
+            || { apt-get update -qq \
+                 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server; }; } \
+            >/dev/null 2>&1 \
             || { echo "ssh device test: openssh-server could not be installed"; return 0; }
     fi
     if [ -f "$dir/sshd.pid" ]; then kill "$(cat "$dir/sshd.pid")" 2>/dev/null || true; fi
