@@ -150,3 +150,14 @@ def test_a_device_python_without_numpy_is_one_line(project: Path) -> None:
     bare = os.environ["LITEQUANT_SSH_TEST_BARE_PYTHON"]
     line = _refusal(project, _ssh(python=bare))
     assert f"numpy is not installed for {bare}: {bare} -m pip install numpy ai-edge-litert" in line
+
+
+def test_a_changed_host_key_is_refused(project: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other_host_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    port = os.environ["LITEQUANT_SSH_TEST_PORT"]
+    known_hosts = tmp_path / "known_hosts"  # the device's address with another machine's key
+    entry = " ".join(Path(f"{other}.pub").read_text().split()[:2])
+    known_hosts.write_text(f"[127.0.0.1]:{port} {entry}\n")
+    line = _refusal(project, _ssh(known_hosts=str(known_hosts)))
+    assert f"differs from the one in {known_hosts}" in line and "ssh-keygen -R" in line
