@@ -4,8 +4,9 @@ host key in a known_hosts file, a Python with numpy and ai-edge-litert for that 
 
 ``python -m stages.benchmark`` runs in a small project (one tiny float32 variant) with
 ``benchmark.device: ssh``: the session must name the device and carry the runtime figures;
-a wrong port, a wrong key, an unknown host key and a device Python without numpy must each stop
-the stage with one line naming the fix and exit 1; no key material may appear in any output.
+a wrong port, a wrong key, an unknown or changed host key and a device Python without numpy must
+each stop the stage with one line naming the fix and exit 1; no key material may appear in any
+output.
 """
 
 from __future__ import annotations
