@@ -18,6 +18,7 @@ is reduced to one line naming the fix (:func:`ssh_failure`).
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import stat
 import subprocess
@@ -27,7 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from litequant.core.errors import PipelineError
+from litequant.core.errors import PipelineError, relative_path_hint
 from litequant.core.params import BenchmarkParams, SshParams
 from litequant.measure.device_runner import ERROR_PREFIX, RESULT_PREFIX
 
@@ -115,28 +116,35 @@ def ssh_command(ssh: SshParams) -> list[str]:
                "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4",
                "-o", "LogLevel=ERROR", "-p", str(ssh.port)]
     if ssh.key is not None:
-        command += ["-i", ssh.key, "-o", "IdentitiesOnly=yes"]
+        command += ["-i", _ssh_path(ssh.key), "-o", "IdentitiesOnly=yes"]
     if ssh.known_hosts is not None:
-        command += ["-o", f"UserKnownHostsFile={ssh.known_hosts}",
+        command += ["-o", f'UserKnownHostsFile="{_ssh_path(ssh.known_hosts)}"',
                     "-o", "GlobalKnownHostsFile=/dev/null"]
     return [*command, "--", str(ssh.target)]
+
+
+def _ssh_path(path: str) -> str:
+    """A params path as ssh reads it: ``~`` expanded here, ``%`` escaped (ssh expands ``%``
+    tokens in key and known_hosts paths)."""
+    return os.path.expanduser(path).replace("%", "%%")
 
 
 def check_ssh_files(ssh: SshParams) -> None:
     """The key and known_hosts files exist, and the key is private to its owner (``ssh`` ignores
     a key others can read); a :class:`PipelineError` naming the fix otherwise."""
     if ssh.key is not None:
-        key = Path(ssh.key)
+        key = Path(ssh.key).expanduser()
         if not key.is_file():
             raise PipelineError(f"benchmark.ssh.key: {key} is not a file: give the path of the "
-                                "private key the device accepts")
+                                f"private key the device accepts{relative_path_hint(key)}")
         if key.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise PipelineError(f"benchmark.ssh.key: {key} is readable by other users, so ssh "
                                 f"will not use it: chmod 600 {key}")
-    if ssh.known_hosts is not None and not Path(ssh.known_hosts).is_file():
-        raise PipelineError(f"benchmark.ssh.known_hosts: {ssh.known_hosts} is not a file: give a "
+    known_hosts = None if ssh.known_hosts is None else Path(ssh.known_hosts).expanduser()
+    if known_hosts is not None and not known_hosts.is_file():
+        raise PipelineError(f"benchmark.ssh.known_hosts: {known_hosts} is not a file: give a "
                             "known_hosts file holding the device's host key (or null for "
-                            "~/.ssh/known_hosts)")
+                            f"~/.ssh/known_hosts){relative_path_hint(known_hosts)}")
 
 
 def _last_line(text: str) -> str:
