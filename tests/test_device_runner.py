@@ -111,6 +111,29 @@ def test_runner_without_numpy_says_what_to_install(tmp_path: Path) -> None:
                                     "ai-edge-litert (or tflite-runtime)")
 
 
+def test_runner_without_a_litert_runtime_says_what_to_install(tmp_path: Path) -> None:
+    import numpy
+
+    # a Python that finds numpy (and only numpy) beside the runner: no ai_edge_litert, no
+    # tflite_runtime, as on a device with only numpy installed
+    packages = Path(numpy.__file__).parents[1]
+    only_numpy = tmp_path / "site"
+    only_numpy.mkdir()
+    for name in ("numpy", "numpy.libs"):
+        if (packages / name).exists():
+            (only_numpy / name).symlink_to(packages / name)
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"models": {}}))
+    child = subprocess.run([sys.executable, "-S", device_runner.__file__, str(manifest)],
+                           capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": str(only_numpy)})
+    assert child.returncode == device_runner.RUNNER_ERROR_EXIT, child.stderr
+    assert child.stderr.strip() == (f"{device_runner.ERROR_PREFIX}no LiteRT runtime for "
+                                    f"{sys.executable} (neither ai_edge_litert nor "
+                                    f"tflite_runtime imports): {sys.executable} -m pip install "
+                                    "numpy ai-edge-litert (or tflite-runtime)")
+
+
 def _run_manifest(folder: Path, models: dict[str, str]) -> subprocess.CompletedProcess:
     """The runner on a manifest of ``models`` (name → path), inputs left to the runner."""
     manifest = folder / "manifest.json"
