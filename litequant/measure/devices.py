@@ -17,6 +17,7 @@ is reduced to one line naming the fix (:func:`ssh_failure`).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shlex
@@ -35,8 +36,9 @@ from litequant.measure.device_runner import ERROR_PREFIX, RESULT_PREFIX
 #: The runner file copied to the device.
 RUNNER = Path(__file__).with_name("device_runner.py")
 
-#: What the device's Python runs (``python -c``): unpack the tar stream of standard input into a
-#: new temporary directory, run the runner there, remove the directory.
+#: What the device's Python runs (``python -c``, as :func:`bootstrap_line`): unpack the tar
+#: stream of standard input into a new temporary directory, run the runner there, remove the
+#: directory.
 BOOTSTRAP = """\
 import os, shutil, subprocess, sys, tarfile, tempfile
 folder = tempfile.mkdtemp(prefix="litequant-benchmark-")
@@ -51,6 +53,13 @@ finally:
     shutil.rmtree(folder, ignore_errors=True)
 sys.exit(code)
 """
+
+
+def bootstrap_line() -> str:
+    """:data:`BOOTSTRAP` as one line of plain characters (base64), so that any login shell of the
+    device (sh, bash, csh, fish) passes it to Python unchanged."""
+    encoded = base64.b64encode(BOOTSTRAP.encode()).decode()
+    return f"import base64; exec(base64.b64decode('{encoded}'))"
 
 
 def run_session(models: dict[str, tuple[Path, Path | None]], settings: BenchmarkParams,
@@ -89,14 +98,14 @@ def _run_over_ssh(models: dict[str, tuple[Path, Path | None]], manifest: dict[st
                           for name, (_, data) in models.items()}
     (folder / "manifest.json").write_text(json.dumps(manifest))
     bundle = folder / "bundle.tar"
-    with tarfile.open(bundle, "w") as archive:
+    with tarfile.open(bundle, "w", dereference=True) as archive:  # DVC may link its outputs
         archive.add(RUNNER, "device_runner.py")
         archive.add(folder / "manifest.json", "manifest.json")
         for name, (model, data) in models.items():
             archive.add(model, f"models/{name}.tflite")
             if data:
                 archive.add(data, f"inputs/{name}.npy")
-    remote = f"{shlex.quote(ssh.python)} -c {shlex.quote(BOOTSTRAP)}"
+    remote = f"{shlex.quote(ssh.python)} -c {shlex.quote(bootstrap_line())}"
     try:
         with bundle.open("rb") as stdin:
             child = subprocess.run([*ssh_command(ssh), remote], stdin=stdin,
