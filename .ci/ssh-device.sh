@@ -45,7 +45,8 @@ ssh_device() {
         if [ "$("$syspy" -c 'import sys; print(sys.version_info[:2])')" = \
              "$(python -c 'import sys; print(sys.version_info[:2])')" ]; then
             local source; source=$(python -c 'import numpy, os; print(os.path.dirname(os.path.dirname(numpy.__file__)))')
-            cp -a "$source/numpy" "$source/ai_edge_litert" "$site/"
+            cp -al "$source/numpy" "$source/ai_edge_litert" "$site/" 2>/dev/null \
+                || cp -a "$source/numpy" "$source/ai_edge_litert" "$site/"  # hard links if we can
             # their metadata (the version the device record shows), where pip left it
             cp -a "$source"/numpy-*.dist-info "$source"/ai_edge_litert-*.dist-info "$site/" \
                 2>/dev/null || true
