@@ -34,6 +34,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", action="append", default=[], metavar="NAME=PATH")
     parser.add_argument("--min-seconds", type=float, default=0.5)
+    parser.add_argument("--runtime-repeats", type=int, default=None,
+                        help="fresh processes per model (default: benchmark.runtime_repeats)")
     args = parser.parse_args()
     if args.model:
         models = {name: Path(path) for name, path in (m.split("=", 1) for m in args.model)}
@@ -44,8 +46,10 @@ def main() -> int:
     family = (layout.read_model_info(layout.MODEL_INFO)["preprocessing"]
               if layout.MODEL_INFO.is_file() else "tf")
     params = load()
+    repeats = args.runtime_repeats or params["benchmark"]["runtime_repeats"]
     settings = section({**params, "benchmark": {**params["benchmark"], "threads": [1],
-                                                "min_seconds": args.min_seconds}},
+                                                "min_seconds": args.min_seconds,
+                                                "runtime_repeats": repeats}},
                        BenchmarkParams)
     runs = [measure_session({name: (path, family) for name, path in models.items()}, settings)
             for _ in range(2)]
