@@ -34,6 +34,8 @@ About 3 minutes per split and model on 2 cores.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -50,6 +52,7 @@ import yaml  # noqa: E402
 from benchmarks.fidelity_study import model_params  # noqa: E402
 from benchmarks.scratch import GIT_ENV, REPO, scratch_project, set_params  # noqa: E402
 from litequant.core import layout  # noqa: E402
+from litequant.core.quiet import native_stderr_silenced  # noqa: E402
 from litequant.report.summary import beyond_noise  # noqa: E402
 
 #: Variants the pipeline builds (the rest are turned off).
@@ -65,7 +68,8 @@ def ablation(name: str, float_model: bytes) -> bytes:
     from litequant.quantize.passes import weight_grid
 
     small = 0 if name in ("before", "grid_only") else eq.MIN_WEIGHT_ELEMENTS
-    model, _ = eq.quantize(float_model, "weight_only_int8", None, min_weight_elements=small)
+    with native_stderr_silenced(), contextlib.redirect_stderr(io.StringIO()):
+        model, _ = eq.quantize(float_model, "weight_only_int8", None, min_weight_elements=small)
     if name == "grid_only":
         model, _ = weight_grid.regrid(model, float_model)
     return model

@@ -15,9 +15,11 @@ Variants (:data:`EDGE_QUANTIZER_VARIANTS`):
     tensors of fewer than :data:`MIN_WEIGHT_ELEMENTS` elements stay float32, as TensorFlow's
     dynamic-range quantization keeps them: in an image classifier these are the stem
     convolution and the first blocks' small kernels, a few KB in all, whose rounding error
-    every later layer carries (quantizing them cost ~3 dB of output SQNR on MobileNetV2 and
-    EfficientNet-Lite1, see ``docs/results.md``). The registry's ``weight_only_int8`` variant
-    then puts the int8 weights on the :mod:`~litequant.quantize.passes.weight_grid` scales.
+    every later layer carries (quantizing them cost 4.0-4.7 dB of output SQNR against
+    ``dynamic`` on MobileNetV2 and EfficientNet-Lite1, see ``docs/results.md``); ai-edge-
+    quantizer's own ``dynamic_legacy_wi8_afp32`` recipe uses the same threshold. The registry's
+    ``weight_only_int8`` variant then puts the int8 weights on the
+    :mod:`~litequant.quantize.passes.weight_grid` scales.
 ``weight_only_int4``
     like ``weight_only_int8`` but int4 (per-channel) weights where the library allows int4
     weight-only (``CONV_2D``, ``FULLY_CONNECTED``, ``BATCH_MATMUL``, ``EMBEDDING_LOOKUP``); the
