@@ -1,16 +1,19 @@
-"""Stage ``benchmark``: file size and single-image latency of every variant and the peer model,
-measured in one interleaved session.
+"""Stage ``benchmark``: file size, single-image latency, runtime memory and start-up time of every
+variant and the peer model, measured in one session on one device.
 
 ``python -m stages.benchmark`` reads ``params.yaml`` sections ``benchmark``, ``convert.variants``
 (which variants) and ``peer`` (``path``, ``preprocessing``), every ``data/convert/<variant>/`` and
 ``data/export/model.json``, and writes ``data/benchmark/latency.json``: one session record (id,
-UTC start and end, host, CPU model, cores, library versions, settings) and, per model (each
-converted variant, then ``peer`` when ``peer.path`` is set) and per thread count of
+UTC start and end, the ``device`` it ran on: kind, host name, CPU model, cores, runtime and
+Python versions; settings; the load of other processes) and, per model (each converted variant,
+then ``peer`` when ``peer.path`` is set), its ``runtime`` figures (peak resident-set growth,
+init and first-invoke time of a fresh process, 1 thread) and, per thread count of
 ``benchmark.threads``, the latency of one invoke on a batch of one image: mean, p50, p90, std in
 milliseconds and the count (:mod:`litequant.measure.benchmarking`: rounds over all models, so a
-background hiccup hits them all). A variant whose conversion failed is recorded as ``failed``.
-Because every model is measured together, re-measuring one re-measures all: speed-ups are only
-ever taken within one session.
+background hiccup hits them all). ``benchmark.device: ssh`` runs the session on the machine
+``benchmark.ssh`` names (:mod:`litequant.measure.devices`). A variant whose conversion failed is
+recorded as ``failed``. Because every model is measured together, re-measuring one re-measures
+all: speed-ups are only ever taken within one session.
 
 Imports ``ai_edge_litert`` and numpy only, never TensorFlow.
 """

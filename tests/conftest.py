@@ -83,7 +83,8 @@ def tiny_params(folder: Path | None, **overrides: dict) -> dict:
     params["model"].update(alpha=0.35, input_size=96, weights="random")
     params["calibration"].update(num_images=8)
     params["evaluate"].update(threads=1, batch_size=4)
-    params["benchmark"].update(threads=[1], warmup_runs=1, min_runs=3, min_seconds=0.01)
+    params["benchmark"].update(threads=[1], warmup_runs=1, min_runs=3, min_seconds=0.01,
+                               runtime_repeats=1)
     for section, values in overrides.items():
         params[section].update(values)
     return params

@@ -136,6 +136,7 @@ def test_methods_come_from_the_whole_chain() -> None:
     assert fidelity_methods("int8", "analytic") == ["round to nearest",
                                                     "bias correction (analytic)"]
     assert fidelity_methods("int8_mse", "none") == ["weight grid", "MSE activation ranges"]
+    assert fidelity_methods("weight_only_int8", "analytic") == ["weight grid"]
     assert fidelity_methods("int8_selective", "analytic") == [
         "round to nearest", "layers kept float", "bias correction (analytic)"]
     # a variant built on int8_grid keeps its weight grid

@@ -84,7 +84,8 @@ def test_variant_quantizes_and_runs_in_litert(tiny: dict, variant: str) -> None:
 
     spec = eq.EDGE_QUANTIZER_VARIANTS[variant]
     calibration = _smooth_images(16, seed=1) if spec.needs_calibration else None
-    model, recipe = eq.quantize(tiny["tflite"], variant, calibration)
+    # the tiny model's weight tensors all have < 1024 elements: quantize them all
+    model, recipe = eq.quantize(tiny["tflite"], variant, calibration, min_weight_elements=0)
     inp, out, _ = _io(model)
     assert np.dtype(inp["dtype"]).name == np.dtype(out["dtype"]).name == spec.io_dtype
     outputs = _run(model, _smooth_images(4, seed=2))
@@ -111,7 +112,7 @@ def test_recipe_round_trips_as_json_and_reproduces_the_model(tiny: dict) -> None
 def test_int4_is_smaller_than_int8(tiny: dict) -> None:
     from litequant.quantize import edge_quantizer as eq
 
-    int8, _ = eq.quantize(tiny["tflite"], "weight_only_int8", None)
+    int8, _ = eq.quantize(tiny["tflite"], "weight_only_int8", None, min_weight_elements=0)
     for variant in ("weight_only_int4", "dynamic_int4"):
         int4, _ = eq.quantize(tiny["tflite"], variant, None)
         assert len(int4) < len(int8)
@@ -146,7 +147,7 @@ def test_weight_only_int8_equals_hand_quantized_weights(tiny: dict) -> None:
     from litequant.quantize import edge_quantizer as eq
 
     inputs = _smooth_images(8, seed=3)
-    model, _ = eq.quantize(tiny["tflite"], "weight_only_int8", None)
+    model, _ = eq.quantize(tiny["tflite"], "weight_only_int8", None, min_weight_elements=0)
     expected = _fake_quantized_keras(tiny["keras"], 8).predict(inputs, verbose=0)
     float_outputs = tiny["keras"].predict(inputs, verbose=0)
     got = _run(model, inputs)
@@ -200,8 +201,9 @@ def test_exclude_keeps_matching_layers_float(tiny: dict) -> None:
         return {t["name"]: np.dtype(t["dtype"]).name for t in _io(model)[2]
                 if "classifier" in t["name"] and "MatMul" in t["name"]}
 
-    quantized, _ = eq.quantize(tiny["tflite"], "weight_only_int8", None)
-    kept, recipe = eq.quantize(tiny["tflite"], "weight_only_int8", None, exclude=["classifier"])
+    quantized, _ = eq.quantize(tiny["tflite"], "weight_only_int8", None, min_weight_elements=0)
+    kept, recipe = eq.quantize(tiny["tflite"], "weight_only_int8", None, exclude=["classifier"],
+                               min_weight_elements=0)
     assert "int8" in dtypes(quantized).values()
     assert set(dtypes(kept).values()) == {"float32"}
     assert recipe[-1]["regex"] == "classifier" and recipe[-1]["algorithm_key"] == "no_quantize"
@@ -218,6 +220,44 @@ def test_bad_requests_raise(tiny: dict) -> None:
         eq.quantize(tiny["tflite"], "static_int8_minmax", np.zeros((2, 8, 8, 3), np.float32))
     with pytest.raises(ValueError, match="regular expression"):
         eq.build_recipe("weight_only_int8", exclude=["("])
+    with pytest.raises(ValueError, match="min_weight_elements"):
+        eq.build_recipe("weight_only_int8", min_weight_elements=-1)
+
+
+def _int8_weights(model: bytes) -> dict[str, int]:
+    """``{op output name: weight elements}`` of the weight ops whose weights are int8."""
+    from litequant.quantize.flatbuffer import INT8, read_model, tensor_name, weighted_ops
+    from litequant.quantize.passes.weight_grid import int8_weight
+
+    tree = read_model(model)
+    tensors = tree.subgraphs[0].tensors
+    return {tensor_name(tensors[op.outputs[0]]): int(np.prod(tensors[index].shape))
+            for _, op in weighted_ops(tree)
+            if tensors[index := int8_weight(tree, op)].type == INT8}
+
+
+def test_weight_only_int8_keeps_weight_tensors_under_1024_elements_float() -> None:
+    """As TensorFlow's dynamic range keeps them: a 3x3 conv 3 -> 37 (999 weights) stays
+    float32; a 3x3 conv 37 -> 4 (1332), a dense 64 -> 32 (2048) and a dense 32 -> 32 (exactly
+    1024) become int8."""
+    import keras
+    import tensorflow as tf
+
+    from litequant.quantize import edge_quantizer as eq
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(37, 3, padding="same", name="small")(inputs)
+    x = keras.layers.Conv2D(4, 3, padding="same", name="large")(x)
+    x = keras.layers.Flatten()(keras.layers.AveragePooling2D(2)(x))
+    x = keras.layers.Dense(32, name="exact")(keras.layers.Dense(32, name="first")(x))
+    model = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, x)).convert()
+    default = _int8_weights(eq.quantize(model, "weight_only_int8", None)[0])
+    assert sorted(default.values()) == [1024, 1332, 2048]
+    assert not any("small" in name for name in default)
+    every = _int8_weights(eq.quantize(model, "weight_only_int8", None, min_weight_elements=0)[0])
+    assert sorted(every.values()) == [999, 1024, 1332, 2048]
+    assert eq.MIN_WEIGHT_ELEMENTS == 1024
 
 
 def test_registry_edge_quantizer_bases_name_known_recipes_with_their_calibration() -> None:

@@ -58,7 +58,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         model={"weights": str(SHARED_WEIGHTS)},
         convert={"variants": {name: name in VARIANTS for name in REGISTRY}},
         peer={"path": str(SHARED_PEER), "label_offset": 1},
-        benchmark={"threads": [1], "min_runs": 10, "min_seconds": 0.2})
+        benchmark={"threads": [1], "min_runs": 10, "min_seconds": 0.2, "runtime_repeats": 1})
 
 
 @needs_shared

@@ -247,7 +247,7 @@ def test_peer_latency_in_the_peer_row(background_model: Path, tmp_path: Path,
 
     _peer_project(tmp_path, monkeypatch, np.zeros((1, 8, 8, 3), dtype=np.uint8), np.array([0]))
     settings = params_section(BenchmarkParams, threads=[1, 2], warmup_runs=1, min_runs=7,
-                              min_seconds=0.001)
+                              min_seconds=0.001, runtime_repeats=1)
     document = benchmark([], peer_params(path=str(background_model), label_offset=1), settings)
     result = document["models"]["peer"]
     assert result["status"] == "ok"

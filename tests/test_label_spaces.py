@@ -286,7 +286,8 @@ def test_real_twelve_way_model_from_mobilenet_v2(tmp_path: Path) -> None:
         calibration={"num_images": 20},
         convert={"variants": {name: name in TWELVE_WAY_VARIANTS for name in REGISTRY}},
         evaluate={"threads": 2, "batch_size": 8},
-        benchmark={"threads": [1], "warmup_runs": 1, "min_runs": 3, "min_seconds": 0.01})
+        benchmark={"threads": [1], "warmup_runs": 1, "min_runs": 3, "min_seconds": 0.01,
+                   "runtime_repeats": 1})
     # every stage, in this process (the DVC wiring itself is test_end_to_end's): the label
     # space is what is under test here
     run_front_stages(project)

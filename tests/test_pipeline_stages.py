@@ -194,6 +194,9 @@ def test_benchmark_measures_every_variant_in_one_recorded_session(pipeline_run: 
     assert {document["models"][v]["status"] for v in VARIANTS} == {"ok"}
     stats = document["models"]["int8"]["latency"]["1"]
     assert stats["runs"] >= 3 and 0 < stats["p50_ms"] <= stats["p90_ms"]
+    runtime = document["models"]["int8"]["runtime"]  # a fresh process per model, 1 thread
+    assert runtime["threads"] == 1 and runtime["peak_memory_bytes"] > 0 and runtime["init_ms"] > 0
+    assert session["device"]["kind"] == "local" and session["device"]["hostname"]
     summary = (pipeline_run / "reports/summary.md").read_text()
     assert f"Latency session `{session['id']}`" in summary
 
@@ -202,9 +205,11 @@ def test_report_has_a_row_per_variant(pipeline_run: Path) -> None:
     metrics = json.loads((pipeline_run / "reports/variants.json").read_text())
     assert set(VARIANTS) | {"keras", "data", "latency_session", "recommendation"} == set(metrics)
     assert metrics["float32"]["compression"] == 1.0
+    assert metrics["int8"]["memory_mib"] > 0 and metrics["int8"]["first_invoke_ms"] > 0
     assert metrics["int8"]["compression"] > 2.5
     rows = list(csv.DictReader((pipeline_run / "reports/summary.csv").open()))
     assert [r["variant"] for r in rows] == ["keras", *VARIANTS]
+    assert float(rows[1]["memory_mib"]) > 0 and float(rows[1]["init_ms"]) > 0  # float32
     summary = (pipeline_run / "reports/summary.md").read_text()
     assert "| int8 |" in summary and "calibrated on 8 real images" in summary
     # it opens with the variant to ship within the default budgets (float32 always meets the

@@ -85,3 +85,108 @@ def test_regrid_rewrites_weights_and_biases_of_a_converted_model(tmp_path) -> No
     # the rewritten model still computes the same function (weights and biases consistent)
     assert np.abs(grid - reference).max() < 0.1 * np.abs(reference).max()
     assert np.mean((grid - reference) ** 2) <= 1.5 * np.mean((plain - reference) ** 2) + 1e-6
+
+
+
+def _on_grid_model(optimize: bool = False) -> tuple[bytes, np.ndarray, np.ndarray]:
+    """A ``.tflite`` whose 3x3 conv 16 -> 16 (2304 weights) has each output channel ``c`` on a
+    symmetric grid of step ``0.002 * (c + 1)`` with largest level 100 (so the best scale of
+    channel ``c`` is that step, with zero error, where ``max|w| / 127`` misses it), then a
+    dense 16 -> 4 (64 weights: under 1024, kept float by weight_only_int8 and dynamic).
+    ``optimize``: TensorFlow's dynamic-range conversion instead of float32. Returns ``(model
+    bytes, levels (3, 3, 16, 16) int, steps (16,) float)``."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 16))
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(4, name="fc")(x))
+    levels = np.random.default_rng(3).integers(-99, 100, (3, 3, 16, 16))
+    levels[1, 1, 0, :] = 100 * np.where(np.arange(16) % 2, 1, -1)  # each channel reaches 100
+    steps = 0.002 * (np.arange(16) + 1)
+    bias = model.get_layer("conv").get_weights()[1]
+    model.get_layer("conv").set_weights([(levels * steps).astype(np.float32), bias + 0.05])
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if optimize:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    return converter.convert(), levels, steps
+
+
+def _outputs(model: bytes, inputs: np.ndarray) -> np.ndarray:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model)
+    interpreter.resize_tensor_input(0, list(inputs.shape))
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], inputs)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_weight_only_int8_uses_the_chosen_grid(tmp_path) -> None:
+    """The registry's weight_only_int8 (ai-edge-quantizer base, then its passes) stores the conv
+    weights as int8 levels feeding a DEQUANTIZE op: on the grid above the weight_grid pass
+    finds each channel's step exactly (levels and scales by hand), its reconstruction error is
+    0 where the max rule's is not, and the model computes the float model's outputs (to float32
+    rounding) where the max-rule model does not."""
+    import importlib
+
+    from litequant.quantize import edge_quantizer as eq
+    from litequant.quantize.context import PassInputs
+    from litequant.quantize.flatbuffer import INT8, buffer_array, read_model, weighted_ops
+    from litequant.quantize.registry import PASSES, VARIANTS
+
+    float_model, levels, steps = _on_grid_model()
+    recipe = VARIANTS["weight_only_int8"]
+    assert recipe.passes == ("weight_grid",)
+    inputs = PassInputs(saved_model=tmp_path, float32_model=lambda: float_model)
+    plain, _, _ = eq.build_base(recipe.base, inputs)
+    model, summary = plain, {}
+    for name in recipe.passes:
+        model, summary = importlib.import_module(PASSES[name].module).apply(model, inputs)
+    assert summary["ops"] == 1 and summary["exact_channels"] == 16
+    assert summary["weight_rel_error"] < 1e-6 < summary["weight_rel_error_max_rule"]
+
+    tree = read_model(model)
+    tensors = tree.subgraphs[0].tensors
+    (_, conv), (_, fc) = weighted_ops(tree)
+    weight = tensors[wg.int8_weight(tree, conv)]
+    assert weight.type == INT8 and wg.int8_weight(tree, conv) != conv.inputs[1]  # DEQUANTIZE
+    assert tensors[wg.int8_weight(tree, fc)].type != INT8  # 64 weights: kept float
+    np.testing.assert_allclose(weight.quantization.scale, steps, rtol=1e-6)
+    # TFLite conv weights are (out, h, w, in); the Keras kernel is (h, w, in, out)
+    np.testing.assert_array_equal(buffer_array(tree, weight, np.int8),
+                                  np.moveaxis(levels, 3, 0))
+
+    images = np.random.default_rng(4).uniform(-1, 1, (8, 6, 6, 16)).astype(np.float32)
+    reference = _outputs(float_model, images)
+    scale = np.abs(reference).max()
+    assert np.abs(_outputs(model, images) - reference).max() < 1e-5 * scale
+    assert np.abs(_outputs(plain, images) - reference).max() > 1e-4 * scale
+    # deterministic: the same bytes again
+    assert wg.apply(eq.build_base(recipe.base, inputs)[0], inputs)[0] == model
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_regrid_rewrites_the_int8_weights_of_a_dynamic_range_model() -> None:
+    """A hybrid (dynamic range) model reads its int8 weights directly, with a float bias: the
+    weights move to the grid, the bias stays float, the model computes the float outputs."""
+    from litequant.quantize.flatbuffer import FLOAT32, INT8, read_model, weighted_ops
+
+    float_model, _, steps = _on_grid_model()
+    dynamic, _, _ = _on_grid_model(optimize=True)
+    grid, summary = wg.regrid(dynamic, float_model)
+    assert summary["ops"] == 1 and summary["exact_channels"] == 16
+    tree = read_model(grid)
+    tensors = tree.subgraphs[0].tensors
+    conv = weighted_ops(tree)[0][1]
+    assert wg.int8_weight(tree, conv) == conv.inputs[1] and tensors[conv.inputs[1]].type == INT8
+    assert tensors[conv.inputs[2]].type == FLOAT32
+    np.testing.assert_allclose(tensors[conv.inputs[1]].quantization.scale, steps, rtol=1e-6)
+    images = np.random.default_rng(5).uniform(-1, 1, (4, 6, 6, 16)).astype(np.float32)
+    reference = _outputs(float_model, images)
+    # only the hybrid kernel's on-the-fly int8 activations remain: far below the weight error
+    assert np.abs(_outputs(grid, images) - reference).max() < 0.05 * np.abs(reference).max()

@@ -10,6 +10,7 @@ the file and the code. A stage parses only the sections it reads
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -116,19 +117,54 @@ class EvaluateParams(Section):
     threads: int = Field(ge=1)
 
 
+#: ``user@host`` of an SSH target: no leading ``-`` (never an ssh option), no spaces or quotes.
+SSH_TARGET = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*@[A-Za-z0-9_.:\[\]-]+")
+
+
+class SshParams(Section):
+    """``benchmark.ssh``: the target device of ``benchmark.device: ssh``.
+
+    ``target`` is ``user@host``; ``key`` the path of the private key (null: ssh's default keys
+    and agent); ``known_hosts`` a file holding the device's host key (null:
+    ``~/.ssh/known_hosts``); ``python`` the device's Python (with numpy and a LiteRT runtime);
+    ``connect_timeout`` seconds. Paths only: no key material ever goes in params.
+    """
+
+    name: ClassVar[str] = "benchmark.ssh"
+    target: str | None
+    port: int = Field(ge=1, le=65535)
+    key: str | None = Field(min_length=1)
+    known_hosts: str | None = Field(min_length=1)
+    python: str = Field(min_length=1)
+    connect_timeout: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _user_at_host(self) -> SshParams:
+        if self.target is not None and not SSH_TARGET.fullmatch(self.target):
+            raise ValueError(f"benchmark.ssh.target must be user@host, got {self.target!r}")
+        return self
+
+
 class BenchmarkParams(Section):
-    """``benchmark``: the latency measurement."""
+    """``benchmark``: the latency and runtime (memory, start-up) measurement, and where it runs
+    (``device``: ``local``, this machine, or ``ssh``, the machine ``ssh`` names)."""
 
     name: ClassVar[str] = "benchmark"
     threads: list[int] = Field(min_length=1)
     warmup_runs: int = Field(ge=0)
     min_runs: int = Field(ge=1)
     min_seconds: float = Field(gt=0)
+    runtime_repeats: int = Field(ge=1)
+    device: Literal["local", "ssh"]
+    ssh: SshParams
 
     @model_validator(mode="after")
     def _positive_threads(self) -> BenchmarkParams:
         if any(t < 1 for t in self.threads):
             raise ValueError(f"benchmark.threads must be positive integers, got {self.threads}")
+        if self.device == "ssh" and self.ssh.target is None:
+            raise ValueError("benchmark.ssh.target must name the device (user@host) when "
+                             "benchmark.device is 'ssh'")
         return self
 
 

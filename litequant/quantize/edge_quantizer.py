@@ -11,7 +11,15 @@ Variants (:data:`EDGE_QUANTIZER_VARIANTS`):
 ``weight_only_int8``
     int8 per-channel symmetric weights on every op the library supports, stored with an
     explicit ``DEQUANTIZE`` op; compute, input and output stay float32. LiteRT/XNNPACK folds the
-    dequantized weights at load time, so it runs at float32 speed with ~1/4 of the size.
+    dequantized weights at load time, so it runs at float32 speed with ~1/4 of the size. Weight
+    tensors of fewer than :data:`MIN_WEIGHT_ELEMENTS` elements stay float32, as TensorFlow's
+    dynamic-range quantization keeps them: in an image classifier these are the stem
+    convolution and the first blocks' small kernels, a few KB in all, whose rounding error
+    every later layer carries (quantizing them cost 4.0-4.7 dB of output SQNR against
+    ``dynamic`` on MobileNetV2 and EfficientNet-Lite1, see ``docs/results.md``); ai-edge-
+    quantizer's own ``dynamic_legacy_wi8_afp32`` recipe uses the same threshold. The registry's
+    ``weight_only_int8`` variant then puts the int8 weights on the
+    :mod:`~litequant.quantize.passes.weight_grid` scales.
 ``weight_only_int4``
     like ``weight_only_int8`` but int4 (per-channel) weights where the library allows int4
     weight-only (``CONV_2D``, ``FULLY_CONNECTED``, ``BATCH_MATMUL``, ``EMBEDDING_LOOKUP``); the
@@ -91,6 +99,11 @@ _INT4_WEIGHT_ONLY_OPS = ("CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "EMBEDDIN
 _INT4_DYNAMIC_OPS = ("CONV_2D", "FULLY_CONNECTED", "EMBEDDING_LOOKUP")
 
 _MIN_MAX = "min_max_uniform_quantize"
+
+#: ``weight_only_int8`` leaves weight tensors with fewer elements float32: the threshold of
+#: TensorFlow's dynamic-range quantization (``min_elements_for_weights``, 1024), so both
+#: quantize the same tensors. ``quantize(..., min_weight_elements=0)`` quantizes every one.
+MIN_WEIGHT_ELEMENTS = 1024
 _NO_QUANTIZE = "no_quantize"
 
 
@@ -140,9 +153,10 @@ def _entry(operation: str, algorithm_key: str, op_config: dict[str, Any] | None,
     return entry
 
 
-def _weight_only(num_bits: int) -> dict[str, Any]:
+def _weight_only(num_bits: int, min_weight_elements: int = 0) -> dict[str, Any]:
     return {"weight_tensor_config": _weight_config(num_bits), "compute_precision": "FLOAT",
-            "explicit_dequantize": True, "skip_checks": False, "min_weight_elements": 0}
+            "explicit_dequantize": True, "skip_checks": False,
+            "min_weight_elements": min_weight_elements}
 
 
 def _dynamic(num_bits: int) -> dict[str, Any]:
@@ -157,7 +171,8 @@ def _static_int8() -> dict[str, Any]:
             "explicit_dequantize": False, "skip_checks": False, "min_weight_elements": 0}
 
 
-def build_recipe(variant: str, exclude: Sequence[str] = ()) -> list[dict[str, Any]]:
+def build_recipe(variant: str, exclude: Sequence[str] = (),
+                 min_weight_elements: int = MIN_WEIGHT_ELEMENTS) -> list[dict[str, Any]]:
     """The ai-edge-quantizer recipe (JSON-serialisable list of dicts) for ``variant``.
 
     Args:
@@ -165,15 +180,20 @@ def build_recipe(variant: str, exclude: Sequence[str] = ()) -> list[dict[str, An
         exclude: regular expressions (``re.search`` on an op's output tensor name, e.g. a Keras
             layer name such as ``"block_16_project"``) of ops to keep float: each becomes a
             trailing ``no_quantize`` entry, which wins over the earlier ones.
+        min_weight_elements: ``weight_only_int8`` keeps weight tensors with fewer elements
+            float32 (``>= 0``; ``0`` quantizes every one); the other variants ignore it.
 
     Raises:
-        ValueError: unknown variant, or an ``exclude`` entry that is not a valid regex.
+        ValueError: unknown variant, negative ``min_weight_elements``, or an ``exclude`` entry
+            that is not a valid regex.
     """
     if variant not in EDGE_QUANTIZER_VARIANTS:
         raise ValueError(f"unknown ai-edge-quantizer variant {variant!r}; known: "
                          f"{', '.join(EDGE_QUANTIZER_VARIANTS)}")
+    if min_weight_elements < 0:
+        raise ValueError(f"min_weight_elements must be >= 0, got {min_weight_elements}")
     if variant == "weight_only_int8":
-        recipe = [_entry("*", _MIN_MAX, _weight_only(8))]
+        recipe = [_entry("*", _MIN_MAX, _weight_only(8, min_weight_elements))]
     elif variant == "weight_only_int4":
         recipe = [_entry("*", _MIN_MAX, _weight_only(8)),
                   *(_entry(op, _MIN_MAX, _weight_only(4)) for op in _INT4_WEIGHT_ONLY_OPS)]
@@ -261,7 +281,8 @@ def calibrate(qt: aeq_quantizer.Quantizer, float_tflite: bytes, inputs: np.ndarr
 
 def quantize(float_tflite: bytes, variant: str, calibration_inputs: np.ndarray | None,
              exclude: Sequence[str] = (), num_threads: int | None = None,
-             ranges: str = "global") -> tuple[bytes, list[dict[str, Any]]]:
+             ranges: str = "global", min_weight_elements: int = MIN_WEIGHT_ELEMENTS
+             ) -> tuple[bytes, list[dict[str, Any]]]:
     """Quantize a float ``.tflite`` with ai-edge-quantizer; returns ``(model bytes, recipe)``.
 
     Args:
@@ -276,6 +297,8 @@ def quantize(float_tflite: bytes, variant: str, calibration_inputs: np.ndarray |
         ranges: how calibration merges per-image activation ranges, ``"global"`` (default,
             overall min/max) or ``"moving_average"`` (the library's default), see
             :func:`calibrate`.
+        min_weight_elements: the smallest weight tensor ``weight_only_int8`` quantizes (see
+            :func:`build_recipe`).
 
     Returns:
         the quantized ``.tflite`` bytes and the recipe used (JSON-serialisable, the library's
@@ -285,7 +308,7 @@ def quantize(float_tflite: bytes, variant: str, calibration_inputs: np.ndarray |
         ValueError: unknown variant, missing/ill-shaped calibration data, bad exclude regex.
         Anything ai-edge-quantizer raises (the pipeline records it as a failed variant).
     """
-    recipe = build_recipe(variant, exclude)
+    recipe = build_recipe(variant, exclude, min_weight_elements)
     needs = EDGE_QUANTIZER_VARIANTS[variant].needs_calibration
     if needs:
         if calibration_inputs is None or len(calibration_inputs) == 0:

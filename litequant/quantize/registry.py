@@ -227,8 +227,10 @@ VARIANTS: dict[str, Variant] = {variant.name: variant for variant in (
     Variant("int8_mse", "int8_grid with the inner activations' ranges chosen by quantization "
             "error (rare outliers clipped) instead of the calibration min/max, int8 input and "
             "output", FromVariant("int8_plain"), ("weight_grid", "activation_ranges", _BC)),
-    Variant("weight_only_int8", "int8 weights dequantized at load, float compute (ai-edge-"
-            "quantizer): dynamic's size at float32 speed", EdgeQuantizer("weight_only_int8")),
+    Variant("weight_only_int8", "int8 weights on per-channel scales chosen by reconstruction "
+            "error, dequantized at load, float compute (ai-edge-quantizer; small tensors kept "
+            "float as in dynamic): dynamic's size at float32 speed",
+            EdgeQuantizer("weight_only_int8"), ("weight_grid",)),
     Variant("weight_only_int4", "int4 weights (int8 where int4 is unsupported), float compute",
             EdgeQuantizer("weight_only_int4"),
             kernel_note="int4 weight-only models run several times slower than float32 in "

@@ -163,6 +163,7 @@ def build_rows(collected: dict[str, Any], variants: list[str]) -> list[dict[str,
                        float32["conversion"]["size_bytes"] if float32_ok else None)
         row.update(latency_columns(collected.get("peer_benchmark", {}),
                                    float32["benchmark"] if float32_ok else {}))
+        row.update(runtime_columns(collected.get("peer_benchmark", {})))
         if row.get("speedup_refused"):
             row["notes"] += "; " + row["speedup_refused"]
         rows.append(row)
@@ -232,17 +233,27 @@ def latency_columns(benchmark: dict[str, Any], reference: dict[str, Any]
 
 
 def runtime_columns(benchmark: dict[str, Any]) -> dict[str, float]:
-    """``memory_mib``, ``init_ms``, ``first_invoke_ms`` of a latency record's ``runtime`` entry
-    (issue 26's contract: ``peak_memory_bytes``, ``init_ms``, ``first_invoke_ms``); none when
-    the benchmark measured no runtime figures."""
-    runtime = benchmark.get("runtime") or {}
-    columns: dict[str, float] = {}
-    if runtime.get("peak_memory_bytes") is not None:
-        columns["memory_mib"] = round(runtime["peak_memory_bytes"] / 2 ** 20, 2)
-    for key in ("init_ms", "first_invoke_ms"):
-        if runtime.get(key) is not None:
-            columns[key] = round(float(runtime[key]), 2)
-    return columns
+    """``memory_mib`` (peak resident-set growth, MiB, 1 decimal), ``init_ms`` and
+    ``first_invoke_ms`` (2 decimals) of a latency record's ``runtime`` figures (a fresh process,
+    1 thread; :mod:`litequant.measure.device_runner`); none in records without them."""
+    runtime = benchmark.get("runtime")
+    if not runtime:
+        return {}
+    return {"memory_mib": round(runtime["peak_memory_bytes"] / 2**20, 1),
+            "init_ms": round(float(runtime["init_ms"]), 2),
+            "first_invoke_ms": round(float(runtime["first_invoke_ms"]), 2)}
+
+
+def device_label(session: dict[str, Any]) -> str:
+    """Where a session's latencies were measured: ``host (CPU, N cores; runtime)``, with
+    ``over SSH`` for a target device (from ``session.device``; older records: the session's
+    ``host``/``cpu``/``cores``/``ai_edge_litert``)."""
+    device = session.get("device") or {
+        "kind": "local", "hostname": session.get("host"), "cpu": session.get("cpu"),
+        "cores": session.get("cores"), "runtime": f"ai-edge-litert {session.get('ai_edge_litert')}"}
+    where = " (target device over SSH)" if device["kind"] == "ssh" else ""
+    return (f"{device['hostname']}{where} ({device['cpu']}, {device['cores']} cores; "
+            f"{device['runtime']})")
 
 
 def peer_row(peer: dict[str, Any], float_model: dict[str, Any],
@@ -320,18 +331,24 @@ _HEADERS = {"variant": "variant", "tool": "built by", "size_bytes": "size",
             "compression": "compression",
             "top1": "top-1 %", "delta_top1": "Δtop-1 vs float",
             "agreement": "agreement %",
-            "kl_divergence": "KL", "sqnr_db": "SQNR dB", "images": "images", "notes": "notes"}
+            "kl_divergence": "KL", "sqnr_db": "SQNR dB", "images": "images", "notes": "notes",
+            "memory_mib": "memory MiB", "init_ms": "init ms", "first_invoke_ms": "1st invoke ms"}
+
+#: The runtime columns (:func:`runtime_columns`), in the tables when the benchmark measured them.
+RUNTIME_COLUMNS = ("memory_mib", "init_ms", "first_invoke_ms")
 
 
 def table_columns(rows: list[dict[str, Any]]) -> list[str]:
-    """Columns present in ``rows``, in reading order (latency columns per thread count)."""
+    """Columns present in ``rows``, in reading order (latency columns per thread count; the
+    runtime columns when measured)."""
     threads = sorted({key.rsplit("_t", 1)[1] for row in rows for key in row
                       if key.startswith("latency_p50_ms_t")}, key=int)
     latency = [c for t in threads for c in (f"latency_p50_ms_t{t}", f"speedup_t{t}")]
     top_k = top_k_columns(rows[0]) if rows else []
     accuracy = [c for c in top_k if not c.endswith("_overlap")]
     overlap = [c for c in top_k if c.endswith("_overlap")]
-    return ["variant", "tool", "size_bytes", "compression", *latency, "top1", *accuracy,
+    runtime = [c for c in RUNTIME_COLUMNS if any(row.get(c) is not None for row in rows)]
+    return ["variant", "tool", "size_bytes", "compression", *runtime, *latency, "top1", *accuracy,
             "delta_top1", "agreement", *overlap, "kl_divergence", "sqnr_db", "images", "notes"]
 
 
@@ -382,7 +399,9 @@ def markdown(rows: list[dict[str, Any]], collected: dict[str, Any],
     lines += ["", f"Δtop-1, agreement (same top-1 class), "
               f"{f'top-{key[3:]} overlap, ' if key else ''}KL divergence and SQNR "
               "are measured against the float Keras model on the same images. Latency: one "
-              "image per invoke, p50 of repeated timed runs after warm-up.", ""]
+              "image per invoke, p50 of repeated timed runs after warm-up"
+              + (f", measured on {device_label(collected['latency_session'])}"
+                 if collected.get("latency_session") else "") + ".", ""]
     lines += [f"Label space: {classes} classes ({_label_space(model)}); "
               + (f"top-k accuracy and overlap use k = {key[3:]} (min(5, classes - 1))."
                  if key else "with two classes top-k would be top-1 (k = min(5, classes - 1) "
@@ -409,8 +428,7 @@ def latency_section(session: dict[str, Any] | None, rows: list[dict[str, Any]]) 
     lines = []
     if session:
         lines += [f"Latency session `{session['id']}`: {session['started_utc']} to "
-                  f"{session['finished_utc']} (UTC) on {session['host']} ({session['cpu']}, "
-                  f"{session['cores']} cores; ai-edge-litert {session['ai_edge_litert']}), every "
+                  f"{session['finished_utc']} (UTC) on {device_label(session)}, every "
                   f"model interleaved in {session['rounds']} rounds"
                   + (f", other processes keeping {session['other_load_cores']} cores busy"
                      if session.get("other_load_cores") is not None else "")

@@ -15,11 +15,18 @@ weight error against ``k = 127`` (the same candidate is always tried). It is the
 scale without clipping" rule (cf. ai-edge-quantizer's ``DEQUANTIZED_WEIGHT_RECOVERY``, which
 requires an exact grid and does not support depthwise convolutions).
 
-:func:`regrid` applies the chosen scales to a model the converter already made full-integer:
+:func:`regrid` applies the chosen scales to a model whose weights are already int8 per channel:
 the ``int8`` weights and per-channel scales of every ``CONV_2D``, ``DEPTHWISE_CONV_2D`` and
 ``FULLY_CONNECTED`` op are rewritten from the float weights of the float32 conversion of the
-same SavedModel, and the ``int32`` biases are requantized to ``input_scale * weight_scale``.
-Activation ranges, ops and sizes are unchanged, so the model runs at int8 speed.
+same model. Three layouts are handled (:func:`int8_weight`):
+
+* full integer (the converter's ``int8``): the op reads the int8 constant, its ``int32`` bias is
+  requantized to ``input_scale * weight_scale``;
+* weight-only (ai-edge-quantizer's ``weight_only_int8``): the op reads the float output of a
+  ``DEQUANTIZE`` op whose input is the int8 constant; the bias is float and stays;
+* dynamic range / hybrid: the op reads the int8 constant with float activations; float bias.
+
+Ops, activation ranges and sizes are unchanged, so the model runs at its own speed.
 
 Imports numpy, ai-edge-litert's flatbuffer tools and the standard library only.
 """
@@ -34,6 +41,7 @@ from litequant.quantize.flatbuffer import (
     INT8,
     buffer_array,
     matched_weight_ops,
+    op_name,
     read_model,
     requantize_bias,
     tensor_name,
@@ -105,16 +113,29 @@ def fake_quantize(weights: np.ndarray, axis: int, rule: str = "max",
     return quantize_with(w, scales, axis).astype(np.float64) * scales.reshape(shape)
 
 
-# --- rewriting a converted full-integer model ----------------------------------------------------
+# --- rewriting a converted model ----------------------------------------------------------------
+
+def int8_weight(model, op) -> int:
+    """The index (subgraph 0) of the constant tensor that holds ``op``'s weights: its weight
+    input itself, or, when that input is the output of a ``DEQUANTIZE`` op (ai-edge-quantizer's
+    weight-only layout), the ``DEQUANTIZE``'s input."""
+    graph = model.subgraphs[0]
+    index = op.inputs[1]
+    for producer in graph.operators:
+        if index in producer.outputs and op_name(model, producer) == "DEQUANTIZE":
+            return int(producer.inputs[0])
+    return int(index)
+
 
 def regrid(int8_model: bytes, float_model: bytes, min_levels: int = DEFAULT_MIN_LEVELS
            ) -> tuple[bytes, dict[str, Any]]:
-    """Rewrite the int8 weights of a full-integer model with :func:`choose_scales` scales.
+    """Rewrite the int8 per-channel weights of a model with :func:`choose_scales` scales.
 
     Args:
-        int8_model: a ``.tflite`` the converter made full-integer (int8 per-channel weights,
-            int32 biases of scale ``input_scale * weight_scale``).
-        float_model: the float32 conversion of the same SavedModel: its weight ops, in the same
+        int8_model: a ``.tflite`` with int8 per-channel weights: full integer (int32 biases of
+            scale ``input_scale * weight_scale``, requantized), weight-only (int8 constants
+            feeding ``DEQUANTIZE`` ops) or dynamic range (float biases, left as they are).
+        float_model: the float32 conversion of the same model: its weight ops, in the same
             order and with the same weight shapes, hold the float (BN-folded) weights.
         min_levels: the smallest ``k`` tried (:func:`choose_scales`).
 
@@ -137,9 +158,13 @@ def regrid(int8_model: bytes, float_model: bytes, min_levels: int = DEFAULT_MIN_
     rewritten, skipped, channels, exact = 0, [], 0, 0
     levels: list[float] = []
     err_before = err_after = power = 0.0
+    done: set[int] = set()  # int8 constants already rewritten (shared by several ops)
     for _, q_op, f_op in matched_weight_ops(quantized, reference):
-        weight = q_tensors[q_op.inputs[1]]
+        index = int8_weight(quantized, q_op)
+        weight = q_tensors[index]
         params = weight.quantization
+        if index in done:
+            continue
         if (weight.type != INT8 or params is None or params.scale is None
                 or len(params.scale) == 0):
             skipped.append(tensor_name(q_tensors[q_op.outputs[0]]))
@@ -177,6 +202,7 @@ def regrid(int8_model: bytes, float_model: bytes, min_levels: int = DEFAULT_MIN_
             safe_old = np.where(old_scales > 0, old_scales, 1.0)
             requantize_bias(quantized, q_tensors[q_op.inputs[2]], new_scales / safe_old)
         rewritten += 1
+        done.add(index)
     summary = {"rule": "mse", "min_levels": min_levels, "ops": rewritten, "skipped": skipped,
                "channels": channels, "exact_channels": exact,
                "mean_levels": float(np.mean(levels)) if levels else None,
