@@ -172,6 +172,8 @@ def test_three_class_head_end_to_end(tmp_path: Path) -> None:
     # sorted class folders, as image_dataset_from_directory numbers them
     assert [FRUIT.index(Path(p).parent.name) for p in paths] == labels.tolist()
     metrics = json.loads((project / "reports/metrics.json").read_text())
+    recommendation = metrics.pop("recommendation")
+    assert set(recommendation) == {"variant"}
     assert {key for row in metrics.values() for key in row} == {"top1"}  # lean DVC metrics
     details = json.loads((project / "reports/variants.json").read_text())
     assert (details["data"]["classes"], details["data"]["top_k"]) == (3, 2)
