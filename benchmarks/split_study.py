@@ -117,16 +117,16 @@ def render(splits: list[dict[str, Any]], model: Path, rows: tuple[str, ...] = RO
     against_peer = [paired_changes(split["predictions"], baseline=PEER_ROW) for split in splits]
     lines = [f"### {model.name}: {len(splits)} splits, {images} evaluations in all", "",
              "| row | " + " | ".join(f"agreement, split {seed}" for seed in range(len(splits)))
-             + " | agreement, pooled | top-1, pooled | won / lost vs int8_plain "
-             "| won / lost vs peer |",
-             "|---|" + "---:|" * (len(splits) + 4)]
+             + " | agreement, pooled | top-1, pooled | won / lost vs int8_plain |"
+             + (" won / lost vs peer |" if peer else ""),
+             "|---|" + "---:|" * (len(splits) + 3 + peer)]
     for name in (*rows, *([PEER_ROW] if peer else []), FLOAT_MODEL_ROW):
         cells = [f"{split['metrics'][name].get('agreement', 100.0):.1f}" for split in splits]
         agreement = ("100.0" if name == FLOAT_MODEL_ROW
                      else f"{pooled(splits, name, 'agreement'):.2f}")
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {agreement} | "
-                     f"{pooled(splits, name, 'top1'):.2f} | {changes_cell(against_plain, name)} "
-                     f"| {changes_cell(against_peer, name)} |")
+                     f"{pooled(splits, name, 'top1'):.2f} | {changes_cell(against_plain, name)} |"
+                     + (f" {changes_cell(against_peer, name)} |" if peer else ""))
     integer = [name for name in rows if name not in (FIDELITY_BASELINE, "int16x8")]
     best = max(integer, key=lambda name: pooled(splits, name, "agreement"))
 
