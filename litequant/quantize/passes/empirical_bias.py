@@ -28,10 +28,11 @@ over-corrections grow (measured: EfficientNet-Lite1 agreement 97.0 -> 66 % after
 Cost: one integer-model run per weight op and image; ops, scales, weights and size are
 unchanged.
 
-Measured (benchmarks/split_study.py rows, docs/results.md): on EfficientNet-Lite1 it is not
-better than the analytic correction (split 0: logits SQNR 20.3 dB against 21.2 dB for ``int8``,
-agreement 98.5 % against 98.0 %, within one image) and costs about 100 s there, so it is an
-opt-in variant (``int8_empirical``), not part of the defaults.
+Measured (``benchmarks/activation_error_study.py``, docs/results.md): on EfficientNet-Lite1,
+pooled over three splits, it is not better than the analytic correction (agreement 98.17 %
+against 98.50 %, 6 images won and 8 lost against it; logits SQNR 19.4-21.1 dB against
+21.1-21.3 dB) and costs 61-380 s there on 2 shared cores, so it is an opt-in variant
+(``int8_empirical``), not part of the defaults.
 
 What it corrects is the mean only: the noise of the int8 activations around it stays (16-bit
 activations or keeping the worst ops float remove that). Ops kept float are left alone, as are
