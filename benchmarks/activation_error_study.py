@@ -145,6 +145,12 @@ def one_split(project: Path, seed: int, rows: list[str]) -> dict[str, dict]:
     return result
 
 
+def _pooled(cells: list[dict], key: str) -> float:
+    """A percentage over every evaluation of every split (weighted by each split's images)."""
+    return (sum(c[key] * len(c["classes"]) for c in cells)
+            / sum(len(c["classes"]) for c in cells))
+
+
 def render(splits: list[dict[str, dict]], model: Path) -> str:
     """One Markdown row per variant: agreement per split and pooled, top-1 pooled, logits
     SQNR per split, won / lost vs ``int8_plain`` pooled (marked *(noise)* per the sign test)."""
@@ -167,8 +173,7 @@ def render(splits: list[dict[str, dict]], model: Path) -> str:
         change = ("–" if name == "int8_plain" else
                   f"{won} / {lost}" + ("" if beyond_noise(won, lost) else " (noise)"))
         lines.append(f"| {name} | " + " | ".join(f"{c['agreement']:.1f}" for c in cells)
-                     + f" | {np.mean([c['agreement'] for c in cells]):.2f} | "
-                     f"{np.mean([c['top1'] for c in cells]):.2f} | "
+                     + f" | {_pooled(cells, 'agreement'):.2f} | {_pooled(cells, 'top1'):.2f} | "
                      + " | ".join(f"{c['sqnr_db']:.1f}" for c in cells)
                      + f" | {change} | {np.mean([c['seconds'] for c in cells]):.0f} |")
     return "\n".join(lines)
