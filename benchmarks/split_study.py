@@ -9,8 +9,9 @@ evaluates only the fidelity rows (:data:`ROWS`), the float Keras model and the p
 pooled over all splits:
 
 * top-1 agreement with the float Keras model and top-1, as the report computes them;
-* images won / lost against ``int8_plain`` and against the peer (the float model's class where
-  the other misses it, and the reverse), summed over the splits, with the report's sign test.
+* images won / lost against ``int8_plain`` and against the peer, when one is given (the float
+  model's class where the other misses it, and the reverse), summed over the splits, with the
+  report's sign test.
   A photo is evaluated in about two splits of three, each time under another calibration set,
   so the pooled counts are not fully independent: read the test as a guide.
 
@@ -21,6 +22,15 @@ it). Run from the repository root, e.g.::
         --images ../shared/imagenet-sample/val \\
         --model ../shared/models/mobilenet_v2_1.0_224_imagenet.weights.h5 \\
         --peer ../shared/models/reference/mobilenet_v2_1.0_224_quant.tflite
+
+A genuinely float-trained model has no QAT peer: leave ``--peer`` out. ``--rows`` chooses the
+variants (turned on in ``convert.variants`` whatever params.yaml says), ``--preprocessing`` sets
+``model.preprocessing`` (a ``.keras`` file's family is not always detected), e.g.::
+
+    python benchmarks/split_study.py /tmp/splits-lite1 --splits 3 \\
+        --images ../shared/imagenet-sample/val \\
+        --model ../shared/models/efficientnet_lite1_imagenet.keras --preprocessing tf \\
+        --rows int8_plain,int8,int8_grid,int8_mse,int16x8
 
 About 3 minutes per split on 2 cores.
 """
@@ -38,14 +48,15 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+import yaml  # noqa: E402
 
 from benchmarks.fidelity_study import (  # noqa: E402
     acceptance_lines,
-    source_params,
-    study_arguments,
+    model_params,
 )
-from benchmarks.scratch import GIT_ENV, scratch_project, set_params  # noqa: E402
+from benchmarks.scratch import GIT_ENV, REPO, scratch_project, set_params  # noqa: E402
 from litequant.core import layout  # noqa: E402
+from litequant.quantize.registry import VARIANTS as REGISTRY  # noqa: E402
 from litequant.report.summary import (  # noqa: E402
     FIDELITY_BASELINE,
     FLOAT_MODEL_ROW,
@@ -58,19 +69,23 @@ from litequant.report.summary import (  # noqa: E402
 ROWS = (FIDELITY_BASELINE, "int8", "int8_grid", "int8_mse")
 
 
-def run_split(project: Path, seed: int) -> dict[str, Any]:
+def run_split(project: Path, seed: int, rows: tuple[str, ...] = ROWS, peer: bool = True
+              ) -> dict[str, Any]:
     """``dvc repro`` the rows' evaluations for one ``fetch.seed``; returns per row its metrics
-    and its per-image top-1 classes."""
+    and its per-image top-1 classes (the peer's too when ``peer``)."""
     set_params(project, fetch={"seed": seed})
-    targets = [f"evaluate@{name}" for name in ROWS] + ["evaluate_keras", "evaluate_peer"]
+    targets = [f"evaluate@{name}" for name in rows] + ["evaluate_keras"]
+    targets += ["evaluate_peer"] if peer else []
     done = subprocess.run([sys.executable, "-m", "dvc", "repro", *targets], cwd=project,
                           text=True, capture_output=True, env={**os.environ, **GIT_ENV})
     if done.returncode != 0:
         raise SystemExit(f"dvc repro failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     outputs = {name: (layout.evaluate_dir(name) / "metrics.json", layout.predictions_file(name))
-               for name in ROWS}
+               for name in rows}
     outputs[FLOAT_MODEL_ROW] = (layout.KERAS_METRICS, layout.KERAS_PREDICTIONS)
-    outputs[PEER_ROW] = (layout.PEER_EVALUATION_DIR / "metrics.json", layout.PEER_PREDICTIONS)
+    if peer:
+        outputs[PEER_ROW] = (layout.PEER_EVALUATION_DIR / "metrics.json",
+                             layout.PEER_PREDICTIONS)
     split: dict[str, Any] = {"metrics": {}, "predictions": {}}
     for name, (metrics, predictions) in outputs.items():
         split["metrics"][name] = json.loads((project / metrics).read_text())
@@ -93,28 +108,35 @@ def changes_cell(changes: list[dict[str, tuple[int, int]]], name: str) -> str:
     return f"{won} / {lost}" + ("" if beyond_noise(won, lost) else " (noise)")
 
 
-def render(splits: list[dict[str, Any]], model: Path) -> str:
-    """The Markdown table and the pooled acceptance lines."""
+def render(splits: list[dict[str, Any]], model: Path, rows: tuple[str, ...] = ROWS) -> str:
+    """The Markdown table and the pooled acceptance lines (those against the peer only when
+    the splits have one)."""
     images = sum(split["metrics"][FLOAT_MODEL_ROW]["images"] for split in splits)
+    peer = PEER_ROW in splits[0]["metrics"]
     against_plain = [paired_changes(split["predictions"]) for split in splits]
     against_peer = [paired_changes(split["predictions"], baseline=PEER_ROW) for split in splits]
     lines = [f"### {model.name}: {len(splits)} splits, {images} evaluations in all", "",
              "| row | " + " | ".join(f"agreement, split {seed}" for seed in range(len(splits)))
-             + " | agreement, pooled | top-1, pooled | won / lost vs int8_plain "
-             "| won / lost vs peer |",
-             "|---|" + "---:|" * (len(splits) + 4)]
-    for name in (*ROWS, PEER_ROW, FLOAT_MODEL_ROW):
+             + " | agreement, pooled | top-1, pooled | won / lost vs int8_plain |"
+             + (" won / lost vs peer |" if peer else ""),
+             "|---|" + "---:|" * (len(splits) + 3 + peer)]
+    for name in (*rows, *([PEER_ROW] if peer else []), FLOAT_MODEL_ROW):
         cells = [f"{split['metrics'][name].get('agreement', 100.0):.1f}" for split in splits]
         agreement = ("100.0" if name == FLOAT_MODEL_ROW
                      else f"{pooled(splits, name, 'agreement'):.2f}")
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {agreement} | "
-                     f"{pooled(splits, name, 'top1'):.2f} | {changes_cell(against_plain, name)} "
-                     f"| {changes_cell(against_peer, name)} |")
-    best = max(ROWS[1:], key=lambda name: pooled(splits, name, "agreement"))
+                     f"{pooled(splits, name, 'top1'):.2f} | {changes_cell(against_plain, name)} |"
+                     + (f" {changes_cell(against_peer, name)} |" if peer else ""))
+    integer = [name for name in rows if name not in (FIDELITY_BASELINE, "int16x8")]
+    best = max(integer, key=lambda name: pooled(splits, name, "agreement"))
 
     def row(name: str) -> dict[str, float]:
         return {key: pooled(splits, name, key) for key in ("agreement", "top1")}
 
+    if not peer or "int8" not in rows:
+        return "\n".join([*lines, "", f"- pooled, best integer row `{best}`: agreement "
+                          f"{pooled(splits, best, 'agreement'):.2f}, won / lost vs int8_plain "
+                          f"{changes_cell(against_plain, best)}"])
     lines += [""] + acceptance_lines(
         f"pooled, best row `{best}`", row(best), pooled(splits, PEER_ROW, "agreement"),
         pooled(splits, FLOAT_MODEL_ROW, "top1"), row("int8"), row(FIDELITY_BASELINE), digits=2)
@@ -123,17 +145,44 @@ def render(splits: list[dict[str, Any]], model: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    study_arguments(parser)
+    parser.add_argument("root", type=Path, help="an empty folder for the scratch project")
+    parser.add_argument("--images", type=Path, required=True,
+                        help="an ImageNet-style folder (<folder>/<synset>/<image>)")
+    parser.add_argument("--model", type=Path, required=True,
+                        help="a .keras file, or a MobileNetV2 .weights.h5 file")
+    parser.add_argument("--peer", type=Path, default=None,
+                        help="the model's QAT int8 twin (.tflite, background class first), if any")
+    parser.add_argument("--preprocessing", default=None,
+                        help="model.preprocessing (default: params.yaml's)")
+    parser.add_argument("--rows", default=",".join(ROWS),
+                        help=f"comma-separated variants, int8_plain first (default "
+                             f"{','.join(ROWS)})")
     parser.add_argument("--splits", type=int, default=3, help="seeds 0 .. K-1 (default 3)")
     args = parser.parse_args(argv)
     if args.splits < 1:
         parser.error(f"--splits must be at least 1, got {args.splits}")
-    project = scratch_project(args.root, **source_params(args.images, args.model, args.peer))
+    rows = tuple(filter(None, args.rows.split(",")))
+    if rows[:1] != (FIDELITY_BASELINE,):
+        parser.error(f"--rows must start with {FIDELITY_BASELINE}")
+    unknown = [name for name in rows if name not in REGISTRY]
+    if unknown:
+        parser.error(f"unknown variant {unknown[0]!r}")
+    variants = yaml.safe_load((REPO / "params.yaml").read_text())["convert"]["variants"]
+    variants.update({name: True for name in rows})
+    model = model_params(args.model)
+    if args.preprocessing:
+        model["preprocessing"] = args.preprocessing
+    sections: dict[str, dict[str, Any]] = {
+        "fetch": {"source": "folder", "folder": str(args.images.resolve())}, "model": model,
+        "convert": {"variants": variants}}
+    if args.peer is not None:
+        sections["peer"] = {"path": str(args.peer.resolve()), "label_offset": 1}
+    project = scratch_project(args.root, **sections)
     splits = []
     for seed in range(args.splits):
-        splits.append(run_split(project, seed))
+        splits.append(run_split(project, seed, rows, peer=args.peer is not None))
         print(f"split {seed} done", file=sys.stderr, flush=True)
-    print(render(splits, args.model))
+    print(render(splits, args.model, rows))
     return 0
 
 

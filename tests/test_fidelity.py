@@ -432,3 +432,22 @@ def test_split_study_pools_splits_by_their_image_counts() -> None:
     assert ("best row `int8_grid`, agreement 100.00 vs peer 83.33 − 0.5 → holds; top-1 50.00 "
             "vs float 50.00 → holds") in table
     assert "bias-corrected int8 agreement 66.67 vs int8_plain 66.67 → FAILS" in table
+
+
+def test_split_study_without_a_peer_names_the_best_integer_row() -> None:
+    from benchmarks import split_study
+
+    keras = [0, 1, 2, 3]
+    rows = {"int8_plain": [0, 9, 9, 9], "int8": [0, 1, 9, 9], "int8_mse": [0, 1, 2, 9],
+            "int16x8": [0, 1, 2, 3]}
+    split = {"predictions": {"keras": np.array(keras), **{k: np.array(v)
+                                                          for k, v in rows.items()}},
+             "metrics": {**{name: {"images": 4, "top1": 50.0, "agreement":
+                                   100.0 * float(np.mean(np.array(v) == keras))}
+                            for name, v in rows.items()},
+                         "keras": {"images": 4, "top1": 50.0}}}
+    table = split_study.render([split], Path("lite.keras"), tuple(rows))
+    assert "peer" not in table
+    # int16x8 agrees most but is not all-integer: the best integer row is int8_mse, 2 won, 0 lost
+    assert table.endswith("best integer row `int8_mse`: agreement 75.00, won / lost vs "
+                          "int8_plain 2 / 0 (noise)")

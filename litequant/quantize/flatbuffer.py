@@ -99,3 +99,19 @@ def requantize_bias(model, bias, factors: np.ndarray) -> None:
     model.buffers[bias.buffer].data = np.frombuffer(ints.tobytes(), dtype=np.uint8)
     params.scale = new.astype(np.float32).tolist()
     params.zeroPoint = [0] * len(new)
+
+
+def buffer_span(model_bytes_: bytes | bytearray, buffer: int) -> tuple[int, int]:
+    """``(start, length)`` in bytes of constant buffer ``buffer``'s data inside the serialised
+    model, so the data can be overwritten in place without re-serialising the whole model.
+
+    Raises:
+        ValueError: the buffer has no data inside the flatbuffer (empty, or stored after it).
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    entry = schema.Model.GetRootAs(model_bytes_, 0).Buffers(buffer)
+    field = entry._tab.Offset(4)  # Buffer.data
+    if field == 0:
+        raise ValueError(f"buffer {buffer} has no data in the flatbuffer")
+    return entry._tab.Vector(field), entry._tab.VectorLen(field)

@@ -173,6 +173,10 @@ PASSES: dict[str, Pass] = {p.name: p for p in (
          frozenset({FLOAT32, CALIBRATION}), switch="bias_correction",
          legend="biases absorb the mean output shift of the weight rounding on the calibration "
                 "images"),
+    Pass("empirical_bias", f"{_PASSES}.empirical_bias", "empirical bias correction",
+         frozenset({FLOAT32, CALIBRATION}),
+         legend="op by op, biases set so each op's mean pre-activation in the real int8 model "
+                "equals the float model's on the calibration images (activation error too)"),
 )}
 
 
@@ -227,6 +231,9 @@ VARIANTS: dict[str, Variant] = {variant.name: variant for variant in (
     Variant("int8_mse", "int8_grid with the inner activations' ranges chosen by quantization "
             "error (rare outliers clipped) instead of the calibration min/max, int8 input and "
             "output", FromVariant("int8_plain"), ("weight_grid", "activation_ranges", _BC)),
+    Variant("int8_empirical", "int8 with biases corrected empirically, op by op, for the mean "
+            "error of the real int8 model's activations as well as its weights, int8 input and "
+            "output", FromVariant("int8_plain"), ("empirical_bias",)),
     Variant("weight_only_int8", "int8 weights on per-channel scales chosen by reconstruction "
             "error, dequantized at load, float compute (ai-edge-quantizer; small tensors kept "
             "float as in dynamic): dynamic's size at float32 speed",

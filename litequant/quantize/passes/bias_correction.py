@@ -21,11 +21,12 @@ op is linear this is the weight error applied to ``E[x]``, the calibration image
 the float32 model over the calibration images (a few seconds) gives every op's ``E[x]``.
 
 The *empirical* form (each op's mean pre-activation in the partly corrected integer model set
-equal to the float model's, op by op, one integer-model pass per op) is not offered: measured by
-``benchmarks/bias_correction_study.py`` on both ../shared models it is no better (MobileNet v1
-0.5/160: agreement 95.5 % both, SQNR 23.2 against 22.4 dB; MobileNetV2: agreement 96.5 against
-97.5 %, SQNR 22.3 against 25.1 dB) and 20 times slower (52 s against 2.5 s for MobileNetV2).
-Measuring every op's shift in one pass instead double-counts (an op absorbs a shift its
+equal to the float model's, op by op, one integer-model pass per op), which also corrects the
+mean error of the int8 activations, is the separate, opt-in pass
+:mod:`litequant.quantize.passes.empirical_bias`: measured by
+``benchmarks/bias_correction_study.py`` on both ../shared MobileNets and by
+``benchmarks/activation_error_study.py`` on EfficientNet-Lite1 it is no better and many times
+slower. Measuring every op's shift in one pass instead double-counts (an op absorbs a shift its
 producers also correct).
 
 Imports numpy, ai-edge-litert and the project's LiteRT, flatbuffer and convolution-patch
