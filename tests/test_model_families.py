@@ -157,3 +157,23 @@ def test_saved_model_needs_an_explicit_preprocessing(tmp_path: Path) -> None:
     with pytest.raises(PipelineError, match="model.preprocessing"):
         export(params, tmp_path / "export")
     assert not (tmp_path / "export").exists()
+
+
+@pytest.mark.parametrize("name, family", [("efficientnetb0", "raw"),
+                                          ("efficientnetv2-b0", "raw"),
+                                          ("efficientnet_lite1", None)])
+def test_auto_preprocessing_guesses_only_from_keras_applications_names(
+        tmp_path: Path, name: str, family: str | None) -> None:
+    """keras.applications' EfficientNets rescale inside the model; an EfficientNet-Lite port
+    (same prefix) does not, so auto must ask rather than guess ``raw``."""
+    from litequant.core.errors import PipelineError
+
+    model = block_classifier(32, 1000)
+    model.name = name
+    model.save(tmp_path / "user.keras")
+    params = params_section(ModelParams, source=str(tmp_path / "user.keras"))
+    if family is None:
+        with pytest.raises(PipelineError, match="set model.preprocessing"):
+            export(params, tmp_path / "export")
+    else:
+        assert export(params, tmp_path / "export")["preprocessing"] == family

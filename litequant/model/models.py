@@ -35,7 +35,9 @@ _NAME_FAMILIES = (
     (re.compile(r"^mobilenetv2_"), "tf"),
     (re.compile(r"^mobilenet_"), "tf"),
     (re.compile(r"^mobilenetv3"), "raw"),
-    (re.compile(r"^efficientnet"), "raw"),
+    # keras.applications' EfficientNet/V2 rescale inside the model; other EfficientNets (e.g.
+    # EfficientNet-Lite ports) do not: their name says nothing of their input range.
+    (re.compile(r"^efficientnet(b\d|v2)"), "raw"),
     (re.compile(r"^resnet(50|101|152)$"), "caffe"),
     (re.compile(r"^resnet\d+v2$"), "tf"),
     (re.compile(r"^densenet"), "torch"),
