@@ -14,8 +14,12 @@ pooled over all splits:
   A photo is evaluated in about two splits of three, each time under another calibration set,
   so the pooled counts are not fully independent: read the test as a guide.
 
-Latency is not measured (every row has ``int8``'s ops and speed; ``fidelity_study.py`` measures
-it). Run from the repository root, e.g.::
+``--mixed`` adds ``int8_selective`` and ``int16x8`` and issue 25's check (the budgeted variant
+against int16x8 and float); ``--peer`` may then be left out (a model without a QAT twin).
+
+Latency is not measured (every default row has ``int8``'s ops and speed; ``fidelity_study.py``
+measures it, and ``selection_latency.py`` int8_selective's against int8's). Run from the
+repository root, e.g.::
 
     python benchmarks/split_study.py /tmp/splits-v2 --splits 3 \\
         --images ../shared/imagenet-sample/val \\
@@ -56,13 +60,20 @@ from litequant.report.summary import (  # noqa: E402
 
 #: The variants measured: the baseline and the fidelity methods built by default.
 ROWS = (FIDELITY_BASELINE, "int8", "int8_grid", "int8_mse")
+#: ``--mixed`` adds these rows: the budgeted mixed-precision variant and 16-bit activations.
+MIXED_ROWS = ("int8_selective", "int16x8")
+#: Issue 25's acceptance: the budgeted variant's agreement at least int16x8's minus this ...
+MIXED_AGREEMENT_MARGIN = 0.5
+#: ... and its top-1 at most this far below the float Keras model's (points, pooled).
+MIXED_TOP1_MARGIN = 0.3
 
 
-def run_split(project: Path, seed: int) -> dict[str, Any]:
+def run_split(project: Path, seed: int, peer: bool = True) -> dict[str, Any]:
     """``dvc repro`` the rows' evaluations for one ``fetch.seed``; returns per row its metrics
     and its per-image top-1 classes."""
     set_params(project, fetch={"seed": seed})
-    targets = [f"evaluate@{name}" for name in ROWS] + ["evaluate_keras", "evaluate_peer"]
+    targets = [f"evaluate@{name}" for name in ROWS] + ["evaluate_keras"]
+    targets += ["evaluate_peer"] if peer else []
     done = subprocess.run([sys.executable, "-m", "dvc", "repro", *targets], cwd=project,
                           text=True, capture_output=True, env={**os.environ, **GIT_ENV})
     if done.returncode != 0:
@@ -70,7 +81,9 @@ def run_split(project: Path, seed: int) -> dict[str, Any]:
     outputs = {name: (layout.evaluate_dir(name) / "metrics.json", layout.predictions_file(name))
                for name in ROWS}
     outputs[FLOAT_MODEL_ROW] = (layout.KERAS_METRICS, layout.KERAS_PREDICTIONS)
-    outputs[PEER_ROW] = (layout.PEER_EVALUATION_DIR / "metrics.json", layout.PEER_PREDICTIONS)
+    if peer:
+        outputs[PEER_ROW] = (layout.PEER_EVALUATION_DIR / "metrics.json",
+                             layout.PEER_PREDICTIONS)
     split: dict[str, Any] = {"metrics": {}, "predictions": {}}
     for name, (metrics, predictions) in outputs.items():
         split["metrics"][name] = json.loads((project / metrics).read_text())
@@ -96,14 +109,16 @@ def changes_cell(changes: list[dict[str, tuple[int, int]]], name: str) -> str:
 def render(splits: list[dict[str, Any]], model: Path) -> str:
     """The Markdown table and the pooled acceptance lines."""
     images = sum(split["metrics"][FLOAT_MODEL_ROW]["images"] for split in splits)
+    peer = all(PEER_ROW in split["metrics"] for split in splits)
     against_plain = [paired_changes(split["predictions"]) for split in splits]
-    against_peer = [paired_changes(split["predictions"], baseline=PEER_ROW) for split in splits]
+    against_peer = ([paired_changes(split["predictions"], baseline=PEER_ROW) for split in splits]
+                    if peer else [{} for _ in splits])
     lines = [f"### {model.name}: {len(splits)} splits, {images} evaluations in all", "",
              "| row | " + " | ".join(f"agreement, split {seed}" for seed in range(len(splits)))
              + " | agreement, pooled | top-1, pooled | won / lost vs int8_plain "
              "| won / lost vs peer |",
              "|---|" + "---:|" * (len(splits) + 4)]
-    for name in (*ROWS, PEER_ROW, FLOAT_MODEL_ROW):
+    for name in (*ROWS, *((PEER_ROW,) if peer else ()), FLOAT_MODEL_ROW):
         cells = [f"{split['metrics'][name].get('agreement', 100.0):.1f}" for split in splits]
         agreement = ("100.0" if name == FLOAT_MODEL_ROW
                      else f"{pooled(splits, name, 'agreement'):.2f}")
@@ -115,23 +130,49 @@ def render(splits: list[dict[str, Any]], model: Path) -> str:
     def row(name: str) -> dict[str, float]:
         return {key: pooled(splits, name, key) for key in ("agreement", "top1")}
 
-    lines += [""] + acceptance_lines(
-        f"pooled, best row `{best}`", row(best), pooled(splits, PEER_ROW, "agreement"),
-        pooled(splits, FLOAT_MODEL_ROW, "top1"), row("int8"), row(FIDELITY_BASELINE), digits=2)
+    if peer:
+        lines += [""] + acceptance_lines(
+            f"pooled, best row `{best}`", row(best), pooled(splits, PEER_ROW, "agreement"),
+            pooled(splits, FLOAT_MODEL_ROW, "top1"), row("int8"), row(FIDELITY_BASELINE),
+            digits=2)
+    if all(name in ROWS for name in MIXED_ROWS):
+        lines += ["", mixed_acceptance(row("int8_selective"), row("int16x8"),
+                                       pooled(splits, FLOAT_MODEL_ROW, "top1"))]
     return "\n".join(lines)
+
+
+def mixed_acceptance(selective: dict[str, float], int16x8: dict[str, float],
+                     float_top1: float) -> str:
+    """Issue 25's figures check of the budgeted variant (latency is measured elsewhere)."""
+    verdict = {True: "holds", False: "FAILS"}
+    agreement = selective["agreement"] >= int16x8["agreement"] - MIXED_AGREEMENT_MARGIN
+    top1 = selective["top1"] >= float_top1 - MIXED_TOP1_MARGIN
+    return (f"- pooled int8_selective agreement {selective['agreement']:.2f} vs int16x8 "
+            f"{int16x8['agreement']:.2f} − {MIXED_AGREEMENT_MARGIN} → {verdict[agreement]}; "
+            f"top-1 {selective['top1']:.2f} vs float {float_top1:.2f} − {MIXED_TOP1_MARGIN} → "
+            f"{verdict[top1]}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    study_arguments(parser)
+    study_arguments(parser, peer_required=False)
     parser.add_argument("--splits", type=int, default=3, help="seeds 0 .. K-1 (default 3)")
+    parser.add_argument("--mixed", action="store_true",
+                        help=f"also measure {' and '.join(MIXED_ROWS)} (issue 25)")
+    parser.add_argument("--input-size", type=int, help="model.input_size (default: params.yaml)")
     args = parser.parse_args(argv)
     if args.splits < 1:
         parser.error(f"--splits must be at least 1, got {args.splits}")
-    project = scratch_project(args.root, **source_params(args.images, args.model, args.peer))
+    global ROWS
+    if args.mixed:
+        ROWS = (*ROWS, *MIXED_ROWS)
+    sections = source_params(args.images, args.model, args.peer)
+    if args.input_size:
+        sections["model"]["input_size"] = args.input_size
+    project = scratch_project(args.root, **sections)
     splits = []
     for seed in range(args.splits):
-        splits.append(run_split(project, seed))
+        splits.append(run_split(project, seed, peer=args.peer is not None))
         print(f"split {seed} done", file=sys.stderr, flush=True)
     print(render(splits, args.model))
     return 0
