@@ -18,7 +18,7 @@ rounding cannot see):
    over the float channel's variance, constant channels left out, so a few wide channels that
    set a coarse per-tensor step cannot hide the small informative ones they destroy); its
    *local* error is that minus the largest error among its producer's inputs (what the tensor
-   adds itself, not what it inherits). The :data:`SHORTLIST` highest are kept.
+   adds itself, not what it inherits; 0 after an op that only rearranges values). The :data:`SHORTLIST` highest are kept.
 4. **Real effect alone** (:func:`measure_alone`): each shortlisted unit denylisted alone, the
    real model's mean KL divergence from the float32 model on all the judging images (smooth, so
    it orders units even when few top-1 classes flip). Units that do not lower int8's KL are
@@ -83,6 +83,9 @@ LATENCY_THREADS = 1
 #: Channels whose float variance is below this fraction of the tensor's largest are constant
 #: (left out of the noise-to-signal ratio).
 CONSTANT_CHANNEL = 1e-6
+#: Ops that only rearrange their input's values (their output adds no error of its own; its
+#: channels are not the input's, so its error is not compared with the input's).
+RESHAPING = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE"})
 #: TensorFlow op names of convolutions and matrix products in fused TFLite tensor names.
 _WEIGHT_OP_NAMES = ("convolution", "Conv2D", "depthwise", "MatMul")
 _BATCH = 16
@@ -181,20 +184,18 @@ def graph_of(calibrated: bytes) -> Graph:
 
 
 def candidate_units(graph: Graph) -> list[Unit]:
-    """One :class:`Unit` per float activation tensor that an op produces and another reads
-    (producer and readers must themselves write float activations, so they can be kept float);
-    the model's output and tensors read by nothing are not candidates. Units with the same ops
-    are listed once."""
+    """One :class:`Unit` per float activation tensor that an op produces and another reads:
+    the producer and the readers that write float activations themselves (a reader of its
+    shape only, writing integers, needs no float input); the model's output and tensors read by
+    nothing are not candidates. Units with the same ops are listed once."""
     units, seen = [], set()
     for tensor in sorted(graph.activations):
         producer = graph.producer(tensor)
-        readers = graph.consumers(tensor)
+        readers = [op.index for op in graph.consumers(tensor)
+                   if set(op.outputs) & graph.activations]
         if producer is None or not readers:
             continue
-        ops = {producer.index} | {op.index for op in readers}
-        if any(not set(graph.ops[i].outputs) & graph.activations for i in ops):
-            continue
-        key = tuple(sorted(ops))
+        key = tuple(sorted({producer.index, *readers}))
         if key in seen:
             continue
         seen.add(key)
@@ -305,8 +306,11 @@ def local_errors(graph: Graph, calibrated: bytes, int8: bytes, inputs: np.ndarra
     result = {}
     for tensor, error in errors.items():
         producer = graph.producer(tensor)
-        inherited = max((errors.get(i, 0.0) for i in producer.inputs if i in graph.activations),
-                        default=0.0) if producer else 0.0
+        if producer is not None and producer.kind in RESHAPING:
+            inherited = error  # the same values, rearranged: nothing added
+        else:
+            inherited = max((errors.get(i, 0.0) for i in producer.inputs
+                             if i in graph.activations), default=0.0) if producer else 0.0
         result[tensor] = {"error": error, "local": max(error - inherited, 0.0)}
     return result
 
