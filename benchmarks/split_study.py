@@ -14,8 +14,14 @@ pooled over all splits:
   A photo is evaluated in about two splits of three, each time under another calibration set,
   so the pooled counts are not fully independent: read the test as a guide.
 
-``--mixed`` adds ``int8_selective`` and ``int16x8`` and issue 25's check (the budgeted variant
-against int16x8 and float); ``--peer`` may then be left out (a model without a QAT twin).
+``--mixed`` measures ``int8_plain``, ``int8``, ``int8_selective`` and ``int16x8`` instead, with
+issue 25's check (the budgeted variant against int16x8 and float); ``--peer`` may be left out (a
+model without a QAT twin). E.g. for EfficientNet-Lite1::
+
+    python benchmarks/split_study.py /tmp/splits-lite1 --splits 3 --mixed \
+        --images ../shared/imagenet-sample/val \
+        --model ../shared/models/efficientnet_lite1_imagenet.keras \
+        --input-size 240 --preprocessing tf
 
 Latency is not measured (every default row has ``int8``'s ops and speed; ``fidelity_study.py``
 measures it, and ``selection_latency.py`` int8_selective's against int8's). Run from the
@@ -160,15 +166,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mixed", action="store_true",
                         help=f"also measure {' and '.join(MIXED_ROWS)} (issue 25)")
     parser.add_argument("--input-size", type=int, help="model.input_size (default: params.yaml)")
+    parser.add_argument("--preprocessing", help="model.preprocessing (default: params.yaml)")
     args = parser.parse_args(argv)
     if args.splits < 1:
         parser.error(f"--splits must be at least 1, got {args.splits}")
     global ROWS
     if args.mixed:
-        ROWS = (*ROWS, *MIXED_ROWS)
+        ROWS = (FIDELITY_BASELINE, "int8", *MIXED_ROWS)
     sections = source_params(args.images, args.model, args.peer)
     if args.input_size:
         sections["model"]["input_size"] = args.input_size
+    if args.preprocessing:
+        sections["model"]["preprocessing"] = args.preprocessing
     project = scratch_project(args.root, **sections)
     splits = []
     for seed in range(args.splits):
