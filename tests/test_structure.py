@@ -136,6 +136,5 @@ def test_each_conversion_depends_on_exactly_what_its_composition_reads(resolved_
         deps, _, _ = resolved_stages[f"convert@{name}"]
         for step, spec in registry.PASSES.items():
             path = spec.module.replace(".", "/") + ".py"
-            uses = step in registry.VARIANTS[name].passes or (
-                step == "weight_grid" and name == "int8_selective")  # selection ranks with it
+            uses = step in registry.VARIANTS[name].passes
             assert (path in deps) == uses, (name, step)

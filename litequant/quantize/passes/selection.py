@@ -18,7 +18,8 @@ rounding cannot see):
    over the float channel's variance, constant channels left out, so a few wide channels that
    set a coarse per-tensor step cannot hide the small informative ones they destroy); its
    *local* error is that minus the largest error among its producer's inputs (what the tensor
-   adds itself, not what it inherits; 0 after an op that only rearranges values). The :data:`SHORTLIST` highest are kept.
+   adds itself, not what it inherits; 0 after an op that only rearranges values). The
+   :data:`SHORTLIST` highest are kept.
 4. **Real effect alone** (:func:`measure_alone`): each shortlisted unit denylisted alone, the
    real model's mean KL divergence from the float32 model on all the judging images (smooth, so
    it orders units even when few top-1 classes flip). Units that do not lower int8's KL are
