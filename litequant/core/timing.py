@@ -20,9 +20,10 @@ from litequant.core.litert import LiteRTModel, quantize
 WARMUP_RUNS = 3
 
 
-def interleaved_p50_ms(models: list[bytes], sample: np.ndarray, threads: int = 1,
-                       min_runs: int = 40, min_seconds: float = 0.5) -> list[float]:
-    """Median invoke time (ms) of each model, timed in interleaved rounds.
+def interleaved_times_ms(models: list[bytes], sample: np.ndarray, threads: int = 1,
+                         min_runs: int = 40, min_seconds: float = 0.5) -> list[list[float]]:
+    """Invoke times (ms) of each model, timed in interleaved rounds (round ``i`` of every
+    model is at index ``i`` of its list).
 
     Args:
         models: ``.tflite`` models with the same input shape.
@@ -32,7 +33,7 @@ def interleaved_p50_ms(models: list[bytes], sample: np.ndarray, threads: int = 1
         min_seconds: ... and rounds until this much wall time has passed.
 
     Returns:
-        one p50 per model, in the order given.
+        one list of times per model, in the order given, all of the same length.
     """
     loaded = []
     for content in models:
@@ -50,4 +51,22 @@ def interleaved_p50_ms(models: list[bytes], sample: np.ndarray, threads: int = 1
             begin = time.perf_counter()
             model.interpreter.invoke()
             spent.append((time.perf_counter() - begin) * 1000.0)
-    return [float(np.median(spent)) for spent in times]
+    return times
+
+
+def interleaved_p50_ms(models: list[bytes], sample: np.ndarray, threads: int = 1,
+                       min_runs: int = 40, min_seconds: float = 0.5) -> list[float]:
+    """Median invoke time (ms) of each model, timed in interleaved rounds
+    (:func:`interleaved_times_ms`), in the order given."""
+    return [float(np.median(spent)) for spent in interleaved_times_ms(
+        models, sample, threads, min_runs, min_seconds)]
+
+
+def paired_ratio(models: tuple[bytes, bytes], sample: np.ndarray, threads: int = 1,
+                 min_runs: int = 40, min_seconds: float = 0.5) -> float:
+    """The median over rounds of ``time(first) / time(second)`` of two models invoked one
+    after the other (:func:`interleaved_times_ms`): a pause of the machine lengthens one
+    invoke of a pair, an outlier the median ignores, so the ratio of the two models' typical
+    (p50) times is estimated even on a loaded machine."""
+    first, second = interleaved_times_ms(list(models), sample, threads, min_runs, min_seconds)
+    return float(np.median(np.asarray(first) / np.asarray(second)))

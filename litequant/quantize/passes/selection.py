@@ -26,8 +26,8 @@ rounding cannot see):
    dropped; the rest are ordered by it.
 5. **Greedy, checked for real** (:func:`greedy`): units are added in that order. Each step's
    real model is measured (agreement with the float32 model on the judging images) and timed
-   against the all-int8 model (:func:`litequant.core.timing.interleaved_p50_ms`, 1 thread,
-   interleaved); a unit that would take the model over ``max_latency_vs_int8`` or over
+   against the all-int8 model (:func:`litequant.core.timing.paired_ratio`, 1 thread, the two
+   invoked in turn); a unit that would take the model over ``max_latency_vs_int8`` or over
    ``max_layers`` weight ops kept float, or that does not lower the KL divergence of the model
    so far, is skipped. It stops at the first model that loses at
    most ``budget_points`` of agreement (budget met); when none does, the closest model built
@@ -55,7 +55,7 @@ import numpy as np
 
 from litequant.core.litert import LiteRTModel, dequantize, intermediate_tensors, quantize
 from litequant.core.metrics import class_probabilities, fidelity_metrics
-from litequant.core.timing import interleaved_p50_ms
+from litequant.core.timing import paired_ratio
 from litequant.quantize.flatbuffer import (
     FLOAT32,
     WEIGHT_OPS,
@@ -394,12 +394,12 @@ def greedy(order: list[Unit], graph: Graph, quantizer: Quantizer, inputs: np.nda
 
 
 def latency_ratio(candidate: bytes, int8: bytes, sample: np.ndarray | None = None) -> float:
-    """p50 of ``candidate`` over p50 of ``int8`` at :data:`LATENCY_THREADS`, interleaved
-    (:func:`litequant.core.timing.interleaved_p50_ms`) on ``sample`` (default: zeros)."""
+    """``candidate``'s latency over ``int8``'s at :data:`LATENCY_THREADS`, the two invoked in
+    turn: the median of the paired ratios (:func:`litequant.core.timing.paired_ratio`, robust
+    to a loaded machine), on ``sample`` (default: zeros)."""
     shape = LiteRTModel("<in memory>", model_content=int8).input.shape[1:]
     sample = np.zeros(shape, np.float32) if sample is None else sample
-    p50 = interleaved_p50_ms([candidate, int8], sample, threads=LATENCY_THREADS)
-    return p50[0] / p50[1]
+    return paired_ratio((candidate, int8), sample, threads=LATENCY_THREADS)
 
 
 def select_float_ops(calibrated: bytes, quantizer: Quantizer, float_model: bytes,
