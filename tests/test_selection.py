@@ -66,6 +66,15 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes | Pat
             "calibrated": calibrate_int8(folder, calibration_images())}
 
 
+@pytest.fixture(scope="module")
+def selected(converted) -> tuple[dict, bytes]:
+    """The selection within a 10-point budget, no latency ceiling to speak of."""
+    calibrated = converted["calibrated"]
+    return sel.select_float_ops(
+        calibrated, quantizer(calibrated), converted["float32"], calibration_images(), OUTPUT,
+        budget_points=10.0, max_latency_vs_int8=100.0, max_layers=4)
+
+
 def quantizer(calibrated: bytes):
     from litequant.quantize.conversion import quantize_calibrated
 
@@ -117,12 +126,10 @@ def test_logits_model_drops_the_final_softmax(converted) -> None:
     assert sel.logits_model(logits) == (logits, False)  # no softmax left
 
 
-def test_the_fragile_activation_is_kept_float(converted) -> None:
+def test_the_fragile_activation_is_kept_float(converted, selected) -> None:
     images = calibration_images()
     calibrated = converted["calibrated"]
-    selection, model = sel.select_float_ops(
-        calibrated, quantizer(calibrated), converted["float32"], images, OUTPUT,
-        budget_points=10.0, max_latency_vs_int8=100.0, max_layers=4)
+    selection, model = selected
     # the cheap ranking shortlists conv_b's output, and keeping it float (conv_b and its
     # reader conv_c) is the one step taken, measured best alone: the budget holds for real
     assert "conv_b_1" in [row["label"] for row in selection["candidates"][:sel.SHORTLIST]]
@@ -179,16 +186,13 @@ def test_latency_ratio_times_real_models(converted) -> None:
     assert 0.2 < ratio < 5.0  # the same model against itself, interleaved
 
 
-def test_bias_correction_applies_after_the_float_ops(converted) -> None:
+def test_bias_correction_applies_after_the_float_ops(converted, selected) -> None:
     from litequant.core.params import CalibrationParams
     from litequant.quantize.context import PassInputs
     from litequant.quantize.passes import bias_correction
 
     images = calibration_images()
-    calibrated = converted["calibrated"]
-    selection, model = sel.select_float_ops(
-        calibrated, quantizer(calibrated), converted["float32"], images, OUTPUT,
-        budget_points=10.0, max_latency_vs_int8=100.0, max_layers=4)
+    selection, model = selected
     inputs = PassInputs(saved_model=converted["saved_model"],
                         float32_model=lambda: converted["float32"], calibration=images,
                         calibration_params=CalibrationParams(
@@ -200,3 +204,19 @@ def test_bias_correction_applies_after_the_float_ops(converted) -> None:
     reference = sel.judge(converted["float32"], images, OUTPUT)
     effect = sel.output_effect(reference, sel.judge(corrected, images, OUTPUT))
     assert effect["agreement"] >= selection["agreement"] - 5.0
+
+
+def test_the_report_shows_the_choice_agreement_verdict_and_latency(selected) -> None:
+    from litequant.report.plots import selection_png
+    from litequant.report.summary import selection_note
+
+    selection, _ = selected
+    note = selection_note(sel.record_fields(selection), selection)
+    assert note.startswith("2 weight op(s) kept float, chosen on the real int8 model")
+    assert f"{selection['agreement']:.1f}% against all-int8 " \
+           f"{selection['int8']['agreement']:.1f}%, met" in note
+    assert f"p50 {selection['latency_vs_int8']:.2f}x the all-int8 model's" in note
+    assert note.endswith("CONV_2D conv_b_1, CONV_2D conv_c_1")
+    missed = {**sel.record_fields(selection), "budget_met": False}
+    assert "NOT met: the closest model within limits" in selection_note(missed)
+    assert selection_png(selection, "tiny")[:4] == b"\x89PNG"
