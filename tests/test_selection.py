@@ -214,9 +214,27 @@ def test_the_report_shows_the_choice_agreement_verdict_and_latency(selected) -> 
     note = selection_note(sel.record_fields(selection), selection)
     assert note.startswith("2 weight op(s) kept float, chosen on the real int8 model")
     assert f"{selection['agreement']:.1f}% against all-int8 " \
-           f"{selection['int8']['agreement']:.1f}%, met" in note
+           f"{selection['int8']['agreement']:.1f}% (expected loss " in note
+    assert ", met; p50" in note
     assert f"p50 {selection['latency_vs_int8']:.2f}x the all-int8 model's" in note
     assert note.endswith("CONV_2D conv_b_1, CONV_2D conv_c_1")
     missed = {**sel.record_fields(selection), "budget_met": False}
     assert "NOT met: the closest model within limits" in selection_note(missed)
     assert selection_png(selection, "tiny")[:4] == b"\x89PNG"
+
+
+def test_expected_loss_points_hand_computed() -> None:
+    # two images, float margins log(0.6/0.4) and log(0.9/0.1); the model's margin errors
+    # -0.2 and +0.2 (RMS 0.2): Phi(-0.405/0.2) + Phi(-2.197/0.2), halved, in points
+    from math import erf, log, sqrt
+
+    reference = np.array([[0.6, 0.4], [0.9, 0.1]])
+    m = np.array([log(0.6 / 0.4), log(0.9 / 0.1)])
+    shifted = m + np.array([-0.2, 0.2])
+    probabilities = np.stack([1 / (1 + np.exp(-shifted)), 1 / (1 + np.exp(shifted))], axis=1)
+    want = 50.0 * sum(0.5 * (1 + erf(-x / 0.2 / sqrt(2))) for x in m)
+    assert sel.expected_loss_points(reference, probabilities) == pytest.approx(want, rel=1e-6)
+    assert sel.expected_loss_points(reference, reference) == 0.0
+    effect = sel.output_effect(reference, probabilities)
+    assert effect["observed_loss_points"] == 0.0  # no top-1 class flipped ...
+    assert effect["loss_points"] == effect["expected_loss_points"] > 1.0  # ... one may

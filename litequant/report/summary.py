@@ -175,6 +175,9 @@ def selection_note(conversion: dict[str, Any], selection: dict[str, Any] | None 
     agreement = conversion["calibration_agreement"]
     verdict = "met" if conversion["budget_met"] else "NOT met: the closest model within limits"
     kept = ", ".join(conversion["float_ops"]) or "none"
+    lost = conversion.get("expected_loss_points")
+    expected = ("" if lost is None else f" (expected loss {lost['selected']:.2f} points "
+                f"against {lost['int8']:.2f})")
     latency = (selection or {}).get("latency_vs_int8")
     cost = ("" if latency is None else
             f"; p50 {latency:.2f}x the all-int8 model's at 1 thread, measured while selecting "
@@ -182,7 +185,7 @@ def selection_note(conversion: dict[str, Any], selection: dict[str, Any] | None 
     return (f"{conversion['layers_kept']} weight op(s) kept float, chosen on the real int8 model "
             f"(budget {conversion['budget_points']:g} points of agreement with float32 on "
             f"{conversion['budget_images']} calibration images: {agreement['selected']:.1f}% "
-            f"against all-int8 {agreement['int8']:.1f}%, {verdict}{cost}): {kept}")
+            f"against all-int8 {agreement['int8']:.1f}%{expected}, {verdict}{cost}): {kept}")
 
 
 #: The columns of ``reports/plots/selection_curve.csv``.

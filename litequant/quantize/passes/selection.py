@@ -29,9 +29,11 @@ rounding cannot see):
    against the all-int8 model (:func:`litequant.core.timing.paired_ratio`, 1 thread, the two
    invoked in turn); a unit that would take the model over ``max_latency_vs_int8`` or over
    ``max_layers`` weight ops kept float, or that does not lower the KL divergence of the model
-   so far, is skipped. It stops at the first model that loses at
-   most ``budget_points`` of agreement (budget met); when none does, the closest model built
-   (best agreement, then lowest KL) is kept and the record says the budget was not met.
+   so far, is skipped. It stops at the first model that loses at most ``budget_points`` of
+   agreement (budget met): neither the flips seen on the judging images nor those expected
+   from their logit margins (:func:`expected_loss_points`, smooth where 100 images count in
+   whole points) may exceed it. When none does, the closest model built (smallest loss, then
+   lowest KL) is kept and the record says the budget was not met.
 
 The judging images are the real calibration images (never the evaluation split). The model
 returned is the chosen step's real model (the passes that follow, e.g. bias correction, then
@@ -251,11 +253,46 @@ def run_model(model_bytes: bytes, inputs: np.ndarray, output_kind: str) -> np.nd
     return np.clip(probabilities, 0.0, None)
 
 
+def expected_loss_points(reference: np.ndarray, probabilities: np.ndarray) -> float:
+    """Agreement points a model is expected to lose on images like these: a smooth estimate
+    that one image (a whole point on 100) does not make jump.
+
+    Per image, the float model's margin ``m`` between its top class ``a`` and runner-up ``b``
+    (log-probabilities, i.e. logits) and the error ``d`` the model makes on that margin
+    (``(log p_a - log p_b) - m``). With ``s`` the root-mean-square of ``d`` over the images,
+    an image flips when its margin error exceeds its margin: ``100 * mean(Phi(-m / s))``
+    (``Phi`` the standard normal CDF). ``0.0`` for identical outputs.
+
+    Args:
+        reference, probabilities: ``float`` ``(N, C)`` class probabilities, ``C >= 2``.
+    """
+    from math import erf, sqrt
+
+    tiny = np.finfo(np.float32).tiny
+    exact = np.log(np.maximum(np.asarray(reference, np.float64), tiny))
+    approximate = np.log(np.maximum(np.asarray(probabilities, np.float64), tiny))
+    order = np.argsort(-exact, axis=1)[:, :2]
+    rows = np.arange(len(exact))
+    margin = exact[rows, order[:, 0]] - exact[rows, order[:, 1]]
+    error = (approximate[rows, order[:, 0]] - approximate[rows, order[:, 1]]) - margin
+    spread = float(np.sqrt(np.mean(error ** 2)))
+    if spread == 0.0:
+        return 0.0
+    flips = [0.5 * (1.0 + erf(-m / spread / sqrt(2.0))) for m in margin]
+    return 100.0 * float(np.mean(flips))
+
+
 def output_effect(reference: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:
-    """``agreement`` (%), ``kl_divergence`` (mean, nats), ``sqnr_db`` (``None``: identical)
-    and ``loss_points`` (``100 - agreement``) of ``probabilities`` against ``reference``."""
+    """``agreement`` (%), ``kl_divergence`` (mean, nats), ``sqnr_db`` (``None``: identical),
+    ``observed_loss_points`` (``100 - agreement``), ``expected_loss_points``
+    (:func:`expected_loss_points`) and ``loss_points``, the larger of the two (what the budget
+    reads: neither the flips seen nor those expected may exceed it), of ``probabilities``
+    against ``reference``."""
     metrics = fidelity_metrics(reference, probabilities)
-    return {"agreement": metrics["agreement"], "loss_points": 100.0 - metrics["agreement"],
+    observed = 100.0 - metrics["agreement"]
+    expected = expected_loss_points(reference, probabilities)
+    return {"agreement": metrics["agreement"], "observed_loss_points": observed,
+            "expected_loss_points": expected, "loss_points": max(observed, expected),
             "kl_divergence": metrics["kl_divergence"], "sqnr_db": metrics["sqnr_db"]}
 
 
@@ -385,8 +422,8 @@ def greedy(order: list[Unit], graph: Graph, quantizer: Quantizer, inputs: np.nda
             continue
         point["accepted"] = True
         kept, current = trial, point
-        if (point["agreement"], -point["kl_divergence"]) > (best[0]["agreement"],
-                                                           -best[0]["kl_divergence"]):
+        if (point["loss_points"], point["kl_divergence"]) < (best[0]["loss_points"],
+                                                            best[0]["kl_divergence"]):
             best = (point, kept, model)
         if meets(point["loss_points"], budget_points):
             return curve, point, kept, model
@@ -459,7 +496,8 @@ def select_float_ops(calibrated: bytes, quantizer: Quantizer, float_model: bytes
         "layers_kept": graph.weight_ops(kept), "float_layers": graph.denylist(kept),
         "float_ops": [{"index": i, "op": graph.ops[i].kind, "label": label_of(graph.ops[i].name)}
                       for i in sorted(kept)],
-        **{key: chosen[key] for key in ("agreement", "loss_points", "kl_divergence",
+        **{key: chosen[key] for key in ("agreement", "observed_loss_points",
+                                        "expected_loss_points", "loss_points", "kl_divergence",
                                         "sqnr_db")},
         "budget_met": meets(chosen["loss_points"], budget_points),
         "latency_vs_int8": chosen["latency_vs_int8"],
@@ -489,8 +527,9 @@ def check_float_ops(selection: dict[str, Any], model_bytes: bytes) -> None:
 def record_fields(selection: dict[str, Any]) -> dict[str, Any]:
     """The ``conversion.json`` fields of a selection (no wall-clock value): ``float_layers``
     (the denylist), ``float_ops`` (labels), ``layers_kept`` (weight ops), ``budget_points``,
-    ``max_latency_vs_int8``, ``max_layers``, ``budget_met``, ``calibration_agreement`` (the
-    chosen real model's, and the all-int8 model's) and ``budget_images``."""
+    ``max_latency_vs_int8``, ``max_layers``, ``budget_met``, ``calibration_agreement`` and
+    ``expected_loss_points`` (the chosen real model's, and the all-int8 model's) and
+    ``budget_images``."""
     return {"float_layers": list(selection["float_layers"]),
             "float_ops": [f"{op['op']} {op['label']}" for op in selection["float_ops"]],
             "layers_kept": selection["layers_kept"],
@@ -499,6 +538,9 @@ def record_fields(selection: dict[str, Any]) -> dict[str, Any]:
             "max_layers": selection["max_layers"], "budget_met": selection["budget_met"],
             "calibration_agreement": {"selected": selection["agreement"],
                                       "int8": selection["int8"]["agreement"]},
+            "expected_loss_points": {
+                "selected": round(selection["expected_loss_points"], 3),
+                "int8": round(selection["int8"]["expected_loss_points"], 3)},
             "budget_images": selection["images"]["budget"]}
 
 
