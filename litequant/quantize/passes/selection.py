@@ -12,25 +12,21 @@ rounding cannot see):
    rounding, never the quantization of its output activation. Only two adjacent float ops pass
    a float tensor. So a candidate is an *activation tensor kept float*: the op producing it and
    every op reading it (one "unit"), which also removes the producer's weight rounding.
-3. **Cheap ranking** (:func:`local_errors`): the calibrated float model and the all-int8 model
-   run side by side on the first :data:`RANKING_IMAGES` judging images, every inner tensor
-   read. A tensor's error is its mean per-channel noise-to-signal ratio (squared difference
-   over the float channel's variance, constant channels left out, so a few wide channels that
-   set a coarse per-tensor step cannot hide the small informative ones they destroy); its
-   *local* error is that minus the largest error among its producer's inputs (what the tensor
-   adds itself, not what it inherits; 0 after an op that only rearranges values). The
-   :data:`SHORTLIST` highest are kept.
-4. **Real effect alone** (:func:`measure_alone`): each shortlisted unit denylisted alone, the
-   real model's mean KL divergence from the float32 model on all the judging images (smooth, so
-   it orders units even when few top-1 classes flip). Units that do not lower int8's KL are
-   dropped; the rest are ordered by it.
+3. **Ranking by real effect** (:func:`measure_alone` on the first :data:`RANKING_IMAGES`
+   judging images): every unit denylisted alone, the real model's mean KL divergence from the
+   float32 model (class probabilities from the logits, :func:`judge`: smooth, so it orders
+   units even when no top-1 class flips). A unit's own error says little of what it does at the
+   output: an early activation with a small error of its own may matter most, amplified by
+   every layer after it. The :data:`SHORTLIST` units that lower int8's KL most are kept.
+4. **Real effect alone, on all images**: each shortlisted unit measured again on all the
+   judging images; units that do not lower int8's KL are dropped, the rest ordered by it.
 5. **Greedy, checked for real** (:func:`greedy`): units are added in that order. Each step's
    real model is measured (agreement with the float32 model on the judging images) and timed
    against the all-int8 model (:func:`litequant.core.timing.paired_ratio`, 1 thread, the two
    invoked in turn); a unit that would take the model over ``max_latency_vs_int8`` or over
-   ``max_layers`` weight ops kept float, or that does not lower the KL divergence of the model
-   so far, is skipped. It stops at the first model that loses at most ``budget_points`` of
-   agreement (budget met): neither the flips seen on the judging images nor those expected
+   ``max_layers`` weight ops kept float, or whose paired per-image KL decrease over the model
+   so far is not beyond noise (:func:`significant_gain`), is skipped. It stops at the first
+   model that loses at most ``budget_points`` of agreement (budget met): neither the flips seen on the judging images nor those expected
    from their logit margins (:func:`expected_loss_points`, smooth where 100 images count in
    whole points) may exceed it. When none does, the closest model built (smallest loss, then
    lowest KL) is kept and the record says the budget was not met.
@@ -55,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from litequant.core.litert import LiteRTModel, dequantize, intermediate_tensors, quantize
+from litequant.core.litert import LiteRTModel, dequantize, quantize
 from litequant.core.metrics import class_probabilities, fidelity_metrics
 from litequant.core.timing import paired_ratio
 from litequant.quantize.flatbuffer import (
@@ -73,22 +69,18 @@ if TYPE_CHECKING:
 #: The file beside the model that holds the whole selection.
 SELECTION_FILE = "selection.json"
 
-#: Judging images the cheap ranking reads (every inner tensor of two models, one image at a
-#: time); the real effects and the budget use all of them.
+#: Judging images the ranking runs every unit on (each unit: one quantization, about a
+#: second, and a run over these); the shortlist, the steps and the budget use all of them.
 RANKING_IMAGES = 16
-#: Units measured alone on the real model after the cheap ranking (each: one quantization and
-#: one run over the judging images, about a second or two).
-SHORTLIST = 12
+#: Units measured alone on all the judging images after the ranking.
+SHORTLIST = 10
 #: Interpreter threads of the accuracy runs (integer kernels give the same bits at any count).
 THREADS = 2
 #: Threads of the latency check (the ceiling is relative to int8 at 1 thread).
 LATENCY_THREADS = 1
-#: Channels whose float variance is below this fraction of the tensor's largest are constant
-#: (left out of the noise-to-signal ratio).
-CONSTANT_CHANNEL = 1e-6
-#: Ops that only rearrange their input's values (their output adds no error of its own; its
-#: channels are not the input's, so its error is not compared with the input's).
-RESHAPING = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE"})
+#: A step is accepted when its paired per-image KL decrease is this many standard errors
+#: above zero (about 97.5 % one-sided): gains a few images happen to show are not kept.
+GAIN_STANDARD_ERRORS = 2.0
 #: TensorFlow op names of convolutions and matrix products in fused TFLite tensor names.
 _WEIGHT_OP_NAMES = ("convolution", "Conv2D", "depthwise", "MatMul")
 _BATCH = 16
@@ -296,61 +288,28 @@ def output_effect(reference: np.ndarray, probabilities: np.ndarray) -> dict[str,
             "kl_divergence": metrics["kl_divergence"], "sqnr_db": metrics["sqnr_db"]}
 
 
+def per_image_kl(reference: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """``float64`` ``(N,)``: KL divergence (nats) of ``probabilities`` from ``reference`` per
+    image (both ``(N, C)`` class probabilities; zeros floored at float32's smallest normal)."""
+    tiny = np.finfo(np.float32).tiny
+    p = np.maximum(np.asarray(reference, np.float64), tiny)
+    q = np.maximum(np.asarray(probabilities, np.float64), tiny)
+    return np.sum(p * (np.log(p) - np.log(q)), axis=1)
+
+
+def significant_gain(before: np.ndarray, after: np.ndarray) -> bool:
+    """Whether per-image KL ``after`` is lower than ``before`` beyond noise: the mean paired
+    decrease exceeds :data:`GAIN_STANDARD_ERRORS` times its standard error."""
+    gain = np.asarray(before, np.float64) - np.asarray(after, np.float64)
+    if len(gain) < 2:
+        return bool(gain.sum() > 0)
+    error = gain.std(ddof=1) / np.sqrt(len(gain))
+    return bool(gain.mean() > GAIN_STANDARD_ERRORS * error and gain.mean() > 0)
+
+
 def meets(loss_points: float, budget_points: float) -> bool:
     """Whether an agreement loss (points) is within the budget (float rounding forgiven)."""
     return loss_points <= budget_points + 1e-9
-
-
-# --- cheap ranking -----------------------------------------------------------------------------
-def noise_to_signal(pairs: list[tuple[np.ndarray, np.ndarray]]) -> float:
-    """Mean per-channel noise-to-signal ratio of ``(float, quantized)`` values of one tensor
-    over several inputs: per channel (last axis), the mean squared difference over the float
-    values' variance, averaged over the channels that are not constant
-    (variance above :data:`CONSTANT_CHANNEL` times the largest). ``0.0`` when all are."""
-    channels = pairs[0][0].shape[-1] if pairs[0][0].ndim else 1
-    count, total, squares, noise = 0, np.zeros(channels), np.zeros(channels), np.zeros(channels)
-    for exact, approximate in pairs:
-        f = np.asarray(exact, np.float64).reshape(-1, channels)
-        q = np.asarray(approximate, np.float64).reshape(-1, channels)
-        count += len(f)
-        total += f.sum(0)
-        squares += (f * f).sum(0)
-        noise += ((q - f) ** 2).sum(0)
-    variance = np.maximum(squares / count - (total / count) ** 2, 0.0)
-    live = variance > CONSTANT_CHANNEL * variance.max() if variance.max() > 0 else None
-    if live is None or not live.any():
-        return 0.0
-    return float(np.mean(noise[live] / count / variance[live]))
-
-
-def local_errors(graph: Graph, calibrated: bytes, int8: bytes, inputs: np.ndarray
-                 ) -> dict[int, dict[str, float]]:
-    """Per float activation tensor found in both models: ``error`` (its noise-to-signal ratio
-    in the int8 model against the calibrated float model, :func:`noise_to_signal`) and
-    ``local`` (``error`` minus the largest error among its producer's activation inputs, at
-    least 0), measured on ``inputs`` (``float32`` ``(n, h, w, 3)``), keyed by tensor index of
-    the calibrated model."""
-    int8_names = {tensor_name(t): index
-                  for index, t in enumerate(read_model(int8).subgraphs[0].tensors)}
-    shared = [t for t in sorted(graph.activations) if graph.tensor_names[t] in int8_names]
-    pairs: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {t: [] for t in shared}
-    exact = intermediate_tensors(calibrated, inputs, shared)
-    approximate = intermediate_tensors(int8, inputs,
-                                       [int8_names[graph.tensor_names[t]] for t in shared])
-    for f_values, q_values in zip(exact, approximate, strict=True):
-        for tensor, f, q in zip(shared, f_values, q_values, strict=True):
-            pairs[tensor].append((f, q))
-    errors = {t: noise_to_signal(pairs[t]) for t in shared}
-    result = {}
-    for tensor, error in errors.items():
-        producer = graph.producer(tensor)
-        if producer is not None and producer.kind in RESHAPING:
-            inherited = error  # the same values, rearranged: nothing added
-        else:
-            inherited = max((errors.get(i, 0.0) for i in producer.inputs
-                             if i in graph.activations), default=0.0) if producer else 0.0
-        result[tensor] = {"error": error, "local": max(error - inherited, 0.0)}
-    return result
 
 
 # --- the selection -----------------------------------------------------------------------------
@@ -368,7 +327,7 @@ def measure_alone(units: list[Unit], graph: Graph, quantizer: Quantizer, inputs:
         rows.append({"tensor": unit.name, "label": unit.label,
                      "ops": [f"{graph.ops[i].kind} {label_of(graph.ops[i].name)}"
                              for i in unit.ops],
-                     "weight_ops": graph.weight_ops(unit.ops),
+                     "float_ops": len(unit.ops), "weight_ops": graph.weight_ops(unit.ops),
                      **output_effect(reference, judge(model, inputs, output_kind))})
     return rows
 
@@ -396,7 +355,7 @@ def greedy(order: list[Unit], graph: Graph, quantizer: Quantizer, inputs: np.nda
               "skipped": None, "latency_vs_int8": 1.0, **start}]
     kept: set[int] = set()
     best: tuple[dict[str, Any], set[int], bytes] = (curve[0], kept, int8)
-    current = curve[0]
+    current = per_image_kl(reference, judge(int8, inputs, output_kind))
     if meets(start["loss_points"], budget_points):
         return curve, curve[0], kept, int8
     for step, unit in enumerate(order, start=1):
@@ -412,16 +371,18 @@ def greedy(order: list[Unit], graph: Graph, quantizer: Quantizer, inputs: np.nda
             point["skipped"] = "max_layers"
             continue
         model = quantizer(graph.denylist(trial))
-        point.update(output_effect(reference, judge(model, inputs, output_kind)))
-        if point["kl_divergence"] >= current["kl_divergence"]:
-            point["skipped"] = "no gain"
+        probabilities = judge(model, inputs, output_kind)
+        point.update(output_effect(reference, probabilities))
+        divergence = per_image_kl(reference, probabilities)
+        if not significant_gain(current, divergence):
+            point["skipped"] = "no significant gain"
             continue
         point["latency_vs_int8"] = round(timer(model, int8), 3)
         if point["latency_vs_int8"] > max_latency_vs_int8:
             point["skipped"] = "max_latency_vs_int8"
             continue
         point["accepted"] = True
-        kept, current = trial, point
+        kept, current = trial, divergence
         if (point["loss_points"], point["kl_divergence"]) < (best[0]["loss_points"],
                                                             best[0]["kl_divergence"]):
             best = (point, kept, model)
@@ -462,9 +423,11 @@ def select_float_ops(calibrated: bytes, quantizer: Quantizer, float_model: bytes
 
     Returns:
         ``(selection, model)``: the selection (``selection.json``: ``images``, the params,
-        ``int8`` (the all-int8 model's effect), ``candidates`` (every unit's cheap ranking:
-        ``rank``, ``tensor``, ``label``, ``error``, ``local``, ``float_ops``), ``alone``
-        (:func:`measure_alone` of the shortlist), ``curve`` (:func:`greedy`), and the choice:
+        ``int8`` (the all-int8 model's effect), ``candidates`` (every unit ranked alone on
+        the first :data:`RANKING_IMAGES` images: ``rank``, ``tensor``, ``label``,
+        ``float_ops``, ``weight_ops``, ``kl_divergence``, ``agreement``), ``alone``
+        (:func:`measure_alone` of the shortlist on all images), ``curve`` (:func:`greedy`),
+        and the choice:
         ``layers_kept``, ``float_layers`` (the denylist), ``float_ops``, ``agreement``,
         ``loss_points``, ``kl_divergence``, ``budget_met``, ``latency_vs_int8``) and the
         chosen real model.
@@ -475,13 +438,16 @@ def select_float_ops(calibrated: bytes, quantizer: Quantizer, float_model: bytes
     reference = judge(float_model, inputs, output_kind)
     start = output_effect(reference, judge(int8, inputs, output_kind))
     units = candidate_units(graph)
-    errors = local_errors(graph, calibrated, int8, inputs[:RANKING_IMAGES])
-    ranked = sorted((u for u in units if u.tensor in errors),
-                    key=lambda u: (-errors[u.tensor]["local"], u.tensor))
-    candidates = [{"rank": rank, "tensor": u.name, "label": u.label,
-                   "error": errors[u.tensor]["error"], "local": errors[u.tensor]["local"],
-                   "float_ops": len(u.ops)} for rank, u in enumerate(ranked, start=1)]
-    shortlist = ranked[:SHORTLIST]
+    few = min(len(inputs), RANKING_IMAGES)
+    ranking = measure_alone(units, graph, quantizer, inputs[:few], reference[:few],
+                            output_kind)
+    baseline = output_effect(reference[:few], judge(int8, inputs[:few], output_kind))
+    order = sorted(range(len(units)), key=lambda i: (ranking[i]["kl_divergence"], i))
+    candidates = [{"rank": rank, **{key: ranking[i][key] for key in (
+        "tensor", "label", "float_ops", "weight_ops", "kl_divergence", "agreement")}}
+        for rank, i in enumerate(order, start=1)]
+    shortlist = [units[i] for i in order[:SHORTLIST]
+                 if ranking[i]["kl_divergence"] < baseline["kl_divergence"]]
     alone = measure_alone(shortlist, graph, quantizer, inputs, reference, output_kind)
     helpful = sorted((pair for pair in zip(shortlist, alone, strict=True)
                       if pair[1]["kl_divergence"] < start["kl_divergence"]),
