@@ -24,12 +24,13 @@ rounding cannot see):
    real model is measured (agreement with the float32 model on the judging images) and timed
    against the all-int8 model (:func:`litequant.core.timing.paired_ratio`, 1 thread, the two
    invoked in turn); a unit that would take the model over ``max_latency_vs_int8`` or over
-   ``max_layers`` weight ops kept float, or whose paired per-image KL decrease over the model
-   so far is not beyond noise (:func:`significant_gain`), is skipped. It stops at the first
-   model that loses at most ``budget_points`` of agreement (budget met): neither the flips
-   seen on the judging images nor those expected from their logit margins (:func:`expected_loss_points`, smooth where 100 images count in
-   whole points) may exceed it. When none does, the closest model built (smallest loss, then
-   lowest KL) is kept and the record says the budget was not met.
+   ``max_layers`` weight ops kept float, or whose paired per-image KL decrease over the model so
+   far is not beyond noise (:func:`significant_gain`), is skipped. It stops at the first model
+   that loses at most ``budget_points`` of agreement (budget met): neither the flips seen on the
+   judging images nor those expected from their logit margins (:func:`expected_loss_points`,
+   smooth where 100 images count in whole points) may exceed it. When none does, the closest
+   model built (smallest loss, then lowest KL) is kept and the record says the budget was not
+   met.
 
 The judging images are the real calibration images (never the evaluation split). The model
 returned is the chosen step's real model (the passes that follow, e.g. bias correction, then
