@@ -233,7 +233,8 @@ def selection_png(selection: dict[str, Any] | None, title: str) -> bytes:
         rejected = [p for p in built if not p["accepted"]]
         if rejected:
             axes.scatter([p["layers_kept"] for p in rejected], [p["agreement"] for p in rejected],
-                         marker="x", color="grey", label="tried, skipped (latency, or no gain beyond noise)")
+                         marker="x", color="grey",
+                         label="tried, skipped (latency, or no gain beyond noise)")
         floor = 100.0 - selection["budget_points"]
         axes.axhline(floor, color="grey", linestyle="--", linewidth=0.8,
                      label=f"budget: {selection['budget_points']:g} points lost")
