@@ -54,22 +54,24 @@ def model_params(model: Path) -> dict[str, Any]:
     return {"source": str(model.resolve())}
 
 
-def study_arguments(parser: argparse.ArgumentParser) -> None:
+def study_arguments(parser: argparse.ArgumentParser, peer_required: bool = True) -> None:
     """The scratch folder, images, model and peer arguments (this study and ``split_study``)."""
     parser.add_argument("root", type=Path, help="an empty folder for the scratch project")
     parser.add_argument("--images", type=Path, required=True,
                         help="an ImageNet-style folder (<folder>/<synset>/<image>)")
     parser.add_argument("--model", type=Path, required=True,
                         help="a .keras file, or a MobileNetV2 .weights.h5 file")
-    parser.add_argument("--peer", type=Path, required=True,
+    parser.add_argument("--peer", type=Path, required=peer_required,
                         help="the model's QAT int8 twin (.tflite, background class first)")
 
 
-def source_params(images: Path, model: Path, peer: Path) -> dict[str, dict[str, Any]]:
-    """The ``fetch``, ``model`` and ``peer`` params sections for the study's inputs."""
+def source_params(images: Path, model: Path, peer: Path | None) -> dict[str, dict[str, Any]]:
+    """The ``fetch``, ``model`` and ``peer`` params sections for the study's inputs (no peer
+    row when ``peer`` is ``None``)."""
     return {"fetch": {"source": "folder", "folder": str(images.resolve())},
             "model": model_params(model),
-            "peer": {"path": str(peer.resolve()), "label_offset": 1}}
+            "peer": ({"path": str(peer.resolve()), "label_offset": 1} if peer is not None
+                     else {"path": None})}
 
 
 def study(root: Path, images: Path, model: Path, peer: Path, bias_correction: str

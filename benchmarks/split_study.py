@@ -15,8 +15,18 @@ pooled over all splits:
   A photo is evaluated in about two splits of three, each time under another calibration set,
   so the pooled counts are not fully independent: read the test as a guide.
 
-Latency is not measured (every row has ``int8``'s ops and speed; ``fidelity_study.py`` measures
-it). Run from the repository root, e.g.::
+``--mixed`` adds ``int8_selective`` and ``int16x8`` to the rows (``--rows``), with
+issue 25's check (the budgeted variant against int16x8 and float); ``--peer`` may be left out (a
+model without a QAT twin). E.g. for EfficientNet-Lite1::
+
+    python benchmarks/split_study.py /tmp/splits-lite1 --splits 3 --mixed \
+        --images ../shared/imagenet-sample/val \
+        --model ../shared/models/efficientnet_lite1_imagenet.keras \
+        --preprocessing tf
+
+Latency is not measured (every default row has ``int8``'s ops and speed; ``fidelity_study.py``
+measures it, and ``selection_latency.py`` int8_selective's against int8's). Run from the
+repository root, e.g.::
 
     python benchmarks/split_study.py /tmp/splits-v2 --splits 3 \\
         --images ../shared/imagenet-sample/val \\
@@ -67,6 +77,12 @@ from litequant.report.summary import (  # noqa: E402
 
 #: The variants measured: the baseline and the fidelity methods built by default.
 ROWS = (FIDELITY_BASELINE, "int8", "int8_grid", "int8_mse")
+#: ``--mixed`` adds these rows: the budgeted mixed-precision variant and 16-bit activations.
+MIXED_ROWS = ("int8_selective", "int16x8")
+#: Issue 25's acceptance: the budgeted variant's agreement at least int16x8's minus this ...
+MIXED_AGREEMENT_MARGIN = 0.5
+#: ... and its top-1 at most this far below the float Keras model's (points, pooled).
+MIXED_TOP1_MARGIN = 0.3
 
 
 def run_split(project: Path, seed: int, rows: tuple[str, ...] = ROWS, peer: bool = True
@@ -114,7 +130,8 @@ def render(splits: list[dict[str, Any]], model: Path, rows: tuple[str, ...] = RO
     images = sum(split["metrics"][FLOAT_MODEL_ROW]["images"] for split in splits)
     peer = PEER_ROW in splits[0]["metrics"]
     against_plain = [paired_changes(split["predictions"]) for split in splits]
-    against_peer = [paired_changes(split["predictions"], baseline=PEER_ROW) for split in splits]
+    against_peer = ([paired_changes(split["predictions"], baseline=PEER_ROW) for split in splits]
+                    if peer else [{} for _ in splits])
     lines = [f"### {model.name}: {len(splits)} splits, {images} evaluations in all", "",
              "| row | " + " | ".join(f"agreement, split {seed}" for seed in range(len(splits)))
              + " | agreement, pooled | top-1, pooled | won / lost vs int8_plain |"
@@ -133,6 +150,9 @@ def render(splits: list[dict[str, Any]], model: Path, rows: tuple[str, ...] = RO
     def row(name: str) -> dict[str, float]:
         return {key: pooled(splits, name, key) for key in ("agreement", "top1")}
 
+    if all(name in rows for name in MIXED_ROWS):
+        lines += ["", mixed_acceptance(row("int8_selective"), row("int16x8"),
+                                       pooled(splits, FLOAT_MODEL_ROW, "top1"))]
     if not peer or "int8" not in rows:
         return "\n".join([*lines, "", f"- pooled, best integer row `{best}`: agreement "
                           f"{pooled(splits, best, 'agreement'):.2f}, won / lost vs int8_plain "
@@ -141,6 +161,18 @@ def render(splits: list[dict[str, Any]], model: Path, rows: tuple[str, ...] = RO
         f"pooled, best row `{best}`", row(best), pooled(splits, PEER_ROW, "agreement"),
         pooled(splits, FLOAT_MODEL_ROW, "top1"), row("int8"), row(FIDELITY_BASELINE), digits=2)
     return "\n".join(lines)
+
+
+def mixed_acceptance(selective: dict[str, float], int16x8: dict[str, float],
+                     float_top1: float) -> str:
+    """Issue 25's figures check of the budgeted variant (latency is measured elsewhere)."""
+    verdict = {True: "holds", False: "FAILS"}
+    agreement = selective["agreement"] >= int16x8["agreement"] - MIXED_AGREEMENT_MARGIN
+    top1 = selective["top1"] >= float_top1 - MIXED_TOP1_MARGIN
+    return (f"- pooled int8_selective agreement {selective['agreement']:.2f} vs int16x8 "
+            f"{int16x8['agreement']:.2f} − {MIXED_AGREEMENT_MARGIN} → {verdict[agreement]}; "
+            f"top-1 {selective['top1']:.2f} vs float {float_top1:.2f} − {MIXED_TOP1_MARGIN} → "
+            f"{verdict[top1]}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,10 +190,12 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated variants, int8_plain first (default "
                              f"{','.join(ROWS)})")
     parser.add_argument("--splits", type=int, default=3, help="seeds 0 .. K-1 (default 3)")
+    parser.add_argument("--mixed", action="store_true",
+                        help=f"also measure {' and '.join(MIXED_ROWS)} (issue 25)")
     args = parser.parse_args(argv)
     if args.splits < 1:
         parser.error(f"--splits must be at least 1, got {args.splits}")
-    rows = tuple(filter(None, args.rows.split(",")))
+    rows = tuple(filter(None, args.rows.split(","))) + (MIXED_ROWS if args.mixed else ())
     if rows[:1] != (FIDELITY_BASELINE,):
         parser.error(f"--rows must start with {FIDELITY_BASELINE}")
     unknown = [name for name in rows if name not in REGISTRY]

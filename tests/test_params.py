@@ -221,6 +221,9 @@ def test_convert_selection_settings_are_checked() -> None:
     params["convert"]["selection"]["budget_points"] = -1
     assert "convert.selection.budget_points" in refusal(params, "convert")
     params = repo_params()
+    params["convert"]["selection"]["max_latency_vs_int8"] = 0.9  # faster than int8: never
+    assert "convert.selection.max_latency_vs_int8" in refusal(params, "convert")
+    params = repo_params()
     del params["convert"]["selection"]["max_layers"]
     assert "convert.selection.max_layers is missing" in refusal(params, "convert")
 

@@ -258,47 +258,39 @@ def test_layer_errors_name_the_layers_of_a_real_architecture(mobilenet_run: Path
 
 def test_int8_selective_keeps_the_chosen_layers_float_and_records_the_selection(
         pipeline_run: Path) -> None:
-    from litequant.quantize.passes.selection import float_weight_positions, weight_ops_of
+    from litequant.quantize.passes.selection import float_weight_positions
 
     folder = pipeline_run / "data/convert/int8_selective"
     record = json.loads((folder / "conversion.json").read_text())
     entry = load(pipeline_run / "params.yaml")["convert"]["selection"]
     assert record["status"] == "ok" and record["built_from"] == ["float32"]
-    assert (record["budget_points"], record["max_layers"]) == (entry["budget_points"],
-                                                               entry["max_layers"])
+    assert (record["budget_points"], record["max_latency_vs_int8"], record["max_layers"]) == (
+        entry["budget_points"], entry["max_latency_vs_int8"], entry["max_layers"])
     selection = json.loads((folder / "selection.json").read_text())
-    float_ops = weight_ops_of((pipeline_run / "data/convert/float32/model.tflite").read_bytes())
-    # every weight op of float32 ranked once; the curve runs k = 0 .. max_layers (or every
-    # weight op, when the model has fewer)
-    assert sorted(row["position"] for row in selection["ranking"]) == list(range(len(float_ops)))
-    assert [p["layers_kept"] for p in selection["curve"]] == list(
-        range(min(entry["max_layers"], len(float_ops)) + 1))
-    kept = selection["layers_kept"]
-    assert record["float_layers"] == [op.tensor_name for op in float_ops
-                                      if op.position in {row["position"] for row in
-                                                         selection["ranking"][:kept]}]
-    met = 100.0 - selection["curve"][kept]["agreement"] <= entry["budget_points"] + 1e-9
-    assert record["budget_met"]["simulated"] == met
-    assert record["calibration_agreement"]["real"] == selection["real"]["agreement"]
-    # the real model keeps exactly those ops float (their names are the denylist's names) ...
+    # every step's real model measured; the chosen one within the limits
+    assert selection["curve"][0]["layers_kept"] == 0
+    assert record["layers_kept"] == selection["layers_kept"] <= entry["max_layers"]
+    assert selection["latency_vs_int8"] <= entry["max_latency_vs_int8"]
+    assert record["float_layers"] == selection["float_layers"]
+    assert record["budget_met"] == (selection["loss_points"] <= entry["budget_points"] + 1e-9)
+    assert record["calibration_agreement"] == {"selected": selection["agreement"],
+                                               "int8": selection["int8"]["agreement"]}
+    assert "latency_vs_int8" not in record  # wall-clock values stay in selection.json
+    # the real model keeps that many weight ops float (bias correction keeps them)
     model = (folder / "model.tflite").read_bytes()
-    assert float_weight_positions(model) == [op["position"] for op in selection["float_ops"]]
-    # ... and the names of float32's weight ops are those the QuantizationDebugger reports
-    debugged = {row["tensor_name"] for row in csv.DictReader(
-        (pipeline_run / "reports/layer_errors.csv").open())}
-    assert {op.tensor_name for op in float_ops} <= debugged
+    assert len(float_weight_positions(model)) == selection["layers_kept"]
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=model)
     assert interpreter.get_input_details()[0]["dtype"] == np.int8
     metrics = json.loads((pipeline_run / "reports/variants.json").read_text())
     assert metrics["int8_selective"]["float_layers"] == record["float_layers"]
-    assert metrics["int8_selective"]["budget_met_real"] == record["budget_met"]["real"]
+    assert metrics["int8_selective"]["budget_met"] == record["budget_met"]
     summary = (pipeline_run / "reports/summary.md").read_text()
-    assert f"{kept} layer(s) kept float by output sensitivity" in summary
+    assert f"{selection['layers_kept']} weight op(s) kept float, chosen on the real" in summary
     curve = list(csv.DictReader((pipeline_run / "reports/plots/selection_curve.csv").open()))
-    assert [float(p["agreement"]) for p in curve] == [p["agreement"]
-                                                      for p in selection["curve"]]
+    assert [p["agreement"] for p in curve] == [
+        "" if p.get("agreement") is None else str(p["agreement"]) for p in selection["curve"]]
     assert (pipeline_run / "reports/plots/selection_curve.png").read_bytes()[:4] == b"\x89PNG"
 
 

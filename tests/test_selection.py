@@ -1,6 +1,6 @@
-"""Output-sensitivity ranking and the budgeted choice of int8_selective's float layers
-(:mod:`litequant.quantize.passes.selection`), on tiny Keras models converted by the real
-converter."""
+"""int8_selective's ops kept float, chosen on the real int8 model
+(:mod:`litequant.quantize.passes.selection`), on a tiny Keras model converted by the real
+converter, with one activation made fragile on purpose."""
 
 from __future__ import annotations
 
@@ -9,29 +9,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from litequant.quantize.flatbuffer import buffer_array, read_model, weighted_ops
-from litequant.quantize.passes import selection as sensitivity
-from litequant.quantize.passes.weight_grid import fake_quantize
+from litequant.quantize.passes import selection as sel
 
-IMAGES = 40  # the ranking reads the first 32 (sensitivity.RANKING_IMAGES), the budget all
+IMAGES = 40
+OUTPUT = "probabilities"
 
 
-def fragile_model(fragile: str):
+def fragile_activation_model():
     """conv_a -> conv_b -> conv_c -> flatten -> dense softmax, random weights.
 
-    Output channel 0 of every conv is dead (a bias of -1000 before the ReLU). The ``fragile``
-    layer gets a weight of 1000 on that dead input channel in every output channel: harmless
-    in float, but per-channel int8 rounding (scale 1000 / 127) then rounds all its other
-    weights to zero.
+    ``conv_b`` (linear) adds a bias of 1000 to its output channel 0, which ``conv_c`` ignores
+    (zero weights on that input channel): harmless in float, and every weight quantizes
+    per channel as well as any other layer's, but the per-tensor int8 range of conv_b's output
+    then spans about 1000, a step of about 4, far coarser than the informative channels' spread
+    of a few units: quantizing that one activation destroys the model.
     """
     import keras
 
     rng = np.random.default_rng(0)
     inputs = keras.Input((8, 8, 3))
-    x = inputs
-    for name in ("conv_a", "conv_b", "conv_c"):
-        x = keras.layers.Conv2D(8, 3 if name == "conv_a" else 1, padding="same",
-                                activation="relu", name=name)(x)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv_a")(inputs)
+    x = keras.layers.Conv2D(8, 1, name="conv_b")(x)
+    x = keras.layers.Conv2D(8, 1, activation="relu", name="conv_c")(x)
     x = keras.layers.Flatten()(x)
     model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="head")(x))
     for layer in model.layers:
@@ -43,123 +42,200 @@ def fragile_model(fragile: str):
         kernel = rng.normal(scale=gain / np.sqrt(fan_in), size=weights[0].shape).astype(
             np.float32)
         bias = np.zeros(weights[1].shape, np.float32)
-        if layer.name != "head":
-            bias[0] = -1000.0  # output channel 0 of every conv is dead after the ReLU
-        if layer.name == fragile:
-            kernel[..., 0, :] = 0.0
-            kernel[0, 0, 0, :] = 1000.0  # an outlier on the dead input channel
+        if layer.name == "conv_b":
+            bias[0] = 1000.0  # one huge channel sets the tensor's int8 range
+        if layer.name == "conv_c":
+            kernel[:, :, 0, :] = 0.0  # ... and is ignored downstream
         layer.set_weights([kernel, bias])
     return model
-
-
-@pytest.fixture(scope="module")
-def converted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, bytes]]:
-    """``{fragile layer: (SavedModel folder, float32 .tflite bytes)}``."""
-    pytest.importorskip("keras")
-    from litequant.quantize.conversion import convert_variant
-
-    built = {}
-    for fragile in ("conv_b", "conv_c"):
-        folder = tmp_path_factory.mktemp(fragile) / "saved_model"
-        fragile_model(fragile).export(str(folder), format="tf_saved_model", verbose=False)
-        built[fragile] = (folder, convert_variant(folder, "float32"))
-    return built
 
 
 def calibration_images() -> np.ndarray:
     return np.random.default_rng(1).normal(size=(IMAGES, 8, 8, 3)).astype(np.float32)
 
 
-def test_weight_rounding_rewrites_only_the_chosen_ops_weights(converted) -> None:
-    _, float_model = converted["conv_b"]
-    rounding = sensitivity.WeightRounding(float_model)
-    assert [op.op for op in rounding.ops] == ["CONV_2D"] * 3 + ["FULLY_CONNECTED"]
-    assert rounding.model_bytes([]) == float_model
-    patched = rounding.model_bytes([1])
-    assert len(patched) == len(float_model) and patched != float_model
-    original, rewritten = read_model(float_model), read_model(patched)
-    for position, ((_, op), (_, new_op)) in enumerate(zip(
-            weighted_ops(original), weighted_ops(rewritten), strict=True)):
-        w = buffer_array(original, original.subgraphs[0].tensors[op.inputs[1]], np.float32)
-        got = buffer_array(rewritten, rewritten.subgraphs[0].tensors[new_op.inputs[1]],
-                           np.float32)
-        if position == 1:  # conv_b: the converter's per-output-channel rounding, axis 0
-            np.testing.assert_array_equal(got, fake_quantize(w, 0, "max").astype(np.float32))
-            assert np.count_nonzero(got) == 8  # only the outliers survive
-        else:
-            np.testing.assert_array_equal(got, w)
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes | Path]:
+    """The SavedModel, its float32 and calibrated conversions."""
+    pytest.importorskip("keras")
+    from litequant.quantize.conversion import calibrate_int8, convert_variant
+
+    folder = tmp_path_factory.mktemp("fragile") / "saved_model"
+    fragile_activation_model().export(str(folder), format="tf_saved_model", verbose=False)
+    return {"saved_model": folder, "float32": convert_variant(folder, "float32"),
+            "calibrated": calibrate_int8(folder, calibration_images())}
 
 
-@pytest.mark.parametrize("fragile", ["conv_b", "conv_c"])
-def test_the_fragile_layer_is_ranked_first(converted, fragile: str) -> None:
-    _, float_model = converted[fragile]
+@pytest.fixture(scope="module")
+def selected(converted) -> tuple[dict, bytes]:
+    """The selection within a 10-point budget, no latency ceiling to speak of."""
+    calibrated = converted["calibrated"]
+    return sel.select_float_ops(
+        calibrated, quantizer(calibrated), converted["float32"], calibration_images(), OUTPUT,
+        budget_points=10.0, max_latency_vs_int8=100.0, max_layers=4)
+
+
+def quantizer(calibrated: bytes):
+    from litequant.quantize.conversion import quantize_calibrated
+
+    return lambda denylist: quantize_calibrated(calibrated, denylist)
+
+
+def float_op_labels(selection: dict) -> list[str]:
+    return [op["label"] for op in selection["float_ops"]]
+
+
+def test_significant_gain_is_a_paired_test() -> None:
+    before = np.array([1.0, 1.0, 1.0, 1.0])
+    assert sel.significant_gain(before, before - 0.1)  # every image better: no spread
+    # mean gain 0.05, spread 0.5 per image: within noise
+    assert not sel.significant_gain(before, before - np.array([0.55, -0.45, 0.55, -0.45]))
+    assert not sel.significant_gain(before, before + 0.1)
+    np.testing.assert_allclose(sel.per_image_kl(np.array([[0.5, 0.5]]),
+                                                np.array([[0.25, 0.75]])),
+                               [0.5 * np.log(2.0) + 0.5 * np.log(0.5 / 0.75)])
+
+
+def test_quantize_calibrated_matches_the_converter(converted) -> None:
+    from litequant.quantize.conversion import convert_variant
+
     images = calibration_images()
-    rounding = sensitivity.WeightRounding(float_model)
-    reference = sensitivity.run_model(float_model, images, "probabilities")
-    ranking = sensitivity.rank_weight_ops(rounding, images, reference, "probabilities")
-    assert [row["rank"] for row in ranking] == [1, 2, 3, 4]
-    assert fragile in ranking[0]["label"] and fragile in ranking[0]["tensor_name"]
-    assert ranking[0]["kl_divergence"] > 10 * ranking[1]["kl_divergence"]
-    assert ranking[0]["agreement"] < ranking[1]["agreement"]
-    kl = [row["kl_divergence"] for row in ranking]
-    assert kl == sorted(kl, reverse=True)
+    plain = convert_variant(converted["saved_model"], "int8", images)
+    again = quantizer(converted["calibrated"])([])
+    np.testing.assert_array_equal(sel.run_model(plain, images, OUTPUT),
+                                  sel.run_model(again, images, OUTPUT))
+    assert sel.float_weight_positions(again) == []
 
 
-def test_fewest_layers_meeting_the_budget() -> None:
-    def curve(*agreements: float) -> list[dict]:
-        return [{"layers_kept": k, "agreement": a, "loss_points": 100.0 - a}
-                for k, a in enumerate(agreements)]
+def test_units_are_activations_with_their_producer_and_readers(converted) -> None:
+    graph = sel.graph_of(converted["calibrated"])
+    units = {unit.label: [graph.ops[i].kind for i in unit.ops]
+             for unit in sel.candidate_units(graph)}
+    # conv_a's output: conv_a and conv_b; conv_b's: conv_b and conv_c; conv_c's: conv_c and
+    # the flatten's RESHAPE (its SHAPE reader writes integers: not kept float)
+    assert units["conv_a_1"] == ["CONV_2D", "CONV_2D"]
+    assert units["conv_b_1"] == ["CONV_2D", "CONV_2D"]
+    assert units["conv_c_1"] == ["CONV_2D", "RESHAPE"]
 
-    assert sensitivity.fewest_layers(curve(90.0, 99.0, 99.6, 100.0), 0.5) == (2, True)
-    assert sensitivity.fewest_layers(curve(99.5, 100.0), 0.5) == (0, True)
-    # no point meets it: the best agreement, the fewest layers among equals
-    assert sensitivity.fewest_layers(curve(90.0, 97.0, 98.0, 98.0), 0.5) == (2, False)
 
-
-def test_selection_keeps_the_fragile_layer_float_and_the_real_model_agrees(converted) -> None:
-    from litequant.quantize.conversion import convert_selective, convert_variant
-
-    saved_model, float_model = converted["conv_b"]
+def test_logits_model_drops_the_final_softmax(converted) -> None:
     images = calibration_images()
-    selection = sensitivity.select_float_ops(float_model, images, "probabilities",
-                                             budget_points=10.0, max_layers=3)
-    curve = selection["curve"]
-    assert [p["layers_kept"] for p in curve] == [0, 1, 2, 3]  # every point evaluated
-    assert curve[0]["loss_points"] > 10.0  # all int8 weights: the budget is not met
-    assert selection["layers_kept"] == 1 and selection["budget_met_simulated"]
-    assert [op["label"] for op in selection["float_ops"]] == [selection["ranking"][0]["label"]]
-    assert "conv_b" in selection["float_layers"][0]
-    # the real conversion with those tensor names denylisted keeps exactly that op float
-    # (real_check raises otherwise), and agrees far better than plain int8
-    selective = convert_selective(saved_model, images, selection["float_layers"])
-    assert sensitivity.float_weight_positions(selective) == [1]
-    real = sensitivity.real_check(selection, selective, float_model, images, "probabilities")
-    plain = convert_variant(saved_model, "int8", images)
-    assert sensitivity.float_weight_positions(plain) == []
-    reference = sensitivity.run_model(float_model, images, "probabilities")
-    int8 = sensitivity.output_effect(reference, sensitivity.run_model(plain, images,
-                                                                      "probabilities"))
-    assert real["agreement"] > int8["agreement"] + 20.0
-    assert real["budget_met"] == (real["loss_points"] <= 10.0)
-    record = sensitivity.record_fields(selection, real)
+    logits, found = sel.logits_model(converted["float32"])
+    assert found
+    np.testing.assert_allclose(sel.run_model(logits, images, "logits"),
+                               sel.run_model(converted["float32"], images, OUTPUT), atol=1e-5)
+    assert sel.logits_model(logits) == (logits, False)  # no softmax left
+
+
+def test_the_fragile_activation_is_kept_float(converted, selected) -> None:
+    images = calibration_images()
+    calibrated = converted["calibrated"]
+    selection, model = selected
+    # the cheap ranking shortlists conv_b's output, and keeping it float (conv_b and its
+    # reader conv_c) is the one step taken, measured best alone: the budget holds for real
+    assert selection["candidates"][0]["label"] == "conv_b_1"  # ranked first alone
+    assert min(selection["alone"], key=lambda row: row["kl_divergence"])["label"] == "conv_b_1"
+    assert selection["int8"]["loss_points"] > 10.0
+    assert float_op_labels(selection) == ["conv_b_1", "conv_c_1"]
+    assert selection["budget_met"] and selection["agreement"] >= 90.0
+    assert selection["layers_kept"] == 2 and sel.float_weight_positions(model) == [1, 2]
+    assert [p["step"] for p in selection["curve"]] == [0, 1]
+    sel.check_float_ops(selection, model)
+    # conv_b kept float alone does not help: its output is quantized again for conv_c
+    reference = sel.judge(converted["float32"], images, OUTPUT)
+    alone = sel.output_effect(reference, sel.judge(
+        quantizer(calibrated)([selection["float_layers"][0]]), images, OUTPUT))
+    assert alone["agreement"] < selection["agreement"] - 20.0
+    record = sel.record_fields(selection)
     assert record["float_layers"] == selection["float_layers"]
-    assert record["budget_points"] == 10.0 and record["max_layers"] == 3
-    assert record["budget_met"] == {"simulated": True, "real": real["budget_met"]}
-    assert record["calibration_agreement"] == {"simulated": curve[1]["agreement"],
-                                               "real": real["agreement"]}
-    assert (record["ranking_images"], record["budget_images"]) == (32, IMAGES)
-    assert "selection_seconds" not in record  # no wall-clock value in an output
-    # denylisting another op than the chosen one is caught
-    wrong = convert_selective(saved_model, images, [selection["ranking"][1]["tensor_name"]])
-    with pytest.raises(RuntimeError, match="denylist names do not match"):
-        sensitivity.real_check(selection, wrong, float_model, images, "probabilities")
+    assert record["budget_met"] and record["budget_images"] == IMAGES
+    assert record["calibration_agreement"] == {"selected": selection["agreement"],
+                                               "int8": selection["int8"]["agreement"]}
+    assert "latency_vs_int8" not in record  # no wall-clock value in conversion.json
 
 
-def test_labels_name_the_weight_op_of_a_fused_tensor_name() -> None:
-    fused = ("mnv2_1/expanded_conv_depthwise_relu_1/Relu6;mnv2_1/expanded_conv_depthwise_BN_1/"
-             "batchnorm/add_1;mnv2_1/expanded_conv_depthwise_1/depthwise;mnv2_1/"
-             "expanded_conv_depthwise_BN_1/Cast_3/ReadVariableOp1")
-    assert sensitivity.WeightOp(1, "DEPTHWISE_CONV_2D", fused).label \
-        == "expanded_conv_depthwise_1"
-    assert sensitivity.WeightOp(0, "FULLY_CONNECTED", "model/head_1/MatMul2").label == "head_1"
-    assert sensitivity.WeightOp(0, "CONV_2D", "out:0").label == "out:0"
+def test_latency_ceiling_is_respected_and_a_missed_budget_is_recorded(converted) -> None:
+    images = calibration_images()
+    calibrated = converted["calibrated"]
+
+    def timer(candidate: bytes, int8: bytes) -> float:  # 10 % per float weight op
+        return 1.0 + 0.1 * len(sel.float_weight_positions(candidate))
+
+    selection, model = sel.select_float_ops(
+        calibrated, quantizer(calibrated), converted["float32"], images, OUTPUT,
+        budget_points=10.0, max_latency_vs_int8=1.15, max_layers=4, timer=timer)
+    built = [p for p in selection["curve"] if p.get("agreement") is not None]
+    assert all(p["latency_vs_int8"] <= 1.15 for p in built if p["accepted"])
+    assert any(p["skipped"] == "max_latency_vs_int8" for p in selection["curve"])
+    assert not selection["budget_met"]  # the fragile unit (2 weight ops) costs 1.2x
+    assert selection["latency_vs_int8"] <= 1.15
+    assert selection["agreement"] == max(p["agreement"] for p in built if p["accepted"])
+    assert len(sel.float_weight_positions(model)) == selection["layers_kept"] <= 1
+    assert not sel.record_fields(selection)["budget_met"]
+    # max_layers binds the same way
+    capped, _ = sel.select_float_ops(
+        calibrated, quantizer(calibrated), converted["float32"], images, OUTPUT,
+        budget_points=10.0, max_latency_vs_int8=100.0, max_layers=1, timer=timer)
+    assert capped["layers_kept"] <= 1 and not capped["budget_met"]
+    assert any(p["skipped"] == "max_layers" for p in capped["curve"])
+
+
+def test_latency_ratio_times_real_models(converted) -> None:
+    calibrated = converted["calibrated"]
+    int8 = quantizer(calibrated)([])
+    ratio = sel.latency_ratio(int8, int8)
+    assert 0.2 < ratio < 5.0  # the same model against itself, interleaved
+
+
+def test_bias_correction_applies_after_the_float_ops(converted, selected) -> None:
+    from litequant.core.params import CalibrationParams
+    from litequant.quantize.context import PassInputs
+    from litequant.quantize.passes import bias_correction
+
+    images = calibration_images()
+    selection, model = selected
+    inputs = PassInputs(saved_model=converted["saved_model"],
+                        float32_model=lambda: converted["float32"], calibration=images,
+                        calibration_params=CalibrationParams(
+                            num_images=IMAGES, source="images", seed=0,
+                            bias_correction="analytic"))
+    corrected, summary = bias_correction.apply(model, inputs)
+    assert sel.float_weight_positions(corrected) == sel.float_weight_positions(model)
+    assert isinstance(summary, dict)
+    reference = sel.judge(converted["float32"], images, OUTPUT)
+    effect = sel.output_effect(reference, sel.judge(corrected, images, OUTPUT))
+    assert effect["agreement"] >= selection["agreement"] - 5.0
+
+
+def test_the_report_shows_the_choice_agreement_verdict_and_latency(selected) -> None:
+    from litequant.report.plots import selection_png
+    from litequant.report.summary import selection_note
+
+    selection, _ = selected
+    note = selection_note(sel.record_fields(selection), selection)
+    assert note.startswith("2 weight op(s) kept float, chosen on the real int8 model")
+    assert f"{selection['agreement']:.1f}% against all-int8 " \
+           f"{selection['int8']['agreement']:.1f}% (expected loss " in note
+    assert ", met; p50" in note
+    assert f"p50 {selection['latency_vs_int8']:.2f}x the all-int8 model's" in note
+    assert note.endswith("CONV_2D conv_b_1, CONV_2D conv_c_1")
+    missed = {**sel.record_fields(selection), "budget_met": False}
+    assert "NOT met: the closest model within limits" in selection_note(missed)
+    assert selection_png(selection, "tiny")[:4] == b"\x89PNG"
+
+
+def test_expected_loss_points_hand_computed() -> None:
+    # two images, float margins log(0.6/0.4) and log(0.9/0.1); the model's margin errors
+    # -0.2 and +0.2 (RMS 0.2): Phi(-0.405/0.2) + Phi(-2.197/0.2), halved, in points
+    from math import erf, log, sqrt
+
+    reference = np.array([[0.6, 0.4], [0.9, 0.1]])
+    m = np.array([log(0.6 / 0.4), log(0.9 / 0.1)])
+    shifted = m + np.array([-0.2, 0.2])
+    probabilities = np.stack([1 / (1 + np.exp(-shifted)), 1 / (1 + np.exp(shifted))], axis=1)
+    want = 50.0 * sum(0.5 * (1 + erf(-x / 0.2 / sqrt(2))) for x in m)
+    assert sel.expected_loss_points(reference, probabilities) == pytest.approx(want, rel=1e-6)
+    assert sel.expected_loss_points(reference, reference) == 0.0
+    effect = sel.output_effect(reference, probabilities)
+    assert effect["observed_loss_points"] == 0.0  # no top-1 class flipped ...
+    assert effect["loss_points"] == effect["expected_loss_points"] > 1.0  # ... one may

@@ -137,6 +137,5 @@ def test_each_conversion_depends_on_exactly_what_its_composition_reads(resolved_
         for step, spec in registry.PASSES.items():
             path = spec.module.replace(".", "/") + ".py"
             uses = step in registry.VARIANTS[name].passes or (
-                step == "weight_grid" and name == "int8_selective") or (  # selection ranks with it
                 step == "bias_correction" and name == "int8_empirical")  # reuses its helpers
             assert (path in deps) == uses, (name, step)

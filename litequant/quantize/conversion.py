@@ -3,8 +3,9 @@
 :data:`SETTINGS` names every way the converter is set up (``float32``, ``float16``, ``dynamic``,
 ``int8``, ``int16x8``); a variant's base names one of them
 (:class:`litequant.quantize.registry.Converter`). Also used by ``layer_errors`` (the
-QuantizationDebugger on the ``int8`` settings) and by the denylist conversion of
-:mod:`litequant.quantize.passes.selection`. TensorFlow is imported only when converting.
+QuantizationDebugger on the ``int8`` settings) and by the denylist conversions of
+:mod:`litequant.quantize.passes.selection` (:func:`calibrate_int8`, :func:`quantize_calibrated`).
+TensorFlow is imported only when converting.
 """
 
 from __future__ import annotations
@@ -109,24 +110,38 @@ def build_base(base: Any, inputs: PassInputs) -> BaseResult:
     return convert_variant(inputs.saved_model, base.settings, representative), {}, {}
 
 
-def convert_selective(saved_model: Path, representative: np.ndarray,
-                      denylist: list[str]) -> bytes:
-    """Full-integer int8 conversion except the ops producing the ``denylist`` tensors.
+def calibrate_int8(saved_model: Path, representative: np.ndarray) -> bytes:
+    """The float model with activation ranges recorded, as the ``int8`` settings calibrate it.
 
-    ``denylist`` holds TFLite tensor names (column ``tensor_name`` of ``layer_errors.csv``);
-    those ops stay float, with quantize/dequantize ops around them. Input and output stay int8
-    (``fully_quantize``). Raises whatever the converter raises.
+    The converter with :data:`SETTINGS` ``["int8"]`` stopped after calibration
+    (``_experimental_calibrate_only``, what ``tf.lite.experimental.QuantizationDebugger`` does):
+    a float ``.tflite`` whose tensors carry the min/max seen on ``representative`` (``float32``
+    ``(N, h, w, 3)``, the model's input range). :func:`quantize_calibrated` turns it into int8
+    models in about a second each, without calibrating again. Raises whatever the converter
+    raises.
+    """
+    converter = build_converter(saved_model, "int8", representative)
+    converter._experimental_calibrate_only = True  # noqa: SLF001 (TensorFlow's debugger does it)
+    with native_stderr_silenced():
+        return bytes(converter.convert())
+
+
+def quantize_calibrated(calibrated: bytes, denylist: list[str]) -> bytes:
+    """Full-integer int8 model from :func:`calibrate_int8`'s output, except the ops producing
+    the ``denylist`` tensors (TFLite tensor names of the calibrated model), which stay float
+    with dequantize/quantize ops around them; two adjacent float ops pass a float tensor. Input
+    and output are int8, as in the ``int8`` settings' conversion (the same quantizer call the
+    converter makes; with an empty denylist the same model, but for buffer deduplication).
+    Raises whatever the quantizer raises.
     """
     import tensorflow as tf
+    from tensorflow.lite.python import convert
 
-    converter = build_converter(saved_model, "int8", representative)
-    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(denylist),
-                                                            fully_quantize=True)
     with native_stderr_silenced():
-        debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=converter, debug_dataset=representative_dataset(representative),
-            debug_options=options)
-        return debugger.get_nondebug_quantized_model()
+        return bytes(convert.mlir_quantize(
+            calibrated, disable_per_channel=False, fully_quantize=False,
+            input_data_type=tf.int8, output_data_type=tf.int8,
+            denylisted_nodes=list(denylist) or None))
 
 
 def debug_int8(saved_model: Path, representative: np.ndarray, debug_inputs: np.ndarray) -> str:

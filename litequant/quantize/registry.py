@@ -93,16 +93,17 @@ class EdgeQuantizer:
 
 @dataclass(frozen=True)
 class KeptFloat:
-    """A full-integer int8 conversion whose denylist (the layers kept float) is chosen by
-    output sensitivity on the float32 model within the ``convert.selection`` budget
-    (:mod:`litequant.quantize.passes.selection`)."""
+    """A full-integer int8 conversion whose denylist (the ops kept float) is chosen on the real
+    int8 model (calibrated once, re-quantized per denylist) within the ``convert.selection``
+    budget of agreement and latency (:mod:`litequant.quantize.passes.selection`)."""
 
     module: ClassVar[str] = f"{_PASSES}.selection"
     tool: ClassVar[str] = TF_CONVERTER
     failure: ClassVar[str] = "the converter failed"
     method: ClassVar[str] = "layers kept float"
-    legend: ClassVar[str] = ("the fewest layers, ranked by output sensitivity, that keep "
-                             "calibration agreement within `convert.selection`")
+    legend: ClassVar[str] = ("the fewest activations kept float (with the ops around them), each "
+                             "measured on the real int8 model, that keep calibration agreement "
+                             "within `convert.selection` at a bounded latency")
     params: ClassVar[str] = "convert.selection"
 
     @property
@@ -110,7 +111,7 @@ class KeptFloat:
         return frozenset({FLOAT32, CALIBRATION, REAL_CALIBRATION})
 
     def describe(self) -> str:
-        return "TFLiteConverter(int8, denylist chosen by output sensitivity)"
+        return "TFLiteConverter(int8, denylist chosen on the real int8 model)"
 
 
 @dataclass(frozen=True)
@@ -219,9 +220,9 @@ VARIANTS: dict[str, Variant] = {variant.name: variant for variant in (
             "biases corrected for the weight rounding", FromVariant("int8_plain"), (_BC,)),
     Variant("int16x8", "16-bit activations, 8-bit weights, int16 input and output",
             Converter("int16x8", True), (_BC,), kernel_note=_INT16_NOTE),
-    Variant("int8_selective", "int8 except the fewest layers, ranked by their effect on the "
-            "output, that keep calibration agreement within a budget: kept float", KeptFloat(),
-            (_BC,)),
+    Variant("int8_selective", "int8 except the fewest ops, chosen by their effect on the real int8 "
+            "model's output, that keep calibration agreement within a budget at a bounded "
+            "latency: kept float", KeptFloat(), (_BC,)),
     Variant("int8_grid", "int8 with per-channel weight scales chosen by reconstruction error "
             "(better rounding than round-to-nearest), int8 input and output",
             FromVariant("int8_plain"), ("weight_grid", _BC)),
@@ -383,13 +384,15 @@ check_registry()
 
 # --- params ------------------------------------------------------------------------------------
 class SelectionParams(Section):
-    """``convert.selection``: the budget of ``int8_selective``'s float layers."""
+    """``convert.selection``: the budget of ``int8_selective``'s float ops."""
 
     name: ClassVar[str] = KeptFloat.params
-    #: The most top-1 agreement (percentage points) with the float32 model that the float
-    #: layers' selection may lose on the calibration images.
+    #: The most top-1 agreement (percentage points) with the float32 model that the selected
+    #: model may lose on the (real) calibration images, measured on the real int8 model.
     budget_points: float = Field(ge=0, le=100)
-    #: The most layers (weight ops) kept float.
+    #: The most p50 latency (1 thread) relative to the all-int8 model, measured interleaved.
+    max_latency_vs_int8: float = Field(ge=1.0)
+    #: The most weight ops (convolutions, fully connected) kept float.
     max_layers: int = Field(ge=1)
 
 

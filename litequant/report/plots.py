@@ -10,7 +10,8 @@ all the variants drawn on the same spot), axes zoomed to the data (not from 0):
 * ``accuracy_vs_memory.png``: the same against runtime memory (the benchmark's peak memory
   growth, MiB), when it was measured;
 * ``selection_curve.png``: ``int8_selective``'s calibration agreement with float32 vs the number
-  of layers kept float (simulated), the budget line, the chosen point and the real model's.
+  of weight ops kept float, one point per greedy step (each a real int8 model), the budget line
+  and the chosen model.
 
 Drawn with matplotlib's Agg backend (no display needed). Imports nothing of the project but the
 atomic writer.
@@ -253,8 +254,8 @@ def selection_png(selection: dict[str, Any] | None, title: str) -> bytes:
     """``int8_selective``'s agreement-vs-layers-kept curve as PNG bytes.
 
     ``selection``: ``selection.json``
-    (:func:`litequant.quantize.passes.selection.select_float_ops`, with the real model's check
-    under ``real``), or ``None`` (a figure saying it was not built).
+    (:func:`litequant.quantize.passes.selection.select_float_ops`: every greedy step's real
+    model), or ``None`` (a figure saying it was not built).
     """
     import matplotlib
 
@@ -269,23 +270,23 @@ def selection_png(selection: dict[str, Any] | None, title: str) -> bytes:
         axes.text(0.5, 0.5, "int8_selective was not built", ha="center", va="center",
                   transform=axes.transAxes)
     else:
-        curve = selection["curve"]
-        kept = [p["layers_kept"] for p in curve]
-        axes.plot(kept, [p["agreement"] for p in curve], marker="o", color="#1f77b4",
-                  label="simulated (int8 weights, float activations)")
+        built = [p for p in selection["curve"] if p.get("agreement") is not None]
+        accepted = [p for p in built if p["accepted"]]
+        axes.plot([p["layers_kept"] for p in accepted], [p["agreement"] for p in accepted],
+                  marker="o", color="#1f77b4", label="real int8 model, units accepted")
+        rejected = [p for p in built if not p["accepted"]]
+        if rejected:
+            axes.scatter([p["layers_kept"] for p in rejected], [p["agreement"] for p in rejected],
+                         marker="x", color="grey",
+                         label="tried, skipped (latency, or no gain beyond noise)")
         floor = 100.0 - selection["budget_points"]
         axes.axhline(floor, color="grey", linestyle="--", linewidth=0.8,
                      label=f"budget: {selection['budget_points']:g} points lost")
-        chosen = selection["layers_kept"]
-        real = selection.get("real")
-        if real is not None:
-            axes.scatter([chosen], [real["agreement"]], marker="s", s=40, color="#d62728",
-                         zorder=3, label="real int8_selective (int8 activations too)")
-        verdict = "" if selection["budget_met_simulated"] else " (budget not met: best point)"
-        axes.axvline(chosen, color="#2ca02c", linewidth=0.8,
-                     label=f"chosen: {chosen} kept{verdict}")
-        axes.set_xticks(kept)
-        axes.set_xlabel("layers kept float (most output-sensitive first)")
+        verdict = "" if selection["budget_met"] else " (budget not met: closest)"
+        axes.scatter([selection["layers_kept"]], [selection["agreement"]], marker="s", s=50,
+                     color="#d62728", zorder=3,
+                     label=f"chosen: {selection['layers_kept']} weight ops kept{verdict}")
+        axes.set_xlabel("weight ops kept float (greedy steps)")
         axes.set_ylabel(f"agreement with float32 (%), {selection['images']['budget']} images")
         axes.grid(True, linewidth=0.3, alpha=0.6)
         axes.legend(fontsize=8, loc="lower right")

@@ -127,7 +127,7 @@ def build_rows(collected: dict[str, Any], variants: list[str]) -> list[dict[str,
                              f"{calibration['source']} noise samples, not images "
                              "(see Calibration below)")
         if conversion.get("float_layers") is not None:
-            notes.append(selection_note(conversion))
+            notes.append(selection_note(conversion, collected.get("selection")))
         if bench.get("note"):
             notes.append(bench["note"])
         if conversion.get("tool") == EDGE_QUANTIZER:
@@ -147,8 +147,8 @@ def build_rows(collected: dict[str, Any], variants: list[str]) -> list[dict[str,
         if conversion.get("float_layers") is not None:
             row["float_layers"] = list(conversion["float_layers"])
             row["budget_points"] = conversion["budget_points"]
-            row["budget_met_simulated"] = conversion["budget_met"]["simulated"]
-            row["budget_met_real"] = conversion["budget_met"]["real"]
+            row["budget_met"] = conversion["budget_met"]
+            row["calibration_agreement"] = conversion["calibration_agreement"]["selected"]
         if float32_ok:
             row["compression"] = _round(float32["conversion"]["size_bytes"]
                                         / conversion["size_bytes"], 3)
@@ -170,20 +170,30 @@ def build_rows(collected: dict[str, Any], variants: list[str]) -> list[dict[str,
     return rows
 
 
-def selection_note(conversion: dict[str, Any]) -> str:
-    """What ``int8_selective`` kept float and whether its agreement budget held
-    (``conversion.json`` fields of :func:`litequant.quantize.passes.selection.record_fields`)."""
-    met, agreement = conversion["budget_met"], conversion["calibration_agreement"]
-    verdict = ", ".join(f"{kind} {agreement[kind]:.1f}% ({'met' if met[kind] else 'NOT met'})"
-                        for kind in ("simulated", "real"))
+def selection_note(conversion: dict[str, Any], selection: dict[str, Any] | None = None) -> str:
+    """What ``int8_selective`` kept float, its real calibration agreement against the all-int8
+    model's, whether its budget held, and its latency cost (``conversion.json`` fields of
+    :func:`litequant.quantize.passes.selection.record_fields`; the latency from
+    ``selection.json``, when given)."""
+    agreement = conversion["calibration_agreement"]
+    verdict = "met" if conversion["budget_met"] else "NOT met: the closest model within limits"
     kept = ", ".join(conversion["float_ops"]) or "none"
-    return (f"{len(conversion['float_layers'])} layer(s) kept float by output sensitivity "
+    lost = conversion.get("expected_loss_points")
+    expected = ("" if lost is None else f" (expected loss {lost['selected']:.2f} points "
+                f"against {lost['int8']:.2f})")
+    latency = (selection or {}).get("latency_vs_int8")
+    cost = ("" if latency is None else
+            f"; p50 {latency:.2f}x the all-int8 model's at 1 thread, measured while selecting "
+            f"(ceiling {conversion['max_latency_vs_int8']:g}x)")
+    return (f"{conversion['layers_kept']} weight op(s) kept float, chosen on the real int8 model "
             f"(budget {conversion['budget_points']:g} points of agreement with float32 on "
-            f"{conversion['budget_images']} calibration images: {verdict}): {kept}")
+            f"{conversion['budget_images']} calibration images: {agreement['selected']:.1f}% "
+            f"against all-int8 {agreement['int8']:.1f}%{expected}, {verdict}{cost}): {kept}")
 
 
 #: The columns of ``reports/plots/selection_curve.csv``.
-SELECTION_CURVE_COLUMNS = ["layers_kept", "agreement", "kl_divergence"]
+SELECTION_CURVE_COLUMNS = ["step", "added", "float_ops", "layers_kept", "accepted", "skipped",
+                           "agreement", "kl_divergence", "latency_vs_int8"]
 
 
 def accuracy_columns(evaluation: dict[str, Any], float_model: dict[str, Any]
