@@ -138,7 +138,7 @@ def test_methods_come_from_the_whole_chain() -> None:
     assert fidelity_methods("int8_mse", "none") == ["weight grid", "MSE activation ranges"]
     assert fidelity_methods("weight_only_int8", "analytic") == ["weight grid"]
     assert fidelity_methods("int8_selective", "analytic") == [
-        "round to nearest", "layers kept float", "bias correction (analytic)"]
+        "weight grid", "layers kept float", "MSE activation ranges", "bias correction (analytic)"]
     # a variant built on int8_grid keeps its weight grid
     variants = {**VARIANTS, "x": Variant("x", "", FromVariant("int8_grid"),
                                          ("activation_ranges",))}

@@ -187,10 +187,15 @@ def test_latency_ratio_times_real_models(converted) -> None:
     assert 0.2 < ratio < 5.0  # the same model against itself, interleaved
 
 
-def test_bias_correction_applies_after_the_float_ops(converted, selected) -> None:
+def test_int8_mse_passes_apply_after_the_float_ops(converted, selected) -> None:
+    """int8_selective's passes (weight grid, activation ranges, bias correction) rewrite the
+    int8 rest and leave the float ops float."""
     from litequant.core.params import CalibrationParams
     from litequant.quantize.context import PassInputs
-    from litequant.quantize.passes import bias_correction
+    from litequant.quantize.passes import activation_ranges, bias_correction, weight_grid
+    from litequant.quantize.registry import VARIANTS
+
+    assert VARIANTS["int8_selective"].passes == VARIANTS["int8_mse"].passes
 
     images = calibration_images()
     selection, model = selected
@@ -199,9 +204,14 @@ def test_bias_correction_applies_after_the_float_ops(converted, selected) -> Non
                         calibration_params=CalibrationParams(
                             num_images=IMAGES, source="images", seed=0,
                             bias_correction="analytic"))
-    corrected, summary = bias_correction.apply(model, inputs)
-    assert sel.float_weight_positions(corrected) == sel.float_weight_positions(model)
-    assert isinstance(summary, dict)
+    corrected = model
+    for step in (weight_grid, activation_ranges, bias_correction):
+        rewritten, summary = step.apply(corrected, inputs)
+        assert isinstance(summary, dict), step.__name__
+        if step is not activation_ranges:  # no int8 activation of this model has outliers
+            assert rewritten != corrected and summary["ops"] >= 1, step.__name__
+        assert sel.float_weight_positions(rewritten) == sel.float_weight_positions(model)
+        corrected = rewritten
     reference = sel.judge(converted["float32"], images, OUTPUT)
     effect = sel.output_effect(reference, sel.judge(corrected, images, OUTPUT))
     assert effect["agreement"] >= selection["agreement"] - 5.0

@@ -222,7 +222,8 @@ VARIANTS: dict[str, Variant] = {variant.name: variant for variant in (
             Converter("int16x8", True), (_BC,), kernel_note=_INT16_NOTE),
     Variant("int8_selective", "int8 except the fewest ops, chosen by their effect on the real int8 "
             "model's output, that keep calibration agreement within a budget at a bounded "
-            "latency: kept float", KeptFloat(), (_BC,)),
+            "latency: kept float; the int8 rest as int8_mse makes it (weight grid, activation "
+            "ranges, bias correction)", KeptFloat(), ("weight_grid", "activation_ranges", _BC)),
     Variant("int8_grid", "int8 with per-channel weight scales chosen by reconstruction error "
             "(better rounding than round-to-nearest), int8 input and output",
             FromVariant("int8_plain"), ("weight_grid", _BC)),
