@@ -311,7 +311,12 @@ def test_the_report_stage_flips_its_recommendation_when_the_budgets_change(
     # a looser agreement budget flips it to the smallest integer model (the most faithful of
     # those of equal size)
     document, summary = _report_with(project, min_agreement=0.0)
-    assert document["recommendation"]["variant"] == smallest
+    # (variants of the same size and agreement, e.g. int8_mse and an int8_selective that kept
+    # nothing float, are equally good answers)
+    best = (rows[smallest]["size_bytes"], -rows[smallest]["agreement"])
+    assert document["recommendation"]["variant"] in {
+        name for name, row in rows.items() if (row["size_bytes"], -row["agreement"]) == best}
+    smallest = document["recommendation"]["variant"]
     assert summary[2] == f"## Recommendation: ship `{smallest}`"
     assert document["recommendation"]["reasons"]["float16"].startswith(
         f"qualifies; larger than `{smallest}`")
