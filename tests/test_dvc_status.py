@@ -71,7 +71,7 @@ def module_file(module: str) -> str:
 
 def test_editing_a_pass_marks_only_the_conversions_that_run_it(committed: Path) -> None:
     assert changed_after_editing(committed, module_file(PASSES["activation_ranges"].module)) \
-        == {"convert@int8_mse"}
+        == {"convert@int8_mse", "convert@int8_selective"}
     assert changed_after_editing(committed, module_file(PASSES["gptq"].module)) \
         == {"convert@int8_gptq"}
     users = {f"convert@{name}" for name, variant in VARIANTS.items()

@@ -130,7 +130,8 @@ def test_second_repro_does_nothing(project: Path) -> None:
 
 @needs_shared
 def test_thread_change_reruns_only_benchmark_and_report(project: Path) -> None:
-    set_params(project, benchmark={"threads": [2]})
+    # (the recommendation's latency budget reads a measured thread count)
+    set_params(project, benchmark={"threads": [2]}, recommend={"threads": 2})
     output = dvc("repro", cwd=project)
     assert stages_run(output) == {"benchmark", "report"}
     metrics = json.loads((project / "reports/variants.json").read_text())

@@ -399,8 +399,8 @@ def test_each_variant_names_its_fidelity_methods() -> None:
         "weight grid", "MSE activation ranges", "bias correction (analytic)"]
     # with bias correction off, no variant claims it
     assert fidelity_methods("int8_mse", "none") == ["weight grid", "MSE activation ranges"]
-    assert fidelity_methods("int8_selective", "none") == ["round to nearest",
-                                                          "layers kept float"]
+    assert fidelity_methods("int8_selective", "none") == [
+        "weight grid", "layers kept float", "MSE activation ranges"]
 
 
 def test_split_study_pools_splits_by_their_image_counts() -> None:

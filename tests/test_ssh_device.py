@@ -162,3 +162,31 @@ def test_a_changed_host_key_is_refused(project: Path, tmp_path: Path) -> None:
     known_hosts.write_text(f"[127.0.0.1]:{port} {entry}\n")
     line = _refusal(project, _ssh(known_hosts=str(known_hosts)))
     assert f"differs from the one in {known_hosts}" in line and "ssh-keygen -R" in line
+
+
+def test_the_report_of_an_ssh_session_names_the_device(small_pipeline: Path,
+                                                       tmp_path: Path) -> None:
+    """The whole small pipeline re-benchmarked on the SSH device: the report's latency is
+    labelled with the device, and its ratios are taken within that one session."""
+    import shutil
+
+    project = tmp_path / "project"
+    shutil.copytree(small_pipeline, project)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["benchmark"].update(threads=[1], warmup_runs=1, min_runs=2, min_seconds=0.1,
+                               runtime_repeats=1, device="ssh", ssh=_ssh())
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for stage in ("benchmark", "report"):
+        done = subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=project,
+                              capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert done.returncode == 0, done.stderr[-2000:]
+    device = json.loads((project / "data/benchmark/latency.json").read_text())["session"]["device"]
+    assert device["kind"] == "ssh" and device["python"] == _device_python_version()
+    summary = (project / "reports/summary.md").read_text()
+    assert f"{device['hostname']} (target device over SSH)" in summary
+    rows = json.loads((project / "reports/variants.json").read_text())
+    # float32 against the float32 of the same (SSH) session (no number when the session found
+    # its core busy)
+    assert rows["float32"].get("speedup_t1", 1.0) == 1.0
+    assert rows["int8"]["memory_mib"] < rows["float32"]["memory_mib"]
