@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.fidelity_study import model_params  # noqa: E402
+from benchmarks.fidelity_study import model_params, study_arguments  # noqa: E402
 from benchmarks.scratch import GIT_ENV, scratch_project, set_params  # noqa: E402
 from litequant.core import layout  # noqa: E402
 from litequant.core.litert import intermediate_tensors  # noqa: E402
@@ -181,13 +181,7 @@ def render(splits: list[dict[str, dict]], model: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("root", type=Path, help="an empty folder for the scratch project")
-    parser.add_argument("--images", type=Path, required=True,
-                        help="an ImageNet-style folder (<folder>/<synset>/<image>)")
-    parser.add_argument("--model", type=Path, required=True,
-                        help="a .keras file, or a MobileNetV2 .weights.h5 file")
-    parser.add_argument("--preprocessing", default=None,
-                        help="model.preprocessing (default: params.yaml's)")
+    study_arguments(parser, peer_required=False)
     parser.add_argument("--rows", default=",".join(ROWS),
                         help=f"comma-separated rows besides int8_plain (default "
                              f"{','.join(ROWS)})")

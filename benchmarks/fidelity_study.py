@@ -55,7 +55,8 @@ def model_params(model: Path) -> dict[str, Any]:
 
 
 def study_arguments(parser: argparse.ArgumentParser, peer_required: bool = True) -> None:
-    """The scratch folder, images, model and peer arguments (this study and ``split_study``)."""
+    """The scratch folder, images, model, peer and preprocessing arguments (this study,
+    ``split_study`` and ``activation_error_study``)."""
     parser.add_argument("root", type=Path, help="an empty folder for the scratch project")
     parser.add_argument("--images", type=Path, required=True,
                         help="an ImageNet-style folder (<folder>/<synset>/<image>)")
@@ -63,6 +64,9 @@ def study_arguments(parser: argparse.ArgumentParser, peer_required: bool = True)
                         help="a .keras file, or a MobileNetV2 .weights.h5 file")
     parser.add_argument("--peer", type=Path, required=peer_required,
                         help="the model's QAT int8 twin (.tflite, background class first)")
+    parser.add_argument("--preprocessing", default=None,
+                        help="model.preprocessing (default: params.yaml's; e.g. tf for an "
+                             "EfficientNet-Lite port)")
 
 
 def source_params(images: Path, model: Path, peer: Path | None) -> dict[str, dict[str, Any]]:
@@ -74,14 +78,18 @@ def source_params(images: Path, model: Path, peer: Path | None) -> dict[str, dic
                      else {"path": None})}
 
 
-def study(root: Path, images: Path, model: Path, peer: Path, bias_correction: str
-          ) -> dict[str, Any]:
-    """Run the pipeline once; returns ``reports/variants.json``."""
+def study(root: Path, images: Path, model: Path, peer: Path, bias_correction: str,
+          preprocessing: str | None = None) -> dict[str, Any]:
+    """Run the pipeline once (``model.preprocessing`` ``preprocessing`` when given); returns
+    ``reports/variants.json``."""
     variants = yaml.safe_load((REPO / "params.yaml").read_text())["convert"]["variants"]
     # every fidelity method, also those not built by default
     variants.update({name: True for name in OPT_IN_VARIANTS})
+    sections = source_params(images, model, peer)
+    if preprocessing:
+        sections["model"]["preprocessing"] = preprocessing
     project = scratch_project(
-        root, **source_params(images, model, peer),
+        root, **sections,
         calibration={"bias_correction": bias_correction},
         convert={"variants": variants}, benchmark={"threads": [1]})
     done = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=project, text=True,
@@ -185,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also measure agreement on 4 views of each evaluation image")
     parser.add_argument("--output", type=Path, help="also write variants.json here")
     args = parser.parse_args(argv)
-    document = study(args.root, args.images, args.model, args.peer, args.bias_correction)
+    document = study(args.root, args.images, args.model, args.peer, args.bias_correction,
+                     args.preprocessing)
     if args.views:
         document["views"] = view_agreement(args.root, args.peer)
     if args.output:

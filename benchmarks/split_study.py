@@ -63,6 +63,7 @@ import yaml  # noqa: E402
 from benchmarks.fidelity_study import (  # noqa: E402
     acceptance_lines,
     model_params,
+    study_arguments,
 )
 from benchmarks.scratch import GIT_ENV, REPO, scratch_project, set_params  # noqa: E402
 from litequant.core import layout  # noqa: E402
@@ -177,15 +178,7 @@ def mixed_acceptance(selective: dict[str, float], int16x8: dict[str, float],
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("root", type=Path, help="an empty folder for the scratch project")
-    parser.add_argument("--images", type=Path, required=True,
-                        help="an ImageNet-style folder (<folder>/<synset>/<image>)")
-    parser.add_argument("--model", type=Path, required=True,
-                        help="a .keras file, or a MobileNetV2 .weights.h5 file")
-    parser.add_argument("--peer", type=Path, default=None,
-                        help="the model's QAT int8 twin (.tflite, background class first), if any")
-    parser.add_argument("--preprocessing", default=None,
-                        help="model.preprocessing (default: params.yaml's)")
+    study_arguments(parser, peer_required=False)
     parser.add_argument("--rows", default=",".join(ROWS),
                         help=f"comma-separated variants, int8_plain first (default "
                              f"{','.join(ROWS)})")
