@@ -54,14 +54,6 @@ def interleaved_times_ms(models: list[bytes], sample: np.ndarray, threads: int =
     return times
 
 
-def interleaved_p50_ms(models: list[bytes], sample: np.ndarray, threads: int = 1,
-                       min_runs: int = 40, min_seconds: float = 0.5) -> list[float]:
-    """Median invoke time (ms) of each model, timed in interleaved rounds
-    (:func:`interleaved_times_ms`), in the order given."""
-    return [float(np.median(spent)) for spent in interleaved_times_ms(
-        models, sample, threads, min_runs, min_seconds)]
-
-
 def paired_ratio(models: tuple[bytes, bytes], sample: np.ndarray, threads: int = 1,
                  min_runs: int = 40, min_seconds: float = 0.5) -> float:
     """The median over rounds of ``time(first) / time(second)`` of two models invoked one
