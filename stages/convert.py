@@ -11,7 +11,8 @@ from and the calibration split when its composition needs them, and writes
   input/output dtypes and quantization, the composition (``base``, ``passes``), the calibration
   data used, the fidelity ``methods`` and each pass's summary under its name;
 * the base's extra files: ``recipe.json`` (ai-edge-quantizer), ``selection.json``
-  (``int8_selective``).
+  (``int8_selective``), ``calibrated.tflite`` (``int8_plain``: the calibrated float model that
+  ``int8_selective`` and ``layer_errors`` quantize again).
 
 Every variant's composition is in ``litequant/quantize/registry.py``; print them with
 ``python -m litequant.quantize.registry``. The wiring of each ``convert@<variant>`` stage in
@@ -78,7 +79,9 @@ def write(built: Built, timing: str = "") -> dict[str, Any]:
         if built.model is not None:
             (tmp / layout.model_file(variant).name).write_bytes(built.model)
         for name, content in built.files.items():
-            if isinstance(content, str):
+            if isinstance(content, bytes):
+                (tmp / name).write_bytes(content)
+            elif isinstance(content, str):
                 atomic.write_text(tmp / name, content)
             else:
                 atomic.write_json(tmp / name, content)

@@ -208,8 +208,7 @@ def small_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
                              SMALL_PIPELINE_VARIANTS)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run_front_stages(project)
-    run_layer_errors(project)
-    run_variant_stages(project, SMALL_PIPELINE_VARIANTS)
+    run_variant_stages(project, SMALL_PIPELINE_VARIANTS, layer_errors=True)
     return project
 
 
@@ -269,9 +268,11 @@ def run_front_stages(project: Path, baseline: bool = True) -> None:
         os.chdir(previous)
 
 
-def run_variant_stages(project: Path, variants: list[str] | tuple[str, ...]) -> None:
+def run_variant_stages(project: Path, variants: list[str] | tuple[str, ...],
+                       layer_errors: bool = False) -> None:
     """In ``project``: convert and evaluate each variant (and those they are built from, first),
-    benchmark the variants ``params.yaml`` turns on (one session), then the report."""
+    (with ``layer_errors``, that stage on ``int8_plain``), benchmark the variants
+    ``params.yaml`` turns on (one session), then the report."""
     from litequant.core.params import (
         BenchmarkParams,
         EvaluateParams,
@@ -290,6 +291,8 @@ def run_variant_stages(project: Path, variants: list[str] | tuple[str, ...]) -> 
         for variant in with_sources(variants):
             convert.convert(variant, "params.yaml")
             evaluate.evaluate(variant, section(params, EvaluateParams))
+        if layer_errors:
+            run_layer_errors(project)
         benchmark.benchmark(section(params, ConvertParams).built,
                             section(params, PeerParams), section(params, BenchmarkParams))
         report.report(section(params, ConvertParams), section(params, RecommendParams))

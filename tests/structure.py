@@ -138,10 +138,20 @@ def convert_stage() -> str:
 
 
 def layout_paths(stage: str, key: str = "${key}") -> set[str]:
-    """The ``litequant.core.layout`` paths a stage script names (per-variant ones for ``key``)."""
+    """The ``litequant.core.layout`` paths a stage script names: per-variant ones for ``key``,
+    or for the variant a module constant names (``layout.convert_dir(ANALYSED_VARIANT)``)."""
     from litequant.core import layout
 
     tree = ast.parse(module_path(stage).read_text("utf-8"))
+    constants = {target.id: node.value.value for node in tree.body
+                 if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+                 and isinstance(node.value.value, str)
+                 for target in node.targets if isinstance(target, ast.Name)}
+    fixed = {}  # layout.<per-variant path>(NAME): the variant a module constant names
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and len(node.args) == 1 \
+                and isinstance(node.args[0], ast.Name) and node.args[0].id in constants:
+            fixed[id(node.func)] = constants[node.args[0].id]
     paths = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
@@ -150,7 +160,7 @@ def layout_paths(stage: str, key: str = "${key}") -> set[str]:
             if callable(value) and not isinstance(value, type):
                 parameters = list(inspect.signature(value).parameters)
                 if parameters == ["variant"]:
-                    value = value(key)
+                    value = value(fixed.get(id(node), key))
                 else:
                     continue  # a reader: it is handed a path the script names
             values = value.values() if isinstance(value, dict) else [value]

@@ -30,7 +30,6 @@ from tests.conftest import (
     needs_shared,
     prepared_split,
     run_front_stages,
-    run_layer_errors,
     run_variant_stages,
     small_classifier,
     write_image,
@@ -293,8 +292,7 @@ def test_real_twelve_way_model_from_mobilenet_v2(tmp_path: Path) -> None:
     # every stage, in this process (the DVC wiring itself is test_end_to_end's): the label
     # space is what is under test here
     run_front_stages(project)
-    run_layer_errors(project)
-    run_variant_stages(project, TWELVE_WAY_VARIANTS)
+    run_variant_stages(project, TWELVE_WAY_VARIANTS, layer_errors=True)
 
     pixels, labels, paths = prepared_split(project)
     assert len(labels) == len(names) * VIEWS - 20

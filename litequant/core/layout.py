@@ -81,6 +81,17 @@ def model_file(variant: str) -> Path:
 FLOAT32_MODEL = CONVERT_DIR / "float32" / "model.tflite"
 
 
+def calibrated_file(variant: str) -> Path:
+    """``data/convert/<variant>/calibrated.tflite``: the float model with the activation ranges
+    ``int8_plain``'s calibration recorded (:func:`litequant.quantize.conversion.calibrate_int8`),
+    which ``int8_selective`` and ``layer_errors`` quantize again instead of calibrating again."""
+    return convert_dir(variant) / CALIBRATED_MODEL
+
+
+#: The file name of :func:`calibrated_file`.
+CALIBRATED_MODEL = "calibrated.tflite"
+
+
 def recipe_file(variant: str) -> Path:
     """``data/convert/<variant>/recipe.json``: the ai-edge-quantizer recipe a variant used."""
     return convert_dir(variant) / "recipe.json"

@@ -191,7 +191,8 @@ def describe(model, params: ModelParams) -> dict[str, Any]:
     Returns the ``model.json`` content: ``name``, ``source``, ``input_size`` ``[h, w]``,
     ``preprocessing`` family, ``num_classes`` (2 for one sigmoid output), ``outputs`` (units),
     ``labels`` (:func:`litequant.data.labels.model_labels`), ``output`` (``probabilities`` or
-    ``logits``).
+    ``logits``), ``parameters`` and ``layers`` (the Keras layer names in model order, which
+    ``layer_errors`` finds in the converted tensors' names).
     """
     where = (f"model.source: {params.source}" if params.source != "applications"
              else f"model.name: {params.application}")
@@ -236,6 +237,7 @@ def describe(model, params: ModelParams) -> dict[str, Any]:
         "labels": labels,
         "output": "probabilities" if is_distribution else "logits",
         "parameters": int(model.count_params()),
+        "layers": [layer.name for layer in model.layers],
     }
 
 

@@ -43,7 +43,8 @@ from litequant.quantize.registry import (
 @dataclass
 class Built:
     """One variant's conversion: ``model`` (``None`` when it failed), ``record``
-    (``conversion.json``) and ``files`` to write beside the model (``{name: text or data}``)."""
+    (``conversion.json``) and ``files`` to write beside the model (``{name: text, JSON data or
+    bytes}``)."""
 
     record: dict[str, Any]
     model: bytes | None = None
@@ -75,15 +76,19 @@ def failure(record: dict[str, Any], what: str, error: BaseException) -> dict[str
     return {**record, "status": "failed", "error": f"{what}: {message}"}
 
 
-def variant_model(variant: str) -> bytes:
-    """The converted model of ``variant`` (``data/convert/<variant>/model.tflite``).
+def variant_model(variant: str, calibrated: bool = False) -> bytes:
+    """The converted model of ``variant`` (``data/convert/<variant>/model.tflite``) or, with
+    ``calibrated``, the calibrated float model its conversion kept
+    (:func:`litequant.core.layout.calibrated_file`).
 
     Raises ``RuntimeError`` (recorded as the reading variant's failure) when it did not convert.
     """
     record = layout.read_conversion(layout.convert_dir(variant))
-    if record["status"] != "ok":
-        raise RuntimeError(f"no {variant} model to start from ({record.get('error', 'failed')})")
-    return layout.model_file(variant).read_bytes()
+    path = layout.calibrated_file(variant) if calibrated else layout.model_file(variant)
+    if record["status"] != "ok" or not path.is_file():
+        raise RuntimeError(f"no {variant} {'calibrated model' if calibrated else 'model'} to "
+                           f"start from ({record.get('error', record['status'])})")
+    return path.read_bytes()
 
 
 def pass_inputs(variant: str, convert: ConvertParams, calibration: CalibrationParams | None,

@@ -3,7 +3,7 @@
 :data:`SETTINGS` names every way the converter is set up (``float32``, ``float16``, ``dynamic``,
 ``int8``, ``int16x8``); a variant's base names one of them
 (:class:`litequant.quantize.registry.Converter`). Also used by ``layer_errors`` (the
-QuantizationDebugger on the ``int8`` settings) and by the denylist conversions of
+QuantizationDebugger on ``int8_plain``'s calibrated model) and by the denylist conversions of
 :mod:`litequant.quantize.passes.selection` (:func:`calibrate_int8`, :func:`quantize_calibrated`).
 TensorFlow is imported only when converting.
 """
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from litequant.core.errors import PipelineError
+from litequant.core.layout import CALIBRATED_MODEL
 from litequant.core.quiet import native_stderr_silenced
 
 if TYPE_CHECKING:
@@ -105,7 +106,17 @@ def convert_variant(saved_model: Path, settings: str,
 
 def build_base(base: Any, inputs: PassInputs) -> BaseResult:
     """The :class:`~litequant.quantize.registry.Converter` base: the converter with
-    ``base.settings``, calibrated on ``inputs.calibration`` when ``base.calibrated``."""
+    ``base.settings``, calibrated on ``inputs.calibration`` when ``base.calibrated``.
+
+    The ``int8`` settings run as the converter runs them, in two steps kept apart:
+    :func:`calibrate_int8`, then :func:`quantize_calibrated` with no denylist (the same model as
+    ``converter.convert()``, output for output). The calibrated model is returned as the extra
+    file :data:`litequant.core.layout.CALIBRATED_MODEL`, so that ``int8_selective`` and
+    ``layer_errors`` quantize it again instead of calibrating again.
+    """
+    if base.settings == "int8":
+        calibrated = calibrate_int8(inputs.saved_model, inputs.calibration)
+        return quantize_calibrated(calibrated, []), {}, {CALIBRATED_MODEL: calibrated}
     representative = inputs.calibration if base.calibrated else None
     return convert_variant(inputs.saved_model, base.settings, representative), {}, {}
 
@@ -144,18 +155,24 @@ def quantize_calibrated(calibrated: bytes, denylist: list[str]) -> bytes:
             denylisted_nodes=list(denylist) or None))
 
 
-def debug_int8(saved_model: Path, representative: np.ndarray, debug_inputs: np.ndarray) -> str:
-    """Run the QuantizationDebugger on the int8 recipe; returns its layer statistics CSV text.
+def debug_int8(calibrated: bytes, debug_inputs: np.ndarray) -> str:
+    """Run the QuantizationDebugger on the int8 model of :func:`calibrate_int8`'s ``calibrated``
+    model; returns its layer statistics CSV text.
 
-    ``representative`` calibrates (``float32`` ``(N, h, w, 3)``, model input range);
-    ``debug_inputs`` (same layout) are the inputs the per-layer errors are averaged over.
+    The debug model is the one the debugger builds from a converter (the same quantizer call,
+    each quantized op followed by a numeric-verify op that compares it with the float op on the
+    same dequantized inputs). ``debug_inputs`` (``float32`` ``(N, h, w, 3)``, the model's input
+    range) are the inputs the per-layer errors are averaged over.
     """
     import tensorflow as tf
+    from tensorflow.lite.python import convert
 
-    converter = build_converter(saved_model, "int8", representative)
     with native_stderr_silenced():
+        debug_model = convert.mlir_quantize(calibrated, disable_per_channel=False,
+                                            fully_quantize=False, enable_numeric_verify=True)
         debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=converter, debug_dataset=representative_dataset(debug_inputs))
+            quant_debug_model_content=debug_model,
+            debug_dataset=representative_dataset(debug_inputs))
         debugger.run()
     buffer = io.StringIO()
     debugger.layer_statistics_dump(buffer)

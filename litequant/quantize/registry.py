@@ -94,9 +94,12 @@ class EdgeQuantizer:
 @dataclass(frozen=True)
 class KeptFloat:
     """A full-integer int8 conversion whose denylist (the ops kept float) is chosen on the real
-    int8 model (calibrated once, re-quantized per denylist) within the ``convert.selection``
-    budget of agreement and latency (:mod:`litequant.quantize.passes.selection`)."""
+    int8 model within the ``convert.selection`` budget of agreement and latency
+    (:mod:`litequant.quantize.passes.selection`): the calibrated model of the variant
+    ``calibrated_by`` (:func:`litequant.core.layout.calibrated_file`) re-quantized per denylist,
+    never calibrated again."""
 
+    calibrated_by: str
     module: ClassVar[str] = f"{_PASSES}.selection"
     tool: ClassVar[str] = TF_CONVERTER
     failure: ClassVar[str] = "the converter failed"
@@ -223,7 +226,8 @@ VARIANTS: dict[str, Variant] = {variant.name: variant for variant in (
     Variant("int8_selective", "int8 except the fewest ops, chosen by their effect on the real int8 "
             "model's output, that keep calibration agreement within a budget at a bounded "
             "latency: kept float; the int8 rest as int8_mse makes it (weight grid, activation "
-            "ranges, bias correction)", KeptFloat(), ("weight_grid", "activation_ranges", _BC)),
+            "ranges, bias correction)", KeptFloat("int8_plain"),
+            ("weight_grid", "activation_ranges", _BC)),
     Variant("int8_grid", "int8 with per-channel weight scales chosen by reconstruction error "
             "(better rounding than round-to-nearest), int8 input and output",
             FromVariant("int8_plain"), ("weight_grid", _BC)),
@@ -288,10 +292,12 @@ def needs_calibration(variant: str, registry: dict[str, Variant] | None = None) 
 
 
 def built_from(variant: str, registry: dict[str, Variant] | None = None) -> list[str]:
-    """The variants whose outputs building ``variant`` reads (its base variant, float32)."""
+    """The variants whose outputs building ``variant`` reads (its base variant or the variant
+    whose calibration it re-quantizes, float32)."""
     registry = VARIANTS if registry is None else registry
     recipe = registry[variant]
-    names = [recipe.base.variant] if isinstance(recipe.base, FromVariant) else []
+    names = ([recipe.base.variant] if isinstance(recipe.base, FromVariant)
+             else [recipe.base.calibrated_by] if isinstance(recipe.base, KeptFloat) else [])
     if FLOAT32 in needs(variant, registry) and FLOAT_VARIANT not in names:
         names.append(FLOAT_VARIANT)
     return names

@@ -4,8 +4,9 @@ Every choice is measured on the model the converter really builds, int8 activati
 (on float-trained models the error is mostly in the activations, which a simulation of weight
 rounding cannot see):
 
-1. **Calibrate once** (:func:`litequant.quantize.conversion.calibrate_int8`: the ``int8``
-   settings and representative inputs of ``int8_plain``); every candidate model below is then
+1. **Calibrate once**: ``int8_plain``'s calibrated model
+   (:func:`litequant.quantize.conversion.calibrate_int8`, kept by that variant's conversion);
+   every candidate model below is then
    :func:`~litequant.quantize.conversion.quantize_calibrated` with a denylist, about a second.
 2. **Candidates** (:func:`candidate_units`). An op kept float alone still hands its output to
    the next int8 op through a quantize op with the same calibrated range: it removes its weight
@@ -512,7 +513,8 @@ def record_fields(selection: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_base(base: Any, inputs: PassInputs) -> BaseResult:
-    """The :class:`~litequant.quantize.registry.KeptFloat` base: calibrate once, choose the ops
+    """The :class:`~litequant.quantize.registry.KeptFloat` base: take ``base.calibrated_by``'s
+    calibration (the ``int8`` settings on the calibration inputs), choose the ops
     kept float on the real int8 model (judged on the real calibration images, within
     ``inputs.settings``, the ``convert.selection`` budget), return the chosen real model.
 
@@ -520,9 +522,10 @@ def build_base(base: Any, inputs: PassInputs) -> BaseResult:
     ``selection.json``. Raises ``RuntimeError`` when the model does not keep the chosen ops
     float.
     """
-    from litequant.quantize.conversion import calibrate_int8, quantize_calibrated
+    from litequant.quantize.build import variant_model
+    from litequant.quantize.conversion import quantize_calibrated
 
-    calibrated = calibrate_int8(inputs.saved_model, inputs.calibration)
+    calibrated = variant_model(base.calibrated_by, calibrated=True)
     settings = inputs.settings
     selection, model = select_float_ops(
         calibrated, lambda denylist: quantize_calibrated(calibrated, denylist),
