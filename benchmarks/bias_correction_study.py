@@ -37,16 +37,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from litequant.core.params import CalibrationParams, load, section  # noqa: E402
 from litequant.measure.evaluation import evaluate_model  # noqa: E402
-from litequant.quantize.context import calibration_inputs  # noqa: E402
-from litequant.quantize.flatbuffer import buffer_array, read_model  # noqa: E402
-from litequant.quantize.passes.bias_correction import (  # noqa: E402
+from litequant.quantize.biases import (  # noqa: E402
     bias_values,
-    correct_biases,
     correctable_ops,
     mean_output,
     mean_tensors,
     set_bias,
 )
+from litequant.quantize.context import calibration_inputs  # noqa: E402
+from litequant.quantize.flatbuffer import buffer_array, read_model  # noqa: E402
+from litequant.quantize.passes.bias_correction import correct_biases  # noqa: E402
 
 
 def empirical_correction(quantized_model: bytes, float_model: bytes, inputs: np.ndarray

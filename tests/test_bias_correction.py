@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from litequant.quantize import biases
 from litequant.quantize.flatbuffer import buffer_array, read_model, weighted_ops
 from litequant.quantize.passes import bias_correction as bc
 
@@ -42,7 +43,7 @@ def test_tap_means_give_the_mean_output_of_any_convolution(size, kernel, stride,
     rng = np.random.default_rng(0)
     x = rng.normal(size=(*size, 3))
     weights = rng.normal(size=(kernel, kernel, 3, 4))
-    taps = bc.tap_means(x, (kernel, kernel), (stride, stride), (dilation, dilation), same)
+    taps = biases.tap_means(x, (kernel, kernel), (stride, stride), (dilation, dilation), same)
     expected = direct_conv(x, weights, stride, dilation, same).reshape(-1, 4).mean(axis=0)
     np.testing.assert_allclose(np.einsum("ijco,ijc->o", weights, taps), expected, rtol=1e-10)
 

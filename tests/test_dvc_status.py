@@ -75,11 +75,13 @@ def test_editing_a_pass_marks_only_the_conversions_that_run_it(committed: Path) 
     assert changed_after_editing(committed, module_file(PASSES["gptq"].module)) \
         == {"convert@int8_gptq"}
     users = {f"convert@{name}" for name, variant in VARIANTS.items()
-             if "bias_correction" in variant.passes or "empirical_bias" in variant.passes}
-    # (empirical_bias reuses bias_correction's helpers)
+             if "bias_correction" in variant.passes}
     assert changed_after_editing(committed, module_file(PASSES["bias_correction"].module)) \
         == users
     assert "convert@int8_plain" not in users and "convert@int8" in users
+    # their shared helpers: the variants of either bias pass
+    assert changed_after_editing(committed, "litequant/quantize/biases.py") == users | {
+        "convert@int8_empirical"}
 
 
 def test_editing_the_registry_marks_the_conversions_and_their_readers_only(committed: Path

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from litequant.core.litert import intermediate_tensors, tensor_spec
+from litequant.quantize import biases
 from litequant.quantize.flatbuffer import buffer_array, read_model, weighted_ops
 from litequant.quantize.passes import bias_correction as bc
 from litequant.quantize.passes import empirical_bias as eb
@@ -86,9 +87,9 @@ def test_biases_match_the_float_means_of_the_real_int8_model(tmp_path) -> None:
     tree = read_model(corrected)
     _, conv2 = weighted_ops(tree)[1]
     output = tree.subgraphs[0].tensors[conv2.outputs[0]]
-    [float_mean] = bc.mean_tensors(float_bytes, images,
+    [float_mean] = biases.mean_tensors(float_bytes, images,
                                    [weighted_ops(read_model(float_bytes))[1][1].outputs[0]])
-    [int8_mean] = bc.mean_tensors(corrected, images, [conv2.outputs[0]])
+    [int8_mean] = biases.mean_tensors(corrected, images, [conv2.outputs[0]])
     out_step = float(output.quantization.scale[0])
     np.testing.assert_allclose(int8_mean.reshape(-1, 2).mean(axis=0),
                                float_mean.reshape(-1, 2).mean(axis=0), atol=0.5 * out_step)

@@ -136,6 +136,4 @@ def test_each_conversion_depends_on_exactly_what_its_composition_reads(resolved_
         deps, _, _ = resolved_stages[f"convert@{name}"]
         for step, spec in registry.PASSES.items():
             path = spec.module.replace(".", "/") + ".py"
-            uses = step in registry.VARIANTS[name].passes or (
-                step == "bias_correction" and name == "int8_empirical")  # reuses its helpers
-            assert (path in deps) == uses, (name, step)
+            assert (path in deps) == (step in registry.VARIANTS[name].passes), (name, step)

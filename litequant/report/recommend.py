@@ -224,7 +224,8 @@ def _versus(name: str, row: dict[str, Any], chosen: str, chosen_row: dict[str, A
     agreement, chosen_agreement = _fidelity(row)[0], _fidelity(chosen_row)[0]
     paired = changes.get(name)
     counts = "" if paired is None else (
-        f"; {paired[0]} images won / {paired[1]} lost against it: "
+        f"; {paired[0]} {'image' if paired[0] == 1 else 'images'} won / {paired[1]} lost "
+        "against it: "
         + ("beyond noise" if beyond_noise(*paired) else "within noise"))
     if agreement > chosen_agreement + _TOLERANCE:
         fidelity = (f"more faithful (agreement {agreement:.2f} vs {chosen_agreement:.2f} %"

@@ -49,8 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from litequant.quantize.flatbuffer import buffer_array, buffer_span, model_bytes, read_model
-from litequant.quantize.passes.bias_correction import (
+from litequant.quantize.biases import (
     CorrectableOp,
     bias_values,
     correctable_ops,
@@ -58,6 +57,7 @@ from litequant.quantize.passes.bias_correction import (
     mean_tensors,
     set_bias,
 )
+from litequant.quantize.flatbuffer import buffer_array, buffer_span, model_bytes, read_model
 
 if TYPE_CHECKING:
     from litequant.quantize.context import PassInputs
