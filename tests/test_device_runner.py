@@ -93,8 +93,8 @@ def test_the_session_names_this_machine(session: dict) -> None:
     assert device["cores"] == os.cpu_count() and device["python"] == platform.python_version()
     assert device["runtime"] == f"ai-edge-litert {metadata.version('ai-edge-litert')}"
     assert device["cpu"] == device_runner.cpu_model() and device["cpu"]
-    assert (record["host"], record["cpu"], record["cores"]) == (
-        device["hostname"], device["cpu"], device["cores"])
+    # the device's facts once, under "device"
+    assert not {"host", "cpu", "cores", "python", "ai_edge_litert"} & set(record)
     assert "VmHWM" in record["memory_method"] or "ru_maxrss" in record["memory_method"]
     assert record["runtime_repeats"] == 1 and "contended_threads" in record
 

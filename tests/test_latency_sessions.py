@@ -16,8 +16,10 @@ from tests.conftest import params_section
 def _session(session_id: str, p50_ms: dict[str, float]) -> dict:
     """A benchmark session document with one thread count (1) and the given p50 latencies."""
     return {"session": {"id": session_id, "started_utc": "2026-11-25T10:00:00+00:00",
-                        "finished_utc": "2026-11-25T10:01:00+00:00", "host": "ci",
-                        "cpu": "test cpu", "cores": 2, "ai_edge_litert": "2.3.0",
+                        "finished_utc": "2026-11-25T10:01:00+00:00",
+                        "device": {"kind": "local", "hostname": "ci", "cpu": "test cpu",
+                                   "cores": 2, "runtime": "ai-edge-litert 2.3.0",
+                                   "python": "3.11.7"},
                         "rounds": 10},
             "models": {name: {"status": "ok", "size_bytes": 1000, "note": "",
                               "latency": {"1": {"p50_ms": p50, "mean_ms": p50, "p90_ms": p50,

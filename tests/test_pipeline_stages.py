@@ -186,7 +186,8 @@ def test_benchmark_measures_every_variant_in_one_recorded_session(pipeline_run: 
     document = json.loads((pipeline_run / "data/benchmark/latency.json").read_text())
     session = document["session"]
     assert session["id"] and session["started_utc"] <= session["finished_utc"]
-    assert session["cores"] >= 1 and session["ai_edge_litert"] and session["host"]
+    device = session["device"]
+    assert device["cores"] >= 1 and device["runtime"] and device["hostname"]
     assert set(document["models"]) == {*VARIANTS, "peer"}
     assert document["models"]["peer"]["status"] == "skipped"  # peer.path is null
     assert {document["models"][v]["status"] for v in VARIANTS} == {"ok"}

@@ -43,8 +43,10 @@ def _session(contended: list[int] | None = None) -> dict:
                                  "first_invoke_ms": 4.25, "threads": 1}}
               for name, (size, memory, p50, _, _) in FIGURES.items()}
     return {"session": {"id": "s1", "started_utc": "2026-12-06T10:00:00+00:00",
-                        "finished_utc": "2026-12-06T10:01:00+00:00", "host": "ci",
-                        "cpu": "test cpu", "cores": 2, "ai_edge_litert": "2.3.0", "rounds": 10,
+                        "finished_utc": "2026-12-06T10:01:00+00:00",
+                        "device": {"kind": "local", "hostname": "ci", "cpu": "test cpu",
+                                   "cores": 2, "runtime": "ai-edge-litert 2.3.0",
+                                   "python": "3.11.7"}, "rounds": 10,
                         "contended_threads": contended or [], "other_load_cores": 1.4},
             "models": models}
 

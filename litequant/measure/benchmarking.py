@@ -87,12 +87,8 @@ def measure_session(models: dict[str, tuple[Path, str] | None], settings: Benchm
             inputs[name] = (path, data)
         result = run_session(inputs, settings, rounds)
     found = result["session"]
-    device = found["device"]
     session = {"id": uuid.uuid4().hex[:12], "started_utc": found["started_utc"],
-               "finished_utc": found["finished_utc"], "device": device,
-               # the device's facts under their earlier keys (older readers, the CI gate)
-               "host": device["hostname"], "cpu": device["cpu"], "cores": device["cores"],
-               "python": device["python"], "ai_edge_litert": _runtime_version(device),
+               "finished_utc": found["finished_utc"], "device": found["device"],
                "numpy": found["numpy"],
                "threads": list(settings.threads), "warmup_runs": settings.warmup_runs,
                "min_runs": settings.min_runs, "min_seconds": settings.min_seconds,
@@ -111,13 +107,6 @@ def measure_session(models: dict[str, tuple[Path, str] | None], settings: Benchm
                          latency=figures["latency"], runtime=figures["runtime"])
         measured[name] = entry
     return {"session": session, "models": measured}
-
-
-def _runtime_version(device: dict[str, Any]) -> str:
-    """The runtime's version when it is ai-edge-litert (``session.ai_edge_litert``), else its
-    ``"<package> <version>"``."""
-    package, _, version = device["runtime"].partition(" ")
-    return version if package == "ai-edge-litert" else device["runtime"]
 
 
 #: The name of the peer model's entry in a session.
@@ -145,6 +134,6 @@ def describe(document: dict[str, Any]) -> str:
                  f"{device['python']})")
     if session.get("contended_threads"):
         lines.append(f"benchmark: other processes kept {session['other_load_cores']} of "
-                     f"{session['cores']} cores busy while timing: no speed-up will be computed "
+                     f"{device['cores']} cores busy while timing: no speed-up will be computed "
                      f"at {' and '.join(map(str, session['contended_threads']))} thread(s)")
     return "\n".join(lines)

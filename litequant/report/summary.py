@@ -65,21 +65,22 @@ FIDELITY_BASELINE = "int8_plain"
 
 def model_records(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Each model's entry of a benchmark session document (``data/benchmark/latency.json``),
-    with the session's ``id`` as ``session``, and its ``contended_threads`` and
-    ``other_load_cores`` (:mod:`litequant.measure.benchmarking`; absent in older records)."""
+    with the session's ``id`` as ``session``, and its ``contended_threads``,
+    ``other_load_cores`` and ``device`` (:mod:`litequant.measure.benchmarking`)."""
     session = document["session"]
     shared = {"session": session["id"],
               "contended_threads": [str(t) for t in session.get("contended_threads") or []],
               "other_load_cores": session.get("other_load_cores"),
-              "cores": session.get("cores")}
+              "device": session.get("device")}
     return {name: {**entry, **shared} for name, entry in document["models"].items()}
 
 
 def busy_machine(session: dict[str, Any]) -> str:
     """Why a contended thread count gets no speed-up, from anything holding the session's
-    ``other_load_cores`` and ``cores`` (the session record or a :func:`model_records` entry)."""
+    ``other_load_cores`` and ``device`` (the session record or a :func:`model_records` entry)."""
+    cores = (session.get("device") or {}).get("cores")
     return (f"the machine was busy (other processes kept {session.get('other_load_cores')} of "
-            f"{session.get('cores')} cores busy while it was timed)")
+            f"{cores} cores busy while it was timed)")
 
 
 def same_session(first: dict[str, Any], second: dict[str, Any]) -> bool:
@@ -256,11 +257,8 @@ def runtime_columns(benchmark: dict[str, Any]) -> dict[str, float]:
 
 def device_label(session: dict[str, Any]) -> str:
     """Where a session's latencies were measured: ``host (CPU, N cores; runtime)``, with
-    ``over SSH`` for a target device (from ``session.device``; older records: the session's
-    ``host``/``cpu``/``cores``/``ai_edge_litert``)."""
-    device = session.get("device") or {
-        "kind": "local", "hostname": session.get("host"), "cpu": session.get("cpu"),
-        "cores": session.get("cores"), "runtime": f"ai-edge-litert {session.get('ai_edge_litert')}"}
+    ``over SSH`` for a target device (``session.device``)."""
+    device = session["device"]
     where = " (target device over SSH)" if device["kind"] == "ssh" else ""
     return (f"{device['hostname']}{where} ({device['cpu']}, {device['cores']} cores; "
             f"{device['runtime']})")
