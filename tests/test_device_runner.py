@@ -167,6 +167,121 @@ def test_runner_refuses_a_broken_model_in_one_line(tmp_path: Path) -> None:
                                     "Flatbuffer buffer)")
 
 
+#: Run first by :func:`_fresh_runner`: the runner loaded by path as ``runner`` (standalone, as
+#: on a device) in a new Python, numpy and the runtime imported by the runner itself; ``fail``
+#: replaces what a path must not use.
+FRESH_RUNNER = """
+import importlib.util, json, os, signal, sys, threading, types
+spec = importlib.util.spec_from_file_location("device_runner", sys.argv[1])
+runner = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(runner)
+interpreter_class, _ = runner.runtime()
+
+def fail(*args, **kwargs):
+    raise AssertionError("the other path ran")
+
+def figures(path, models, runs=2, repeats=2):
+    # runtime_figures by one path only: "fork" (no subprocess) or "subprocess" (no fork)
+    saved = runner.can_fork, runner.subprocess, os.fork
+    if path == "fork":
+        runner.subprocess = types.SimpleNamespace(run=fail)
+    else:
+        runner.can_fork, os.fork = (lambda: False), fail
+    try:
+        return runner.runtime_figures(models, runs, repeats)
+    except runner.RunnerError as error:
+        return str(error)
+    finally:
+        runner.can_fork, runner.subprocess, os.fork = saved
+"""
+
+
+def _fresh_runner(script: str, *args: str) -> dict:
+    """:data:`FRESH_RUNNER` then ``script`` in a new Python (``sys.argv[2:]`` = ``args``); the
+    JSON ``script`` prints last."""
+    child = subprocess.run([sys.executable, "-c", FRESH_RUNNER + script, device_runner.__file__,
+                            *args], capture_output=True, text=True)
+    assert child.returncode == 0, child.stderr
+    return json.loads(child.stdout.splitlines()[-1])
+
+
+#: The fork path needs Linux's /proc (elsewhere the runner starts new processes only).
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
+
+
+def _sane(figures: dict) -> None:
+    assert figures["threads"] == 1 and figures["peak_memory_bytes"] > 0, figures
+    assert figures["init_ms"] > 0 and figures["first_invoke_ms"] > 0, figures
+
+
+@linux_only
+@pytest.mark.slow  # TF converts the models
+def test_forked_and_new_processes_measure_alike(tmp_path: Path, models: dict[str, Path]) -> None:
+    result = _fresh_runner("""
+model, data = sys.argv[2], sys.argv[3]
+runner.save_random_input(interpreter_class, model, data, "small")  # in a fork: no interpreter here
+print(json.dumps({"can_fork": runner.can_fork(),
+                  "fork": figures("fork", {"small": (model, data)}),
+                  "subprocess": figures("subprocess", {"small": (model, data)})}))
+""", str(models["small"]), str(tmp_path / "input.npy"))
+    assert result["can_fork"] is True
+    assert isinstance(result["fork"], dict) and isinstance(result["subprocess"], dict), result
+    forked, spawned = result["fork"]["small"], result["subprocess"]["small"]
+    _sane(forked)
+    _sane(spawned)
+    # the same pages counted: a fork that left the libraries' code unmapped (no _map_again) counts
+    # some 2.4 MiB more here, the code the interpreter runs that a new process had resident
+    difference = abs(forked["peak_memory_bytes"] - spawned["peak_memory_bytes"])
+    assert difference < MIB // 2, (forked, spawned)
+
+
+@linux_only
+def test_a_forked_measurement_fails_in_the_same_one_line(tmp_path: Path) -> None:
+    import numpy as np
+
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(b"not a flatbuffer" * 10)
+    data = tmp_path / "input.npy"
+    np.save(data, np.zeros((1, 4), np.float32))
+    result = _fresh_runner("""
+models = {"broken": (sys.argv[2], sys.argv[3])}
+errors = {"can_fork": runner.can_fork(), "fork": figures("fork", models),
+          "subprocess": figures("subprocess", models)}
+runner.measure_runtime = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
+errors["signal"] = figures("fork", {"crash": (sys.argv[2], sys.argv[3])})
+print(json.dumps(errors))
+""", str(broken), str(data))
+    assert result["can_fork"] is True
+    message = ("broken.tflite: not a loadable TFLite model for this runtime (The model is not a "
+               "valid Flatbuffer buffer)")
+    assert result["fork"] == result["subprocess"] == message
+    assert result["signal"] == "crash: the runtime measurement failed (exit code -9)"
+
+
+@linux_only
+@pytest.mark.slow  # TF converts the models
+def test_no_fork_once_this_process_made_an_interpreter(tmp_path: Path,
+                                                       models: dict[str, Path]) -> None:
+    result = _fresh_runner("""
+model, data = sys.argv[2], sys.argv[3]
+runner.save_random_input(interpreter_class, model, data, "small")  # a fork: OpenBLAS's pool stops
+found = {"before": runner.can_fork()}
+stop = threading.Event()
+waiting = threading.Thread(target=stop.wait)
+waiting.start()
+found["another_thread"] = runner.can_fork()
+stop.set()
+waiting.join()
+runner.model_input(interpreter_class, model, None)  # an interpreter in this process
+found["after"] = runner.can_fork()
+os.fork = fail  # so the figures come from new processes
+found["figures"] = runner.runtime_figures({"small": (model, data)}, 2, 1)
+print(json.dumps(found))
+""", str(models["small"]), str(tmp_path / "input.npy"))
+    assert (result["before"], result["another_thread"], result["after"]) == (True, False, False)
+    _sane(result["figures"]["small"])
+
+
 @pytest.mark.parametrize("change, message", [
     ({"device": "ssh"}, "benchmark.ssh.target must name the device (user@host) when "
                         "benchmark.device is 'ssh'"),

@@ -17,12 +17,18 @@ The manifest (paths relative to the manifest's folder, or absolute)::
 
 ``input`` is the ready input tensor of one invoke (``.npy``: preprocessed and quantized, batch
 of 1), or null: then uniform random values of the input's dtype (0..1 for float inputs), saved
-as a ``.npy`` first, so that every fresh process loads its input alike.
+as a ``.npy`` first (by a forked child where it can: :func:`save_random_input`), so that every
+fresh process loads its input alike.
 
 **Runtime figures** (:func:`measure_runtime`, 1 interpreter thread), per model, in
-``runtime_repeats`` fresh processes (``python device_runner.py --runtime ...``, the models taken
-in turn): the median memory growth, the shortest init and first-invoke times
-(:func:`runtime_figures`):
+``runtime_repeats`` fresh processes (the models taken in turn): the median memory growth, the
+shortest init and first-invoke times (:func:`runtime_figures`). A fresh process is a fork of
+this runner, which loads no model itself before (Linux only, and only while the runner has
+created no interpreter and runs no thread but those its imports of numpy and the runtime
+started: :func:`can_fork`); the child first maps again the file pages the runner has resident
+(a fork leaves the libraries' code unmapped until touched), so that, as in a new process, the
+code the imports ran is resident before the baseline. Otherwise (macOS, say) it is a new
+interpreter process, ``python device_runner.py --runtime MODEL INPUT RUNS``. Either way:
 
 * ``peak_memory_bytes``: the growth of the process's resident set from just before the
   interpreter is created (numpy, the runtime and the input already loaded) to its peak until
@@ -57,7 +63,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
+import warnings
+from collections.abc import Callable
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +88,13 @@ MEMORY_METHOD_RUSAGE = ("growth of ru_maxrss of a fresh process per model from b
                         "interpreter is created (a lower bound)")
 INSTALL_HINT = f"{sys.executable} -m pip install numpy ai-edge-litert (or tflite-runtime)"
 
+#: Whether this process has created an interpreter (then a fork of it is no fresh process).
+_interpreter_created = False
+#: The threads (ids) of this process right after :func:`runtime` imported numpy and the runtime
+#: into a process that had one thread: this one and OpenBLAS's pool, which OpenBLAS stops itself
+#: before a fork; None when they were imported otherwise.
+_import_threads: frozenset[str] | None = None
+
 
 class RunnerError(Exception):
     """A problem on the device that its owner must fix; the message says how."""
@@ -91,6 +108,9 @@ def runtime() -> tuple[Any, str]:
     ``ai_edge_litert`` first, ``tflite_runtime`` otherwise; :class:`RunnerError` naming the fix
     when numpy or both runtimes are missing.
     """
+    global _import_threads
+    threads = _threads()
+    fresh = "numpy" not in sys.modules and threads is not None and len(threads) == 1
     try:
         import numpy  # noqa: F401
     except ImportError:
@@ -100,16 +120,26 @@ def runtime() -> tuple[Any, str]:
         import ai_edge_litert
         from ai_edge_litert.interpreter import Interpreter
 
-        return Interpreter, f"ai-edge-litert {_version('ai-edge-litert', ai_edge_litert)}"
+        found = Interpreter, f"ai-edge-litert {_version('ai-edge-litert', ai_edge_litert)}"
     except ImportError:
-        pass
+        try:
+            import tflite_runtime
+            from tflite_runtime.interpreter import Interpreter
+        except ImportError:
+            raise RunnerError(f"no LiteRT runtime for {sys.executable} (neither ai_edge_litert "
+                              f"nor tflite_runtime imports): {INSTALL_HINT}") from None
+        found = Interpreter, f"tflite-runtime {_version('tflite-runtime', tflite_runtime)}"
+    if fresh:
+        _import_threads = _threads()
+    return found
+
+
+def _threads() -> frozenset[str] | None:
+    """The ids of this process's threads (``/proc/self/task``), ``None`` without ``/proc``."""
     try:
-        import tflite_runtime
-        from tflite_runtime.interpreter import Interpreter
-    except ImportError:
-        raise RunnerError(f"no LiteRT runtime for {sys.executable} (neither ai_edge_litert nor "
-                          f"tflite_runtime imports): {INSTALL_HINT}") from None
-    return Interpreter, f"tflite-runtime {_version('tflite-runtime', tflite_runtime)}"
+        return frozenset(os.listdir("/proc/self/task"))
+    except OSError:
+        return None
 
 
 def _version(package: str, module: Any = None) -> str:
@@ -125,6 +155,8 @@ def _version(package: str, module: Any = None) -> str:
 def _interpreter(interpreter_class: Any, model: str, threads: int, data: Any) -> Any:
     """An interpreter of ``model`` with ``threads`` threads, its input resized to ``data``'s
     shape when the model's differs (a dynamic batch), tensors allocated."""
+    global _interpreter_created
+    _interpreter_created = True
     try:
         interpreter = interpreter_class(model_path=model, num_threads=threads)
         detail = interpreter.get_input_details()[0]
@@ -144,11 +176,14 @@ def _unloadable(model: str, error: Exception) -> RunnerError:
 
 def model_input(interpreter_class: Any, model: str, path: str | None) -> Any:
     """The input of one invoke: the ``.npy`` at ``path``, else random values of the model's
-    input dtype and shape (batch 1)."""
+    input dtype and shape (batch 1): this creates an interpreter (:func:`save_random_input`
+    does it in a child process where it can)."""
     import numpy as np
 
+    global _interpreter_created
     if path:
         return np.load(path)
+    _interpreter_created = True
     try:
         detail = interpreter_class(model_path=model).get_input_details()[0]
     except (ValueError, RuntimeError) as error:
@@ -160,6 +195,25 @@ def model_input(interpreter_class: Any, model: str, path: str | None) -> Any:
         info = np.iinfo(dtype)
         return rng.integers(info.min, int(info.max) + 1, shape).astype(dtype)
     return rng.random(shape).astype(dtype)
+
+
+def save_random_input(interpreter_class: Any, model: str, path: str, name: str) -> None:
+    """Save :func:`model_input`'s random input of ``model`` (manifest name ``name``) as the
+    ``.npy`` ``path``; in a forked child when :func:`can_fork`, so that this process still
+    creates no interpreter before the runtime figures."""
+    if not can_fork():
+        _save_input(interpreter_class, model, path)
+        return
+    code, _, stderr = _forked(partial(_save_input, interpreter_class, model, path))
+    if code != 0:
+        raise RunnerError(_child_error(name, stderr, code))
+
+
+def _save_input(interpreter_class: Any, model: str, path: str) -> str:
+    import numpy as np
+
+    np.save(path, model_input(interpreter_class, model, None))
+    return ""
 
 
 # --- runtime figures: memory, init, first invoke (one fresh process per model) ------------------
@@ -246,24 +300,165 @@ def _median(values: list[float]) -> float:
 
 def runtime_figures(models: dict[str, tuple[str, str]], runs: int, repeats: int
                     ) -> dict[str, dict[str, Any]]:
-    """:func:`measure_runtime` of every model in ``repeats`` fresh processes each (this file run
-    with ``--runtime``; the models in turn, so a slow moment hits them alike): the median memory
-    growth, and the shortest init and first-invoke times (other processes only ever add time to
-    a one-off event, so the least disturbed of the processes is the closest to its cost)."""
+    """:func:`measure_runtime` of every model in ``repeats`` fresh processes each (forks of this
+    one where :func:`can_fork`, else this file run with ``--runtime``; the models in turn, so a
+    slow moment hits them alike): the median memory growth, and the shortest init and
+    first-invoke times (other processes only ever add time to a one-off event, so the least
+    disturbed of the processes is the closest to its cost)."""
     figures: dict[str, list[dict[str, Any]]] = {name: [] for name in models}
     for _ in range(repeats):
         for name, (model, input_path) in models.items():
-            command = [sys.executable, os.path.abspath(__file__), "--runtime", model,
-                       input_path, str(runs)]
-            child = subprocess.run(command, capture_output=True, text=True)
-            if child.returncode != 0:
-                raise RunnerError(_child_error(name, child.stderr, child.returncode))
-            figures[name].append(_result(child.stdout))
+            pages = _resident_file_pages() if can_fork() else None
+            if pages is not None:
+                code, stdout, stderr = _forked(partial(_fresh_runtime, pages, model, input_path,
+                                                       runs))
+            else:
+                command = [sys.executable, os.path.abspath(__file__), "--runtime", model,
+                           input_path, str(runs)]
+                child = subprocess.run(command, capture_output=True, text=True)
+                code, stdout, stderr = child.returncode, child.stdout, child.stderr
+            if code != 0:
+                raise RunnerError(_child_error(name, stderr, code))
+            figures[name].append(_result(stdout))
     return {name: {"peak_memory_bytes": int(_median([f["peak_memory_bytes"] for f in found])),
                    "init_ms": min(f["init_ms"] for f in found),
                    "first_invoke_ms": min(f["first_invoke_ms"] for f in found),
                    "threads": 1}
             for name, found in figures.items()}
+
+
+def can_fork() -> bool:
+    """Whether a fork of this process is a fresh process for :func:`measure_runtime`: Linux with
+    ``/proc/self/status`` (the ``VmHWM`` method), this process has created no interpreter, and
+    it runs no thread but those :func:`runtime`'s imports started in a process that had none
+    (numpy's OpenBLAS pool, which OpenBLAS stops itself before a fork); any other thread might
+    hold a lock the child would wait for forever."""
+    if not sys.platform.startswith("linux") or not hasattr(os, "fork"):
+        return False
+    if _interpreter_created or _status_bytes("VmHWM") is None:
+        return False
+    threads = _threads()
+    return threads is not None and (len(threads) == 1 or threads <= (_import_threads or set()))
+
+
+def _resident_file_pages() -> list[tuple[int, int]] | None:
+    """``(address, length)`` of each run of pages resident in this process's readable
+    file-backed mappings (``/proc/self/maps`` and the present bit of ``/proc/self/pagemap``);
+    ``None`` where those, or ``/proc/self/mem`` (:func:`_map_again`), cannot be read.
+
+    A fork copies the page tables of anonymous and written memory but leaves the rest of the
+    file-backed mappings (the code of Python, numpy and the runtime) to be mapped again as the
+    child touches them: the child's resident set would grow by the library pages it runs after
+    its baseline, which a new process has resident from its imports."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    runs: list[tuple[int, int]] = []
+    try:
+        with open("/proc/self/maps") as maps:
+            lines = maps.read().splitlines()
+        with open("/proc/self/mem", "rb", buffering=0):
+            pass
+        with open("/proc/self/pagemap", "rb", buffering=0) as pagemap:
+            for line in lines:
+                fields = line.split(maxsplit=5)
+                if len(fields) < 6 or not fields[5].startswith("/") or fields[1][0] != "r":
+                    continue
+                low, high = (int(bound, 16) for bound in fields[0].split("-"))
+                entries = os.pread(pagemap.fileno(), (high - low) // page * 8, low // page * 8)
+                start = end = -1
+                # bit 63 of each little-endian 8-byte entry: the page is present
+                for index, flags in enumerate(entries[7::8]):
+                    if flags & 0x80:
+                        if index != end:
+                            if end > start:
+                                runs.append((low + start * page, (end - start) * page))
+                            start = index
+                        end = index + 1
+                if end > start:
+                    runs.append((low + start * page, (end - start) * page))
+    except OSError:
+        return None
+    return runs
+
+
+def _map_again(runs: list[tuple[int, int]]) -> None:
+    """Map the pages of ``runs`` into this (forked) process again by reading them through
+    ``/proc/self/mem`` (a read fault, as a new process's imports made), into one reused
+    anonymous buffer: no allocation that would change what the heap holds afterwards."""
+    import mmap
+
+    chunk = 64 * os.sysconf("SC_PAGE_SIZE")
+    buffer = mmap.mmap(-1, chunk)
+    try:
+        with memoryview(buffer) as view, open("/proc/self/mem", "rb", buffering=0) as memory:
+            for address, length in runs:
+                for offset in range(0, length, chunk):
+                    try:
+                        os.preadv(memory.fileno(), [view[:min(chunk, length - offset)]],
+                                  address + offset)
+                    except OSError:  # a mapping /proc/self/mem does not read (a device's)
+                        break
+    finally:
+        buffer.close()
+
+
+def _fresh_runtime(pages: list[tuple[int, int]], model: str, input_path: str, runs: int) -> str:
+    """:func:`measure_runtime` in a forked child, after :func:`_map_again`: its result line."""
+    _map_again(pages)
+    return RESULT_PREFIX + json.dumps(measure_runtime(model, input_path, runs)) + "\n"
+
+
+def _forked(task: Callable[[], str]) -> tuple[int, str, str]:
+    """``task`` run in a child forked from this process: ``(exit code, the text task returned,
+    the child's stderr)``, as :func:`main` run in a new process would end (exit
+    :data:`RUNNER_ERROR_EXIT` and an :data:`ERROR_PREFIX` line for a :class:`RunnerError`, 1 and
+    a traceback for another exception, minus the signal number for a signal). The child's
+    stdout and stderr do not reach this process's; it leaves through ``os._exit``, never
+    through this process's ``finally`` blocks or ``atexit`` handlers."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    read, write = os.pipe()
+    with tempfile.TemporaryFile() as errors:
+        try:
+            with warnings.catch_warnings():  # 3.12+ warns of threads: OpenBLAS stopped its own
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
+        except OSError:
+            os.close(read)
+            os.close(write)
+            raise
+        if pid == 0:  # the child
+            code = 1
+            try:
+                os.close(read)
+                os.dup2(errors.fileno(), 2)
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, 1)
+                text = task().encode()
+                while text:
+                    text = text[os.write(write, text):]
+                code = 0
+            except RunnerError as error:
+                sys.stderr.write(ERROR_PREFIX + str(error) + "\n")
+                code = RUNNER_ERROR_EXIT
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                try:
+                    sys.stderr.flush()
+                finally:
+                    os._exit(code)
+        os.close(write)
+        chunks = []
+        try:
+            while chunk := os.read(read, 65536):
+                chunks.append(chunk)
+        finally:
+            os.close(read)
+            _, status = os.waitpid(pid, 0)
+        errors.seek(0)
+        stderr = errors.read().decode(errors="replace")
+    code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    return code, b"".join(chunks).decode(errors="replace"), stderr
 
 
 def _child_error(name: str, stderr: str, code: int) -> str:
@@ -432,10 +627,8 @@ def run(manifest_path: str) -> dict[str, Any]:
         for index, (name, spec) in enumerate(manifest["models"].items()):
             model, data = located(spec["model"]), located(spec.get("input"))
             if data is None:  # the fresh processes all load their input the same way: a .npy
-                import numpy as np
-
                 data = os.path.join(inputs, f"input{index}.npy")
-                np.save(data, model_input(interpreter_class, model, None))
+                save_random_input(interpreter_class, model, data, name)
             models[name] = (model, data)
         figures = runtime_figures(models, manifest["warmup_runs"], manifest["runtime_repeats"])
         latency, load = latency_session(models, manifest["threads"], manifest["warmup_runs"],
