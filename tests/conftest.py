@@ -1,11 +1,15 @@
 """Shared test fixtures: generated image folders, tiny models of a few layers, a tiny-model
 project, the session-scoped small pipeline (every stage run once on a block classifier), the
-../shared data."""
+../shared data, worker processes for independent pipeline runs of real architectures."""
 
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -269,10 +273,11 @@ def run_front_stages(project: Path, baseline: bool = True) -> None:
 
 
 def run_variant_stages(project: Path, variants: list[str] | tuple[str, ...],
-                       layer_errors: bool = False) -> None:
-    """In ``project``: convert and evaluate each variant (and those they are built from, first),
-    (with ``layer_errors``, that stage on ``int8_plain``), benchmark the variants
-    ``params.yaml`` turns on (one session), then the report."""
+                       layer_errors: bool = False, converted: Collection[str] = ()) -> None:
+    """In ``project``: convert and evaluate each variant (and those they are built from, first;
+    those in ``converted`` are evaluated only, e.g. after :func:`convert_in_workers`), (with
+    ``layer_errors``, that stage on ``int8_plain``), benchmark the variants ``params.yaml``
+    turns on (one session), then the report."""
     from litequant.core.params import (
         BenchmarkParams,
         EvaluateParams,
@@ -289,7 +294,8 @@ def run_variant_stages(project: Path, variants: list[str] | tuple[str, ...],
     try:
         params = load()
         for variant in with_sources(variants):
-            convert.convert(variant, "params.yaml")
+            if variant not in converted:
+                convert.convert(variant, "params.yaml")
             evaluate.evaluate(variant, section(params, EvaluateParams))
         if layer_errors:
             run_layer_errors(project)
@@ -298,3 +304,114 @@ def run_variant_stages(project: Path, variants: list[str] | tuple[str, ...],
         report.report(section(params, ConvertParams), section(params, RecommendParams))
     finally:
         os.chdir(previous)
+
+
+# --- worker processes: independent pipeline runs of real architectures at once ----------------
+
+def _warm_worker() -> None:
+    """Import TensorFlow and Keras once per worker (seconds), not once per job."""
+    import keras  # noqa: F401
+    import tensorflow  # noqa: F401
+
+
+@pytest.fixture(scope="session")
+def workers() -> Iterator[ProcessPoolExecutor]:
+    """Worker processes (spawned, one per core up to 4, TensorFlow imported once each) for
+    pipeline work that does not depend on other work running at the same time.
+
+    Exporting or converting a real architecture keeps one core busy for seconds to tens of
+    seconds; on CI's 2 cores two such jobs at once take about half the wall time. Only for work
+    whose tests read no latency figure: a job's benchmark shares the cores with the other jobs.
+    Jobs go through :func:`submit`."""
+    import multiprocessing
+
+    count = max(1, min(4, os.cpu_count() or 1))
+    with ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_warm_worker) as pool:
+        for _ in range(count):  # start every worker now: they import while the caller works
+            pool.submit(os.getpid)
+        yield pool
+
+
+def submit(workers: ProcessPoolExecutor, log: Path, function: Callable[..., Any],
+           *args: Any) -> Future:
+    """Run ``function(*args)`` (a module-level function, picklable arguments) in a worker, its
+    output going to ``log``; the future's ``result()`` returns its value or raises with its
+    traceback and the end of the log."""
+    return workers.submit(_logged, str(log), function, *args)
+
+
+def _logged(log: str, function: Callable[..., Any], *args: Any) -> Any:
+    """In a worker: ``function(*args)`` with stdout and stderr (file descriptors 1 and 2, so
+    TensorFlow's too) in ``log`` and the working directory restored afterwards."""
+    import traceback
+
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    previous = Path.cwd()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log, "w") as handle:
+        os.dup2(handle.fileno(), 1)
+        os.dup2(handle.fileno(), 2)
+        try:
+            return function(*args)
+        except BaseException:  # any failure, pickled as text: the test shows it
+            failure = traceback.format_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for descriptor in saved:
+                os.close(descriptor)
+            os.chdir(previous)
+    raise RuntimeError(f"{function.__name__}{args} failed in a worker process:\n{failure}\n"
+                       f"--- end of its output ({log}):\n{Path(log).read_text()[-3000:]}")
+
+
+def convert_variant(project: Path, variant: str) -> None:
+    """The convert stage of ``variant`` in ``project`` (in this process)."""
+    from stages import convert
+
+    os.chdir(project)
+    convert.convert(variant, "params.yaml")
+
+
+def convert_in_workers(workers: ProcessPoolExecutor, project: Path,
+                       variants: list[str] | tuple[str, ...]) -> list[str]:
+    """Convert ``variants`` of ``project`` (and those they are built from) in the workers, each
+    as soon as the variants it is built from are converted; returns the variants converted (in
+    registry order). Logs go to ``<project>/../logs/``."""
+    from litequant.quantize.registry import built_from
+
+    todo, done, running = with_sources(variants), set(), {}
+    while todo or running:
+        for variant in [v for v in todo if set(built_from(v)) <= done]:
+            todo.remove(variant)
+            running[submit(workers, project.parent / "logs" / f"convert_{variant}.log",
+                           convert_variant, project, variant)] = variant
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in finished:
+            future.result()
+            done.add(running.pop(future))
+    return with_sources(variants)
+
+
+@pytest.fixture(scope="session")
+def sharing_sweep(request: pytest.FixtureRequest, workers: ProcessPoolExecutor,
+                  tmp_path_factory: pytest.TempPathFactory) -> Future | None:
+    """tests/test_experiment_sharing.py's sweep (``build_sweep``: two ``dvc exp run``s and
+    pushes, about two minutes of one core), started in a worker on the first request; ``None``
+    when no test of that module is selected.
+
+    Requested by that module, and first by tests/test_end_to_end.py, whose ``dvc repro`` also
+    keeps one core busy for minutes: the two overlap on CI's 2 cores. Neither reads a latency
+    figure across the two (the end-to-end run's speed-ups skip the thread counts its session
+    found contended; the sweep's gate checks no latency)."""
+    if not any(item.path.name == "test_experiment_sharing.py" for item in request.session.items):
+        return None
+    from tests.test_experiment_sharing import build_sweep
+
+    root = tmp_path_factory.mktemp("sharing")
+    return submit(workers, root.parent / f"{root.name}.log", build_sweep, root)

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from tests.conftest import (
     REPO,
     SHARED,
     SHARED_KERAS,
+    convert_in_workers,
     needs_shared,
     prepared_split,
     run_front_stages,
@@ -252,7 +254,8 @@ def _views(photo: Path, folder: Path) -> None:
 
 @pytest.mark.slow
 @needs_shared
-def test_real_twelve_way_model_from_mobilenet_v2(tmp_path: Path) -> None:
+def test_real_twelve_way_model_from_mobilenet_v2(tmp_path: Path,
+                                                workers: ProcessPoolExecutor) -> None:
     import keras
 
     from benchmarks.scratch import scratch_project
@@ -289,10 +292,11 @@ def test_real_twelve_way_model_from_mobilenet_v2(tmp_path: Path) -> None:
         evaluate={"threads": 2, "batch_size": 8},
         benchmark={"threads": [1], "warmup_runs": 1, "min_runs": 3, "min_seconds": 0.01,
                    "runtime_repeats": 1})
-    # every stage, in this process (the DVC wiring itself is test_end_to_end's): the label
-    # space is what is under test here
+    # every stage, in this process but the conversions, which run at once in the workers (the
+    # DVC wiring itself is test_end_to_end's): the label space is what is under test here
     run_front_stages(project)
-    run_variant_stages(project, TWELVE_WAY_VARIANTS, layer_errors=True)
+    run_variant_stages(project, TWELVE_WAY_VARIANTS, layer_errors=True,
+                       converted=convert_in_workers(workers, project, TWELVE_WAY_VARIANTS))
 
     pixels, labels, paths = prepared_split(project)
     assert len(labels) == len(names) * VIEWS - 20
