@@ -187,13 +187,11 @@ def run_layer_errors(project: Path) -> None:
         os.chdir(previous)
 
 
-@pytest.fixture(scope="session")
-def small_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every stage run once, in this process, on :func:`block_classifier` (1000 ImageNet
+def build_small_pipeline(root: Path) -> Path:
+    """Every stage run once in ``root/project`` on :func:`block_classifier` (1000 ImageNet
     outputs, ``SMALL_PIPELINE_SIZE`` pixels, a user ``.keras`` file with preprocessing ``tf``)
     and 5 synsets x 4 generated images: 8 calibration and 12 evaluation images, the variants
-    ``SMALL_PIPELINE_VARIANTS``, layer_errors too. Tests only read its outputs."""
-    root = tmp_path_factory.mktemp("small_pipeline")
+    ``SMALL_PIPELINE_VARIANTS``, layer_errors too. Returns the project."""
     folder = write_image_folder(root / "images")
     # 64 channels: the classifier's weights outweigh the file's fixed overhead, as in a real
     # model (int8 is then over 2.5x smaller than float32)
@@ -214,6 +212,27 @@ def small_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_front_stages(project)
     run_variant_stages(project, SMALL_PIPELINE_VARIANTS, layer_errors=True)
     return project
+
+
+@pytest.fixture(scope="session", autouse=True)
+def small_pipeline_started(request: pytest.FixtureRequest, workers: ProcessPoolExecutor,
+                           tmp_path_factory: pytest.TempPathFactory) -> Future | None:
+    """:func:`build_small_pipeline` started in a worker as the session starts, when a selected
+    test reads :func:`small_pipeline`: seconds of one core that the tests before its first
+    reader leave free (none of them times anything against it, and its tests read no latency
+    figure). ``None`` when no selected test reads it."""
+    if not any("small_pipeline" in item.fixturenames for item in request.session.items):
+        return None
+    root = tmp_path_factory.mktemp("small_pipeline")
+    return submit(workers, root.parent / f"{root.name}.log", build_small_pipeline, root)
+
+
+@pytest.fixture(scope="session")
+def small_pipeline(small_pipeline_started: Future | None) -> Path:
+    """The session's small pipeline (:func:`build_small_pipeline`), built once in a worker
+    (:func:`small_pipeline_started`). Tests only read its outputs."""
+    assert small_pipeline_started is not None, "no selected test was found to read it"
+    return small_pipeline_started.result()
 
 
 def write_image_folder(root: Path, per_class: int = 4) -> Path:
@@ -327,9 +346,7 @@ def workers() -> Iterator[ProcessPoolExecutor]:
 
     count = max(1, min(4, os.cpu_count() or 1))
     with ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_warm_worker) as pool:
-        for _ in range(count):  # start every worker now: they import while the caller works
-            pool.submit(os.getpid)
+                             initializer=_warm_worker) as pool:  # (a worker starts when needed)
         yield pool
 
 
