@@ -230,7 +230,7 @@ def small_pipeline_started(request: pytest.FixtureRequest, workers: ProcessPoolE
 @pytest.fixture(scope="session")
 def small_pipeline(small_pipeline_started: Future | None) -> Path:
     """The session's small pipeline (:func:`build_small_pipeline`), built once in a worker
-    (:func:`small_pipeline_started`). Tests only read its outputs."""
+    from the session's start (:func:`small_pipeline_started`). Tests only read its outputs."""
     assert small_pipeline_started is not None, "no selected test was found to read it"
     return small_pipeline_started.result()
 
@@ -335,19 +335,23 @@ def _warm_worker() -> None:
 
 @pytest.fixture(scope="session")
 def workers() -> Iterator[ProcessPoolExecutor]:
-    """Worker processes (spawned, one per core up to 4, TensorFlow imported once each) for
-    pipeline work that does not depend on other work running at the same time.
+    """Worker processes (spawned when needed, one per core up to 4, TensorFlow imported once
+    each) for pipeline work that other work may run beside.
 
-    Exporting or converting a real architecture keeps one core busy for seconds to tens of
-    seconds; on CI's 2 cores two such jobs at once take about half the wall time. Only for work
-    whose tests read no latency figure: a job's benchmark shares the cores with the other jobs.
-    Jobs go through :func:`submit`."""
+    Exporting or converting a real architecture, or a DVC pipeline's stages, keep one core busy
+    for seconds to minutes; on CI's 2 cores two such jobs at once take about half the wall
+    time. Only for work whose tests read no latency figure measured while other work ran (a
+    job's benchmark shares the cores). Jobs go through :func:`submit`; those still queued when
+    the session ends are dropped."""
     import multiprocessing
 
     count = max(1, min(4, os.cpu_count() or 1))
-    with ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_warm_worker) as pool:  # (a worker starts when needed)
+    pool = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_warm_worker)
+    try:
         yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def submit(workers: ProcessPoolExecutor, log: Path, function: Callable[..., Any],
