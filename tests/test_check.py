@@ -76,8 +76,8 @@ def states(tmp_path_factory: pytest.TempPathFactory, workers: ProcessPoolExecuto
     """A DVC project whose HEAD commit holds state 1 and whose workspace holds state 2.
 
     State 1's conversions run in the workers (float32 and int8_plain at once, each a core's
-    work of seconds), the rest in this process: the benchmark sessions have the cores to
-    themselves. Returns the project path and both metrics documents.
+    work of seconds), the rest in this process, the benchmark sessions once no conversion
+    runs. Returns the project path and both metrics documents.
     """
     if not SHARED_VAL.is_dir():
         pytest.skip("../shared (real ImageNet sample) is not beside the repo")
