@@ -1,11 +1,15 @@
 """Shared test fixtures: generated image folders, tiny models of a few layers, a tiny-model
 project, the session-scoped small pipeline (every stage run once on a block classifier), the
-../shared data."""
+../shared data, worker processes for independent pipeline runs of real architectures."""
 
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -183,13 +187,11 @@ def run_layer_errors(project: Path) -> None:
         os.chdir(previous)
 
 
-@pytest.fixture(scope="session")
-def small_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every stage run once, in this process, on :func:`block_classifier` (1000 ImageNet
+def build_small_pipeline(root: Path) -> Path:
+    """Every stage run once in ``root/project`` on :func:`block_classifier` (1000 ImageNet
     outputs, ``SMALL_PIPELINE_SIZE`` pixels, a user ``.keras`` file with preprocessing ``tf``)
     and 5 synsets x 4 generated images: 8 calibration and 12 evaluation images, the variants
-    ``SMALL_PIPELINE_VARIANTS``, layer_errors too. Tests only read its outputs."""
-    root = tmp_path_factory.mktemp("small_pipeline")
+    ``SMALL_PIPELINE_VARIANTS``, layer_errors too. Returns the project."""
     folder = write_image_folder(root / "images")
     # 64 channels: the classifier's weights outweigh the file's fixed overhead, as in a real
     # model (int8 is then over 2.5x smaller than float32)
@@ -210,6 +212,27 @@ def small_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_front_stages(project)
     run_variant_stages(project, SMALL_PIPELINE_VARIANTS, layer_errors=True)
     return project
+
+
+@pytest.fixture(scope="session", autouse=True)
+def small_pipeline_started(request: pytest.FixtureRequest, workers: ProcessPoolExecutor,
+                           tmp_path_factory: pytest.TempPathFactory) -> Future | None:
+    """:func:`build_small_pipeline` started in a worker as the session starts, when a selected
+    test reads :func:`small_pipeline`: seconds of one core that the tests before its first
+    reader leave free (none of them times anything against it, and its tests read no latency
+    figure). ``None`` when no selected test reads it."""
+    if not any("small_pipeline" in item.fixturenames for item in request.session.items):
+        return None
+    root = tmp_path_factory.mktemp("small_pipeline")
+    return submit(workers, root.parent / f"{root.name}.log", build_small_pipeline, root)
+
+
+@pytest.fixture(scope="session")
+def small_pipeline(small_pipeline_started: Future | None) -> Path:
+    """The session's small pipeline (:func:`build_small_pipeline`), built once in a worker
+    from the session's start (:func:`small_pipeline_started`). Tests only read its outputs."""
+    assert small_pipeline_started is not None, "no selected test was found to read it"
+    return small_pipeline_started.result()
 
 
 def write_image_folder(root: Path, per_class: int = 4) -> Path:
@@ -269,10 +292,11 @@ def run_front_stages(project: Path, baseline: bool = True) -> None:
 
 
 def run_variant_stages(project: Path, variants: list[str] | tuple[str, ...],
-                       layer_errors: bool = False) -> None:
-    """In ``project``: convert and evaluate each variant (and those they are built from, first),
-    (with ``layer_errors``, that stage on ``int8_plain``), benchmark the variants
-    ``params.yaml`` turns on (one session), then the report."""
+                       layer_errors: bool = False, converted: Collection[str] = ()) -> None:
+    """In ``project``: convert and evaluate each variant (and those they are built from, first;
+    those in ``converted`` are evaluated only, e.g. after :func:`convert_in_workers`), (with
+    ``layer_errors``, that stage on ``int8_plain``), benchmark the variants ``params.yaml``
+    turns on (one session), then the report."""
     from litequant.core.params import (
         BenchmarkParams,
         EvaluateParams,
@@ -289,7 +313,8 @@ def run_variant_stages(project: Path, variants: list[str] | tuple[str, ...],
     try:
         params = load()
         for variant in with_sources(variants):
-            convert.convert(variant, "params.yaml")
+            if variant not in converted:
+                convert.convert(variant, "params.yaml")
             evaluate.evaluate(variant, section(params, EvaluateParams))
         if layer_errors:
             run_layer_errors(project)
@@ -298,3 +323,116 @@ def run_variant_stages(project: Path, variants: list[str] | tuple[str, ...],
         report.report(section(params, ConvertParams), section(params, RecommendParams))
     finally:
         os.chdir(previous)
+
+
+# --- worker processes: independent pipeline runs of real architectures at once ----------------
+
+def _warm_worker() -> None:
+    """Import TensorFlow and Keras once per worker (seconds), not once per job."""
+    import keras  # noqa: F401
+    import tensorflow  # noqa: F401
+
+
+@pytest.fixture(scope="session")
+def workers() -> Iterator[ProcessPoolExecutor]:
+    """Worker processes (spawned when needed, one per core up to 4, TensorFlow imported once
+    each) for pipeline work that other work may run beside.
+
+    Exporting or converting a real architecture, or a DVC pipeline's stages, keep one core busy
+    for seconds to minutes; on CI's 2 cores two such jobs at once take about half the wall
+    time. Only for work whose tests read no latency figure measured while other work ran (a
+    job's benchmark shares the cores). Jobs go through :func:`submit`; those still queued when
+    the session ends are dropped."""
+    import multiprocessing
+
+    count = max(1, min(4, os.cpu_count() or 1))
+    pool = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_warm_worker)
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def submit(workers: ProcessPoolExecutor, log: Path, function: Callable[..., Any],
+           *args: Any) -> Future:
+    """Run ``function(*args)`` (a module-level function, picklable arguments) in a worker, its
+    output going to ``log``; the future's ``result()`` returns its value or raises with its
+    traceback and the end of the log."""
+    return workers.submit(_logged, str(log), function, *args)
+
+
+def _logged(log: str, function: Callable[..., Any], *args: Any) -> Any:
+    """In a worker: ``function(*args)`` with stdout and stderr (file descriptors 1 and 2, so
+    TensorFlow's too) in ``log`` and the working directory restored afterwards."""
+    import traceback
+
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    previous = Path.cwd()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log, "w") as handle:
+        os.dup2(handle.fileno(), 1)
+        os.dup2(handle.fileno(), 2)
+        try:
+            return function(*args)
+        except BaseException:  # any failure, pickled as text: the test shows it
+            failure = traceback.format_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for descriptor in saved:
+                os.close(descriptor)
+            os.chdir(previous)
+    raise RuntimeError(f"{function.__name__}{args} failed in a worker process:\n{failure}\n"
+                       f"--- end of its output ({log}):\n{Path(log).read_text()[-3000:]}")
+
+
+def convert_variant(project: Path, variant: str) -> None:
+    """The convert stage of ``variant`` in ``project`` (in this process)."""
+    from stages import convert
+
+    os.chdir(project)
+    convert.convert(variant, "params.yaml")
+
+
+def convert_in_workers(workers: ProcessPoolExecutor, project: Path,
+                       variants: list[str] | tuple[str, ...]) -> list[str]:
+    """Convert ``variants`` of ``project`` (and those they are built from) in the workers, each
+    as soon as the variants it is built from are converted; returns the variants converted (in
+    registry order). Logs go to ``<project>/../logs/``."""
+    from litequant.quantize.registry import built_from
+
+    todo, done, running = with_sources(variants), set(), {}
+    while todo or running:
+        for variant in [v for v in todo if set(built_from(v)) <= done]:
+            todo.remove(variant)
+            running[submit(workers, project.parent / "logs" / f"convert_{variant}.log",
+                           convert_variant, project, variant)] = variant
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in finished:
+            future.result()
+            done.add(running.pop(future))
+    return with_sources(variants)
+
+
+@pytest.fixture(scope="session")
+def sharing_sweep(request: pytest.FixtureRequest, workers: ProcessPoolExecutor,
+                  tmp_path_factory: pytest.TempPathFactory) -> Future | None:
+    """tests/test_experiment_sharing.py's sweep (``build_sweep``: two ``dvc exp run``s and
+    pushes, about two minutes of one core), started in a worker on the first request; ``None``
+    when no test of that module is selected.
+
+    Requested by that module, and first by tests/test_end_to_end.py, whose ``dvc repro`` also
+    keeps one core busy for minutes: the two overlap on CI's 2 cores. Neither reads a latency
+    figure across the two (the end-to-end run's speed-ups skip the thread counts its session
+    found contended; the sweep's gate checks no latency)."""
+    if not any(item.path.name == "test_experiment_sharing.py" for item in request.session.items):
+        return None
+    from tests.test_experiment_sharing import build_sweep
+
+    root = tmp_path_factory.mktemp("sharing")
+    return submit(workers, root.parent / f"{root.name}.log", build_sweep, root)

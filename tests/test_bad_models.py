@@ -180,6 +180,27 @@ def test_unconvertible_variant_is_recorded_failed_while_others_complete(
     assert not [p for p in Path("data").rglob("*") if p.name.endswith(".tmp")]
 
 
+def test_a_supervised_child_is_named_by_the_signal_it_crashed_on() -> None:
+    """``run_supervised``, with which the convert stage records a converter crash (a real one
+    in TensorFlow: the next test, slow), on real children: a crash (SIGSEGV) is named, success
+    is None, an error or a stop ends the parent with the child's code."""
+    import signal
+
+    from litequant.core.cli import run_supervised
+
+    def child(code: str) -> list[str]:
+        return [sys.executable, "-c", f"import os, signal, sys; {code}"]
+
+    assert run_supervised(child("os.kill(os.getpid(), signal.SIGSEGV)")) == "SIGSEGV"
+    assert run_supervised(child("pass")) is None
+    for code, exit_code in [("sys.exit(3)", 3),
+                            ("os.kill(os.getpid(), signal.SIGTERM)", 128 + signal.SIGTERM)]:
+        with pytest.raises(SystemExit) as stop:
+            run_supervised(child(code))
+        assert stop.value.code == exit_code
+
+
+@pytest.mark.slow  # a conversion child that imports TensorFlow (seconds) and crashes in it
 def test_converter_crash_is_recorded_as_a_failed_variant(
         tmp_path: Path, image_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """log(0) = -inf calibration ranges make TensorFlow's int8 quantizer segfault: the stage

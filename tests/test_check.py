@@ -12,6 +12,7 @@ import copy
 import os
 import shutil
 import subprocess
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,7 @@ from tests.conftest import (
     REPO,
     SHARED_VAL,
     SHARED_WEIGHTS,
+    convert_in_workers,
     needs_shared,
     select_variants,
     tiny_params,
@@ -55,11 +57,14 @@ def _git(project: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
-def _run_variants(params: dict, variants: tuple[str, ...]) -> None:
-    """Convert and evaluate ``variants``, benchmark every variant (one session), then the report
-    (in the current directory, whose ``params.yaml`` is ``params``)."""
+def _run_variants(params: dict, variants: tuple[str, ...],
+                  converted: tuple[str, ...] = ()) -> None:
+    """Convert (but those in ``converted``) and evaluate ``variants``, benchmark every variant
+    (one session), then the report (in the current directory, whose ``params.yaml`` is
+    ``params``)."""
     for variant in variants:
-        convert.convert(variant, "params.yaml")
+        if variant not in converted:
+            convert.convert(variant, "params.yaml")
         evaluate.evaluate(variant, section(params, EvaluateParams))
     benchmark.benchmark(section(params, ConvertParams).built,
                         section(params, PeerParams), section(params, BenchmarkParams))
@@ -67,10 +72,12 @@ def _run_variants(params: dict, variants: tuple[str, ...]) -> None:
 
 
 @pytest.fixture(scope="module")
-def states(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def states(tmp_path_factory: pytest.TempPathFactory, workers: ProcessPoolExecutor) -> dict:
     """A DVC project whose HEAD commit holds state 1 and whose workspace holds state 2.
 
-    Returns the project path and both metrics documents.
+    State 1's conversions run in the workers (float32 and int8_plain at once, each a core's
+    work of seconds), the rest in this process, the benchmark sessions once no conversion
+    runs. Returns the project path and both metrics documents.
     """
     if not SHARED_VAL.is_dir():
         pytest.skip("../shared (real ImageNet sample) is not beside the repo")
@@ -99,7 +106,7 @@ def states(tmp_path_factory: pytest.TempPathFactory) -> dict:
         export(section(loaded, ModelParams), layout.EXPORT_DIR)
         prepare.prepare()
         evaluate_keras.evaluate_keras()
-        _run_variants(loaded, VARIANTS)
+        _run_variants(loaded, VARIANTS, tuple(convert_in_workers(workers, project, VARIANTS)))
         first = gate.read_metrics(layout.METRICS)
         _git(project, "add", "-A")
         _git(project, "commit", "-q", "-m", "state 1: int8 calibrated on real images")

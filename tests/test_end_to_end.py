@@ -49,8 +49,12 @@ def stages_run(output: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh git repository with the project's tracked files, params pointed at ../shared."""
+def project(tmp_path_factory: pytest.TempPathFactory, sharing_sweep: object) -> Path:
+    """A fresh git repository with the project's tracked files, params pointed at ../shared.
+
+    (``sharing_sweep``: tests/test_experiment_sharing.py's two ``dvc exp run``s start now in a
+    worker, when that module is selected too, so that they run on the other core while this
+    module's ``dvc repro`` runs on one.)"""
     return scratch_project(
         tmp_path_factory.mktemp("e2e") / "litequant",
         fetch={"source": "folder", "folder": str(SHARED_VAL),

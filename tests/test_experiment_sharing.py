@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -43,10 +44,10 @@ def clone(origin: Path, target: Path) -> Path:
     return target
 
 
-@pytest.fixture(scope="module")
-def shared_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The shared remotes after two clones each ran and pushed one experiment."""
-    root = tmp_path_factory.mktemp("sharing")
+def build_sweep(root: Path) -> dict[str, Path | str]:
+    """The shared remotes in ``root`` after two clones each ran and pushed one experiment
+    (about two minutes of one core: DVC and stage processes, one at a time). Returns the git
+    remote, ``root`` and the second run's output."""
     origin, storage = root / "origin.git", root / "dvc-storage"
     run(root, "git", "init", "-q", "--bare", str(origin))
     # what the project commits once: the pipeline, its params and the DVC remote (.dvc/config)
@@ -75,6 +76,14 @@ def shared_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                 f"calibration.num_images={SWEEP['calib-8']}")
     run(second, "dvc", "exp", "push", "--run-cache", "origin", "calib-8")
     return {"origin": origin, "root": root, "second_run": reran}
+
+
+@pytest.fixture(scope="module")
+def shared_sweep(sharing_sweep: Future) -> dict[str, Path | str]:
+    """:func:`build_sweep`'s result: tests/conftest.py's ``sharing_sweep`` runs it in a worker
+    process, started by tests/test_end_to_end.py when that module runs too (both keep one core
+    busy with DVC commands for minutes, so they overlap on CI's 2 cores), else now."""
+    return sharing_sweep.result()
 
 
 def test_second_machine_reuses_the_first_machines_unchanged_stages(shared_sweep) -> None:

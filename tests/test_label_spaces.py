@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from tests.conftest import (
     REPO,
     SHARED,
     SHARED_KERAS,
+    convert_in_workers,
     needs_shared,
     prepared_split,
     run_front_stages,
@@ -130,17 +132,35 @@ def test_sources_that_do_not_fit_the_label_space_name_both_sides(tmp_path: Path)
 
 # --- bad label spaces stop with one line, nothing written --------------------------------------
 
-def test_label_file_with_the_wrong_number_of_lines_stops_export(tmp_path: Path) -> None:
+def wrong_label_file_project(tmp_path: Path) -> tuple[Path, str]:
+    """A project whose 3-class model has a label file of 4 lines, and the refusal expected."""
     labels = tmp_path / "labels.txt"
     labels.write_text("apple\nbanana\ncherry\ndate\n")
     model = small_classifier(outputs=3)
     project = write_user_model_project(tmp_path, class_folder(tmp_path / "images", FRUIT),
                                        model, ["float32"], str(labels))
+    return project, (f"model.labels: {labels} has 4 class names (lines) but model.source: "
+                     f"{tmp_path}/{model.name}.keras has 3 classes")
+
+
+def test_label_file_with_the_wrong_number_of_lines_stops_export(tmp_path: Path) -> None:
+    from litequant.core.params import ModelParams, load, section
+    from litequant.model.models import export
+
+    project, refusal = wrong_label_file_project(tmp_path)
+    with pytest.raises(PipelineError) as error:
+        export(section(load(project / "params.yaml"), ModelParams), project / "data" / "export")
+    assert str(error.value) == refusal
+    assert not (project / "data").exists()
+
+
+@pytest.mark.slow  # the stage's own process imports TensorFlow (seconds)
+def test_label_file_with_the_wrong_number_of_lines_stops_the_export_command(
+        tmp_path: Path) -> None:
+    project, refusal = wrong_label_file_project(tmp_path)
     result = stage("export", project)
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [
-        f"error: model.labels: {labels} has 4 class names (lines) but model.source: "
-        f"{tmp_path}/{model.name}.keras has 3 classes"]
+    assert result.stderr.strip().splitlines() == [f"error: {refusal}"]
     assert not (project / "data").exists()
 
 
@@ -252,7 +272,8 @@ def _views(photo: Path, folder: Path) -> None:
 
 @pytest.mark.slow
 @needs_shared
-def test_real_twelve_way_model_from_mobilenet_v2(tmp_path: Path) -> None:
+def test_real_twelve_way_model_from_mobilenet_v2(tmp_path: Path,
+                                                workers: ProcessPoolExecutor) -> None:
     import keras
 
     from benchmarks.scratch import scratch_project
@@ -289,10 +310,11 @@ def test_real_twelve_way_model_from_mobilenet_v2(tmp_path: Path) -> None:
         evaluate={"threads": 2, "batch_size": 8},
         benchmark={"threads": [1], "warmup_runs": 1, "min_runs": 3, "min_seconds": 0.01,
                    "runtime_repeats": 1})
-    # every stage, in this process (the DVC wiring itself is test_end_to_end's): the label
-    # space is what is under test here
+    # every stage, in this process but the conversions, which run at once in the workers (the
+    # DVC wiring itself is test_end_to_end's): the label space is what is under test here
     run_front_stages(project)
-    run_variant_stages(project, TWELVE_WAY_VARIANTS, layer_errors=True)
+    run_variant_stages(project, TWELVE_WAY_VARIANTS, layer_errors=True,
+                       converted=convert_in_workers(workers, project, TWELVE_WAY_VARIANTS))
 
     pixels, labels, paths = prepared_split(project)
     assert len(labels) == len(names) * VIEWS - 20

@@ -244,28 +244,60 @@ def test_sections_are_immutable() -> None:
 
 # --- the same refusals through each stage's command line ----------------------------------------
 
+def start_stage(arguments: list[str], params: dict[str, Any], project: Path
+                ) -> subprocess.Popen:
+    """Start ``python -m <arguments> --params bad.yaml`` in ``project``, ``params`` written to
+    ``project/bad.yaml``."""
+    project.mkdir(parents=True, exist_ok=True)
+    (project / "bad.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return subprocess.Popen([sys.executable, "-m", *arguments, "--params", "bad.yaml"],
+                            cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def finish(process: subprocess.Popen) -> subprocess.CompletedProcess:
+    stdout, stderr = process.communicate(timeout=300)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
 def run_stage(arguments: list[str], params: dict[str, Any], project: Path
               ) -> subprocess.CompletedProcess:
-    (project / "bad.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return subprocess.run([sys.executable, "-m", *arguments, "--params", "bad.yaml"],
-                          cwd=project, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    return finish(start_stage(arguments, params, project))
 
 
-@pytest.mark.parametrize("problem", ["unknown_key", "wrong_type"])
+PROBLEMS = {"unknown_key": with_unknown_key, "wrong_type": with_wrong_type}
+
+
+@pytest.fixture(scope="module")
+def refusals(tmp_path_factory: pytest.TempPathFactory
+             ) -> dict[tuple[str, str], tuple[Path, str, subprocess.CompletedProcess]]:
+    """(section, problem) → (the command's folder, the bad dotted key, the finished command):
+    every section's two refusals through its stage's command line, the 18 commands started at
+    once (each is a Python start-up of a few tenths of a second of one core)."""
+    root = tmp_path_factory.mktemp("refusals")
+    started = {}
+    for name, (arguments, _) in STAGE_OF_SECTION.items():
+        for problem, make in PROBLEMS.items():
+            bad, key = make(name)
+            project = root / f"{name}-{problem}"
+            started[(name, problem)] = project, key, start_stage(arguments, bad, project)
+    return {case: (project, key, finish(process))
+            for case, (project, key, process) in started.items()}
+
+
+@pytest.mark.parametrize("problem", list(PROBLEMS))
 @pytest.mark.parametrize("name", list(MODELS))
 def test_stage_command_refuses_bad_params_in_one_line_and_writes_nothing(
-        name: str, problem: str, tmp_path: Path) -> None:
-    arguments, exit_code = STAGE_OF_SECTION[name]
-    bad, key = (with_unknown_key if problem == "unknown_key" else with_wrong_type)(name)
-    result = run_stage(arguments, bad, tmp_path)
+        name: str, problem: str, refusals: dict) -> None:
+    _, exit_code = STAGE_OF_SECTION[name]
+    project, key, result = refusals[(name, problem)]
     assert result.returncode == exit_code, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     # (stages that read two sections name "params.yaml" instead of the --params file: reported)
     assert lines[0].startswith("error: ") and f"{key}:" in lines[0], lines[0]
     assert "Traceback" not in result.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]  # nothing written
+    assert sorted(p.name for p in project.iterdir()) == ["bad.yaml"]  # nothing written
 
 
 def test_convert_command_refuses_bad_params_before_starting_a_child(tmp_path: Path) -> None:

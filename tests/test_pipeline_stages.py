@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -36,13 +37,15 @@ def pipeline_run(small_pipeline: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def mobilenet_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def mobilenet_run(tmp_path_factory: pytest.TempPathFactory, workers: ProcessPoolExecutor) -> Path:
     """fetch .. report and layer_errors once on MobileNetV2 (alpha 0.35, 96x96, random
     weights) with ``MOBILENET_VARIANTS``: a real architecture's many layers, and a variant
-    LiteRT cannot run."""
+    LiteRT cannot run. The conversions run in the workers (float32 and int8_plain at once, then
+    int16x8 and int8), the rest in this process."""
     import yaml
 
     from tests.conftest import (
+        convert_in_workers,
         run_front_stages,
         run_variant_stages,
         tiny_params,
@@ -56,7 +59,8 @@ def mobilenet_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     params = select_variants(tiny_params(folder), MOBILENET_VARIANTS)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run_front_stages(project)
-    run_variant_stages(project, MOBILENET_VARIANTS, layer_errors=True)
+    run_variant_stages(project, MOBILENET_VARIANTS, layer_errors=True,
+                       converted=convert_in_workers(workers, project, MOBILENET_VARIANTS))
     return project
 
 
