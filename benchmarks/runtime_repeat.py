@@ -58,8 +58,9 @@ def main() -> int:
         device = session["device"]
         print(f"run {index}: session {session['id']} on {device['hostname']} ({device['cpu']}, "
               f"{device['cores']} cores, {device['runtime']}), {session['runtime_repeats']} "
-              f"fresh processes per model; other processes kept {session['other_load_cores']} "
-              "cores busy")
+              f"fresh processes per model; other processes kept "
+              f"{session['runtime_other_load_cores']} cores busy while they ran, "
+              f"{session['other_load_cores']} while the latency was timed")
     print(f"\n| model | {' | '.join(f'{label} (1, 2, Δ)' for _, label, _ in FIGURES)} |")
     print("|---|" + "---:|" * len(FIGURES))
     worst = 0.0

@@ -97,6 +97,7 @@ def test_the_session_names_this_machine(session: dict) -> None:
     assert not {"host", "cpu", "cores", "python", "ai_edge_litert"} & set(record)
     assert "VmHWM" in record["memory_method"] or "ru_maxrss" in record["memory_method"]
     assert record["runtime_repeats"] == 1 and "contended_threads" in record
+    assert record["runtime_other_load_cores"] >= 0.0
 
 
 def test_runner_without_numpy_says_what_to_install(tmp_path: Path) -> None:

@@ -143,8 +143,9 @@ def test_no_speed_up_at_a_contended_thread_count() -> None:
 
 @pytest.mark.slow  # a real session timed for 2 s with every core hogged (its arithmetic: above)
 def test_a_session_under_a_cpu_hog_marks_multi_thread_counts(tmp_path: Path) -> None:
-    """Real processes: with one busy process per core, the session measures the load and marks
-    the 2-thread measurement as contended."""
+    """Real processes: with one busy process per core, the session measures the load (while
+    timing latency and while measuring the runtime figures) and marks the 2-thread measurement
+    as contended."""
     import multiprocessing
     import os
 
@@ -174,6 +175,8 @@ def test_a_session_under_a_cpu_hog_marks_multi_thread_counts(tmp_path: Path) -> 
             hog.terminate()
             hog.join()
     assert loaded["other_load_cores"] > 0.5 and 2 in loaded["contended_threads"]
+    # and while the fresh processes measured memory and start-up (their own CPU not counted)
+    assert loaded["runtime_other_load_cores"] > 0.5
 
 
 def _spin() -> None:

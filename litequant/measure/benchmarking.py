@@ -95,6 +95,7 @@ def measure_session(models: dict[str, tuple[Path, str] | None], settings: Benchm
                "rounds": rounds, "runtime_repeats": settings.runtime_repeats,
                "memory_method": found["memory_method"],
                "other_load_cores": found["other_load_cores"],
+               "runtime_other_load_cores": found["runtime_other_load_cores"],
                "contended_threads": found["contended_threads"]}
     measured: dict[str, Any] = {}
     for name, spec in models.items():

@@ -480,8 +480,9 @@ def _result(stdout: str) -> dict[str, Any]:
 # --- the interleaved latency session -----------------------------------------------------------
 
 def cpu_sample() -> tuple[float, float, float] | None:
-    """``(wall seconds, CPU seconds busy on the whole machine, CPU seconds of this process)``,
-    or ``None`` where ``/proc/stat`` does not exist (not Linux): load is then not measured.
+    """``(wall seconds, CPU seconds busy on the whole machine, CPU seconds of this process and
+    its finished children)``, or ``None`` where ``/proc/stat`` does not exist (not Linux): load
+    is then not measured.
 
     Busy time is every ``/proc/stat`` field but idle and iowait: user, nice, system, irq,
     softirq and steal (time a hypervisor gave to other machines, also load this session saw).
@@ -494,7 +495,8 @@ def cpu_sample() -> tuple[float, float, float] | None:
     ticks = [int(value) for value in first[1:9]]
     busy = sum(ticks) - ticks[3] - ticks[4]
     own = os.times()
-    return time.perf_counter(), busy / os.sysconf("SC_CLK_TCK"), own.user + own.system
+    return (time.perf_counter(), busy / os.sysconf("SC_CLK_TCK"),
+            own.user + own.system + own.children_user + own.children_system)
 
 
 def other_load(before: tuple[float, float, float] | None,
@@ -611,7 +613,9 @@ def run(manifest_path: str) -> dict[str, Any]:
     """The whole session the manifest describes: runtime figures, then latency.
 
     Returns ``{"session": {started_utc, finished_utc, device, memory_method, other_load_cores,
-    contended_threads, numpy}, "models": {name: {"latency": {...}, "runtime": {...}}}}``.
+    runtime_other_load_cores, contended_threads, numpy}, "models": {name: {"latency": {...},
+    "runtime": {...}}}}`` (``runtime_other_load_cores``: the load of other processes while the
+    runtime figures were measured, as ``other_load_cores`` is while the latency was timed).
     """
     with open(manifest_path) as handle:
         manifest = json.load(handle)
@@ -630,7 +634,9 @@ def run(manifest_path: str) -> dict[str, Any]:
                 data = os.path.join(inputs, f"input{index}.npy")
                 save_random_input(interpreter_class, model, data, name)
             models[name] = (model, data)
+        before = cpu_sample()
         figures = runtime_figures(models, manifest["warmup_runs"], manifest["runtime_repeats"])
+        runtime_load = other_load(before, cpu_sample())
         latency, load = latency_session(models, manifest["threads"], manifest["warmup_runs"],
                                         manifest["min_runs"], manifest["min_seconds"],
                                         manifest["rounds"])
@@ -641,6 +647,8 @@ def run(manifest_path: str) -> dict[str, Any]:
                                  else MEMORY_METHOD_RUSAGE),
                "numpy": _version("numpy", sys.modules.get("numpy")),
                "other_load_cores": None if load is None else round(load, 2),
+               "runtime_other_load_cores": (None if runtime_load is None
+                                            else round(runtime_load, 2)),
                "contended_threads": contended_threads(load, cores, list(manifest["threads"]))}
     return {"session": session,
             "models": {name: {"latency": latency[name], "runtime": figures[name]}

@@ -440,6 +440,9 @@ def latency_section(session: dict[str, Any] | None, rows: list[dict[str, Any]]) 
                   f"model interleaved in {session['rounds']} rounds"
                   + (f", other processes keeping {session['other_load_cores']} cores busy"
                      if session.get("other_load_cores") is not None else "")
+                  + (f" ({session['runtime_other_load_cores']} while memory, init and first "
+                     "invoke were measured)"
+                     if session.get("runtime_other_load_cores") is not None else "")
                   + ". Speed-ups divide latencies of this one session only.", ""]
     refused = [row for row in rows if row.get("speedup_refused")]
     if refused:
