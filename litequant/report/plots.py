@@ -163,7 +163,7 @@ def _panel(axes: Any, points: list[dict[str, Any]], x: str, y: str, x_title: str
     axes.set_ylim(low, high)
     if reference is not None:
         axes.axhline(reference, color="grey", linestyle="--", linewidth=0.8)
-        axes.annotate("float Keras model", (axes.get_xlim()[0], reference), xytext=(4, 3),
+        axes.annotate("float Keras model", (axes.get_xlim()[0], reference), xytext=(4, -9),
                       textcoords="offset points", fontsize=7, color="grey")
     axes.set_xlabel(x_title)
     axes.set_ylabel(y_title)
